@@ -1,0 +1,306 @@
+//! Wires the pipeline and runs the trigger loop: source → batch → query → state → sinks.
+//!
+//! Per batch, in this order: the batch's files are recorded in the checkpoint (offsets), the
+//! query runs over them, the sinks write the result, the state delta is stored, and the batch
+//! is committed. A batch started but not committed by an earlier run is re-run first, with the
+//! same files. Owns shutdown: Ctrl-C or SIGTERM ends the loop between batches.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::batch::{TextCounters, TextCountersSnapshot};
+use crate::cli::{RunConfig, Trigger};
+use crate::error::{Context, Result};
+use crate::query::lines::{TriggerFile, TriggerSlot};
+use crate::query::plan::QueryFile;
+use crate::query::{QuerySpec, StreamingQuery};
+use crate::sink::console::ConsoleSink;
+use crate::sink::parquet::ParquetSink;
+use crate::sink::{Sink, SinkBatch};
+use crate::source::dir::{DirSource, NewFile};
+use crate::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
+
+/// How often an idle `--trigger 0` lists the directory when no event arrives.
+const IDLE_LISTING: Duration = Duration::from_millis(1000);
+
+/// What a run did, for the final log line and for tests.
+#[derive(Debug, Default)]
+pub struct RunSummary {
+    pub batches: u64,
+    pub counters: TextCountersSnapshot,
+}
+
+/// Runs `dfstream run` until the trigger says stop or `shutdown` resolves.
+pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
+    let mut job = Job::start(&config).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_on_signal = Arc::clone(&stop);
+    let stopped = Arc::new(Notify::new());
+    let stopped_on_signal = Arc::clone(&stopped);
+    let wake = job.source.wake();
+    let mut shutdown = std::pin::pin!(async move {
+        shutdown.await;
+        log::info!("stopping after the current batch");
+        stop_on_signal.store(true, Ordering::SeqCst);
+        stopped_on_signal.notify_one();
+        std::future::pending::<()>().await
+    });
+    let work = async {
+        if let Some(pending) = job.pending.take() {
+            log::info!(
+                "re-running batch {} that an earlier run started but did not commit",
+                pending.batch_id
+            );
+            job.run_batch(pending.files).await?;
+        }
+        match config.args.trigger {
+            Trigger::Once => {
+                let names = job.source.available()?;
+                let files = job.source.take(&names, None);
+                if !files.is_empty() {
+                    job.run_batch(files).await?;
+                }
+            }
+            Trigger::AvailableNow => {
+                let mut names = job.source.available()?;
+                let max = config.args.max_files_per_trigger.map(|m| m as usize);
+                while !names.is_empty() && !stop.load(Ordering::SeqCst) {
+                    let files = job.source.take(&names, max);
+                    names.drain(..files.len());
+                    job.run_batch(files).await?;
+                }
+            }
+            Trigger::Interval(interval) => {
+                let max = config.args.max_files_per_trigger.map(|m| m as usize);
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let names = job.source.available()?;
+                    let ran = !names.is_empty();
+                    if ran {
+                        let files = job.source.take(&names, max);
+                        job.run_batch(files).await?;
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let next = if interval.is_zero() {
+                        if ran {
+                            continue; // more may have arrived meanwhile
+                        }
+                        started + IDLE_LISTING
+                    } else {
+                        started + interval
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(next.into()) => {}
+                        _ = wake.notified(), if interval.is_zero() => {}
+                        _ = stopped.notified() => {}
+                    }
+                }
+            }
+        }
+        Ok::<_, crate::error::Error>(())
+    };
+    tokio::select! {
+        result = work => result?,
+        _ = &mut shutdown => unreachable!("the shutdown future never completes"),
+    }
+    let counters = job.counters.snapshot();
+    log::info!(
+        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished",
+        job.batches_run,
+        counters.rows,
+        counters.bytes,
+        counters.lossy_lines,
+        counters.long_lines,
+        counters.vanished_files
+    );
+    Ok(RunSummary {
+        batches: job.batches_run,
+        counters,
+    })
+}
+
+/// A started pipeline.
+struct Job {
+    query: StreamingQuery,
+    source: DirSource,
+    checkpoint: Checkpoint,
+    sinks: Vec<Box<dyn Sink>>,
+    counters: Arc<TextCounters>,
+    /// The id the next batch gets.
+    next_batch: u64,
+    pending: Option<Offsets>,
+    batches_run: u64,
+}
+
+impl Job {
+    /// Plans the query, opens source, checkpoint and sinks, and restores committed progress.
+    async fn start(config: &RunConfig) -> Result<Self> {
+        let args = &config.args;
+        let file = QueryFile::read(&args.query)?;
+        let counters = Arc::new(TextCounters::default());
+        let slot = TriggerSlot::new(Arc::clone(&counters), args.max_line_bytes);
+        let mut query = StreamingQuery::plan(
+            QuerySpec {
+                file: &file,
+                params: &config.params,
+                mode: args.mode,
+                partitions: config.partitions,
+            },
+            slot,
+        )
+        .await?;
+        let mut source = DirSource::open(&args.input, args.glob.as_deref())?;
+        let state_schema = query.state_schema();
+        let meta = Metadata {
+            format_version: FORMAT_VERSION,
+            query_id: String::new(),
+            query_file: args.query.display().to_string(),
+            sql: file.sql.clone(),
+            params: config.params.clone(),
+            state_schema: state_schema.as_ref().map(|s| s.to_string()),
+            output_schema: query.output_schema().to_string(),
+        };
+        let checkpoint = Checkpoint::open(
+            &args.checkpoint,
+            &meta,
+            args.snapshot_interval,
+            args.retain_batches,
+        )?;
+        let recovered = checkpoint.recover(state_schema.as_ref())?;
+        for rows in recovered.state {
+            query.restore_state(rows)?;
+        }
+        source.mark_taken(recovered.taken);
+        if let Some(pending) = &recovered.pending {
+            source.mark_taken(pending.files.iter().map(|f| f.name.clone()));
+        }
+        let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
+        if let Some(last) = recovered.last_commit {
+            log::info!(
+                "resuming from {} after batch {last}: {} files already taken, {} groups in state",
+                args.checkpoint.display(),
+                source.taken_count(),
+                query.state().map_or(0, |s| s.len())
+            );
+        }
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if !args.no_console {
+            sinks.push(Box::new(ConsoleSink::new(std::io::stdout(), args.num_rows)));
+        }
+        if let Some(output) = &args.output {
+            sinks.push(Box::new(ParquetSink::open(output)?));
+        }
+        log::info!(
+            "running {} in {} mode over {} (trigger {:?}, {} partitions)",
+            args.query.display(),
+            query.mode(),
+            args.input.display(),
+            args.trigger,
+            config.partitions
+        );
+        Ok(Self {
+            query,
+            source,
+            checkpoint,
+            sinks,
+            counters,
+            next_batch,
+            pending: recovered.pending,
+            batches_run: 0,
+        })
+    }
+
+    /// Runs one batch over `files` and commits it.
+    async fn run_batch(&mut self, files: Vec<NewFile>) -> Result<()> {
+        let batch_id = self.next_batch;
+        let started = Instant::now();
+        let before = self.counters.snapshot();
+        let offsets = Offsets { batch_id, files };
+        self.checkpoint.write_offsets(&offsets)?;
+        let dir = self.source.dir();
+        self.query.slot().set(
+            offsets
+                .files
+                .iter()
+                .map(|f| TriggerFile {
+                    path: dir.join(&f.name),
+                    display: dir.join(&f.name).display().to_string(),
+                    ts_micros: f.ts_micros,
+                })
+                .collect(),
+        );
+        let output = self.query.run_trigger().await?;
+        let queried = started.elapsed();
+        let sink_batch = SinkBatch {
+            batch_id,
+            mode: self.query.mode(),
+            schema: self.query.output_schema(),
+            rows: &output.rows,
+        };
+        for sink in &mut self.sinks {
+            sink.write(&sink_batch)?;
+        }
+        if let Some(delta) = &output.state_delta {
+            self.checkpoint.write_state_delta(batch_id, delta)?;
+        }
+        if self.checkpoint.wants_snapshot(batch_id) {
+            let state = match self.query.state() {
+                Some(state) => Some(
+                    state
+                        .live_rows()
+                        .context(|| "reading the state for a snapshot".into())?,
+                ),
+                None => None,
+            };
+            self.checkpoint
+                .write_snapshot(batch_id, state.as_ref(), self.source.taken())?;
+        }
+        let groups = self.query.state().map_or(0, |s| s.len() as u64);
+        self.checkpoint.commit(&Commit {
+            batch_id,
+            committed_at_micros: crate::source::dir::micros_since_epoch(std::time::SystemTime::now()),
+            output_rows: sink_batch.num_rows() as u64,
+            state_groups: groups,
+        })?;
+        let counts = self.counters.snapshot() - before;
+        log::info!(
+            "batch {batch_id}: {} files, {} rows, {} bytes; {} result rows; {} groups; query {:.1} ms, total {:.1} ms",
+            offsets.files.len(),
+            counts.rows,
+            counts.bytes,
+            sink_batch.num_rows(),
+            groups,
+            queried.as_secs_f64() * 1e3,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
+        self.next_batch += 1;
+        self.batches_run += 1;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,225 @@
+//! Command-line flags, parsed by clap into a validated [`RunConfig`]. Every flag value is
+//! checked here, with a message naming the flag, so later code never re-checks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::query::OutputMode;
+use crate::query::plan::Params;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dfstream",
+    version,
+    about = "Streaming SQL over files with Apache DataFusion: each trigger runs a SQL query \
+             over the new lines and merges the result into checkpointed state."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a query over new files in a directory, trigger after trigger.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The query file: one SELECT over the table `lines` (value, ts, file).
+    pub query: PathBuf,
+    /// Directory to watch for new files.
+    #[arg(long, default_value = "input")]
+    pub input: PathBuf,
+    /// Also write results as Parquet under this directory.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Where to keep progress and state, so that a restart continues.
+    #[arg(long, default_value = "checkpoint")]
+    pub checkpoint: PathBuf,
+    /// When to run a batch: 0 (as soon as there is new data), an interval such as 500ms, 10s
+    /// or 1m, once (one batch of what is there, then exit) or available-now (everything there
+    /// now, in as many batches as --max-files-per-trigger needs, then exit).
+    #[arg(long, default_value = "0", value_parser = parse_trigger)]
+    pub trigger: Trigger,
+    /// Which rows each trigger emits. Default: complete for aggregations, append otherwise.
+    #[arg(long, value_enum)]
+    pub mode: Option<OutputMode>,
+    /// Rows shown per batch on the console.
+    #[arg(long, default_value_t = 20)]
+    pub num_rows: usize,
+    /// Do not print batches on the console.
+    #[arg(long)]
+    pub no_console: bool,
+    /// A value for a `$name` placeholder in the query: --param name=value (repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// At most this many new files per batch.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_files_per_trigger: Option<u64>,
+    /// Take only files whose names match this glob, e.g. '*.txt'.
+    #[arg(long)]
+    pub glob: Option<String>,
+    /// Longer lines are skipped and counted (e.g. 16MiB, 64KiB, 1000).
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_line_bytes: usize,
+    /// Parallelism: files read and aggregated at once. Default: the number of cores.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
+    pub partitions: Option<u64>,
+    /// Write a full state snapshot every this many batches (deltas in between).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_interval: u64,
+    /// Keep checkpoint files of at least this many recent batches.
+    #[arg(long, default_value_t = 100)]
+    pub retain_batches: u64,
+}
+
+/// When batches run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Every interval; zero means as soon as new data arrives.
+    Interval(Duration),
+    /// One batch of what is there, then exit.
+    Once,
+    /// Everything there at start, in batches of --max-files-per-trigger, then exit.
+    AvailableNow,
+}
+
+/// The validated settings of `dfstream run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub args: RunArgs,
+    pub params: Params,
+    pub partitions: usize,
+}
+
+impl RunArgs {
+    /// Checks what clap cannot check one flag at a time.
+    pub fn validate(self) -> Result<RunConfig, crate::error::Error> {
+        let mut params = Params::new();
+        for (name, value) in &self.params {
+            if params.insert(name.clone(), value.clone()).is_some() {
+                return Err(crate::error::Error::Usage(format!(
+                    "--param {name} is given twice"
+                )));
+            }
+        }
+        let partitions = self.partitions.map(|p| p as usize).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        Ok(RunConfig {
+            args: self,
+            params,
+            partitions,
+        })
+    }
+}
+
+pub fn parse_trigger(text: &str) -> Result<Trigger, String> {
+    match text {
+        "once" => Ok(Trigger::Once),
+        "available-now" | "availablenow" => Ok(Trigger::AvailableNow),
+        _ => parse_duration(text).map(Trigger::Interval).map_err(|e| {
+            format!("{e}; use 0, an interval such as 500ms, 10s or 1m, once or available-now")
+        }),
+    }
+}
+
+/// `0`, `500ms`, `10s`, `1.5s`, `1m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("'{text}' has no unit"))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a number"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" | "sec" | "secs" | "second" | "seconds" => number,
+        "m" | "min" | "mins" | "minute" | "minutes" => number * 60.0,
+        "h" | "hour" | "hours" => number * 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{text}'")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+pub fn parse_param(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))?;
+    let name = name.trim().trim_start_matches('$');
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(format!("'{name}' is not a parameter name (letters, digits, _)"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `1000`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a whole number"))?;
+    let factor: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown unit '{other}' in '{text}'")),
+    };
+    match number.checked_mul(factor) {
+        Some(0) => Err("must be at least 1 byte".to_string()),
+        Some(n) => Ok(n),
+        None => Err(format!("'{text}' is too large")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triggers_parse() {
+        assert_eq!(parse_trigger("0"), Ok(Trigger::Interval(Duration::ZERO)));
+        assert_eq!(
+            parse_trigger("500ms"),
+            Ok(Trigger::Interval(Duration::from_millis(500)))
+        );
+        assert_eq!(
+            parse_trigger("1m"),
+            Ok(Trigger::Interval(Duration::from_secs(60)))
+        );
+        assert_eq!(parse_trigger("once"), Ok(Trigger::Once));
+        assert_eq!(parse_trigger("available-now"), Ok(Trigger::AvailableNow));
+        assert!(parse_trigger("10").is_err());
+        assert!(parse_trigger("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn bytes_and_params_parse() {
+        assert_eq!(parse_bytes("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("1XB").is_err());
+        assert_eq!(
+            parse_param("size=1 minute"),
+            Ok(("size".into(), "1 minute".into()))
+        );
+        assert!(parse_param("nope").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! dfstream: streaming SQL over files, on Apache DataFusion.
+//!
+//! New files in a directory become rows of the table `lines`; each trigger runs the user's
+//! SQL over just the new rows, merges an aggregation into state kept from earlier triggers,
+//! and hands the result to sinks. Data flows one way:
+//!
+//! - [`source`]: which files are new (directory listing, woken by `notify`);
+//! - [`batch`]: a file's bytes to Arrow record batches of `lines` (text policy);
+//! - [`query`]: SQL planning, the `lines` scan of a trigger, incremental aggregation;
+//! - [`state`]: the GROUP BY state and the checkpoint directory;
+//! - [`sink`]: console table and Parquet output;
+//! - [`app`]: the trigger loop that wires them; [`cli`] and [`error`] face the user.
+
+pub mod app;
+pub mod batch;
+pub mod cli;
+pub mod error;
+pub mod query;
+pub mod sink;
+pub mod source;
+pub mod state;

@@ -1,0 +1,235 @@
+//! Incremental GROUP BY: aggregate only a trigger's rows, then merge them into the state.
+//!
+//! The physical plan of the user's query is split at its aggregation into three pieces:
+//! - below: DataFusion's own `Partial` aggregation over the trigger's rows (with everything
+//!   under it: word splitting, filters, projections), giving one partial-state row per group;
+//! - merge: a `PartialReduce` aggregation over [old state rows of the touched groups, new
+//!   rows], giving the merged rows that [`GroupState`] appends; a `Final` aggregation over those
+//!   rows turns partial states into result values;
+//! - above: the rest of the plan (projection, HAVING, ORDER BY, LIMIT, OVER) re-attached to a
+//!   source holding the `Final` output: all groups in complete mode, touched ones in update.
+//!
+//! So a trigger costs O(new rows + touched groups), except complete mode's output, and every
+//! built-in aggregate (count, sum, avg, min, max, count DISTINCT, approx_distinct, ...) merges
+//! through its own partial-state code, without a case per function here.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::{Result as DfResult, internal_datafusion_err};
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
+use datafusion::physical_plan::displayable;
+
+use super::{OutputMode, TriggerOutput, execute};
+use crate::error::{Context, Error, Result};
+use crate::state::groups::GroupState;
+
+/// The split plan and its state; see the module docs.
+pub struct IncrementalAggregate {
+    /// `Partial` aggregation over the trigger's rows.
+    partial: Arc<dyn ExecutionPlan>,
+    /// Group-by over state rows (`as_final` of the query's group-by).
+    state_group_by: Arc<PhysicalGroupBy>,
+    aggr_expr: Vec<Arc<AggregateFunctionExpr>>,
+    filter_expr: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// The schema of the rows the aggregation reads (all aggregation modes need it).
+    input_schema: SchemaRef,
+    /// The nodes above the aggregation, from the root down to the aggregation's parent.
+    above: Vec<Arc<dyn ExecutionPlan>>,
+    state: GroupState,
+}
+
+impl IncrementalAggregate {
+    /// Splits a physical plan with exactly one aggregation (checked by the caller).
+    pub fn split(plan: Arc<dyn ExecutionPlan>) -> Result<Self> {
+        let mut above = Vec::new();
+        let mut node = plan;
+        let aggregate = loop {
+            if let Some(agg) = node.downcast_ref::<AggregateExec>() {
+                break agg.clone();
+            }
+            let children = node.children();
+            let [child] = children.as_slice() else {
+                return Err(unexpected_shape(&node, "a node above the aggregation has not one input"));
+            };
+            let child = Arc::clone(child);
+            above.push(node);
+            node = child;
+        };
+        let partial = match aggregate.mode() {
+            AggregateMode::Single | AggregateMode::SinglePartitioned => Arc::new(
+                AggregateExec::try_new(
+                    AggregateMode::Partial,
+                    aggregate.group_expr().clone(),
+                    aggregate.aggr_expr().to_vec(),
+                    aggregate.filter_expr().to_vec(),
+                    Arc::clone(aggregate.input()),
+                    aggregate.input_schema(),
+                )
+                .context(|| "planning the per-trigger aggregation".into())?,
+            ) as Arc<dyn ExecutionPlan>,
+            AggregateMode::Final | AggregateMode::FinalPartitioned => {
+                find_partial(Arc::clone(aggregate.input()))
+                    .ok_or_else(|| unexpected_shape(&node, "no partial aggregation below the final one"))?
+            }
+            mode => return Err(unexpected_shape(&node, &format!("aggregation in mode {mode:?}"))),
+        };
+        let partial_exec = partial
+            .downcast_ref::<AggregateExec>()
+            .expect("find_partial returns an AggregateExec");
+        let state = GroupState::new(
+            partial.schema(),
+            partial_exec.group_expr().num_group_exprs(),
+        )
+        .context(|| "creating the aggregation state".into())?;
+        Ok(Self {
+            state_group_by: Arc::new(partial_exec.group_expr().as_final()),
+            aggr_expr: partial_exec.aggr_expr().to_vec(),
+            filter_expr: partial_exec.filter_expr().to_vec(),
+            input_schema: partial_exec.input_schema(),
+            partial,
+            above,
+            state,
+        })
+    }
+
+    pub fn state(&self) -> &GroupState {
+        &self.state
+    }
+
+    /// Adds stored state rows during recovery: the same path a trigger's merged rows take.
+    pub fn restore(&mut self, rows: RecordBatch) -> Result<()> {
+        self.state
+            .append(rows)
+            .context(|| "restoring the aggregation state".into())
+    }
+
+    pub async fn run_trigger(
+        &mut self,
+        mode: OutputMode,
+        task: Arc<TaskContext>,
+    ) -> Result<TriggerOutput> {
+        let new_rows = execute(Arc::clone(&self.partial), Arc::clone(&task)).await?;
+        let new_rows = concat_batches(self.state.schema(), &new_rows)
+            .context(|| "collecting the trigger's partial aggregates".into())?;
+        let old_rows = self
+            .state
+            .existing_rows(&new_rows)
+            .context(|| "looking up the touched groups".into())?;
+        let merge_input: Vec<RecordBatch> = old_rows.into_iter().chain([new_rows]).collect();
+        let merged = self
+            .aggregate_state_rows(AggregateMode::PartialReduce, merge_input, Arc::clone(&task))
+            .await?;
+        let merged = concat_batches(self.state.schema(), &merged)
+            .context(|| "collecting the merged groups".into())?;
+        let rows = match mode {
+            OutputMode::Complete => {
+                self.state
+                    .append(merged.clone())
+                    .context(|| "updating the aggregation state".into())?;
+                self.complete_result(task).await?
+            }
+            _ => {
+                let changed = self
+                    .aggregate_state_rows(AggregateMode::Final, vec![merged.clone()], Arc::clone(&task))
+                    .await?;
+                self.state
+                    .append(merged.clone())
+                    .context(|| "updating the aggregation state".into())?;
+                self.run_above(changed, task).await?
+            }
+        };
+        Ok(TriggerOutput {
+            rows,
+            state_delta: Some(merged),
+        })
+    }
+
+    /// The whole result table: `Final` over every group, then the plan above the aggregation.
+    pub async fn complete_result(&self, task: Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        let all = self
+            .state
+            .live_rows()
+            .context(|| "reading the aggregation state".into())?;
+        let finals = self
+            .aggregate_state_rows(AggregateMode::Final, vec![all], Arc::clone(&task))
+            .await?;
+        self.run_above(finals, task).await
+    }
+
+    /// Runs an aggregation of `mode` (PartialReduce or Final) over state rows.
+    async fn aggregate_state_rows(
+        &self,
+        mode: AggregateMode,
+        rows: Vec<RecordBatch>,
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<RecordBatch>> {
+        let source = MemorySourceConfig::try_new_exec(&[rows], Arc::clone(self.state.schema()), None)
+            .context(|| "reading state rows".into())?;
+        let exec = AggregateExec::try_new(
+            mode,
+            Arc::clone(&self.state_group_by),
+            self.aggr_expr.clone(),
+            self.filter_expr.clone(),
+            source,
+            Arc::clone(&self.input_schema),
+        )
+        .context(|| format!("planning the {mode:?} aggregation of state rows"))?;
+        execute(Arc::new(exec), task).await
+    }
+
+    /// Runs the nodes above the aggregation over `finals` (rows of the aggregation's output).
+    async fn run_above(&self, finals: Vec<RecordBatch>, task: Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+        let Some(parent) = self.above.last() else {
+            return Ok(finals);
+        };
+        let schema = parent.children()[0].schema();
+        let mut node: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[finals], schema, None)
+                .context(|| "reading aggregated rows".into())?;
+        for ancestor in self.above.iter().rev() {
+            node = with_child(Arc::clone(ancestor), node)
+                .context(|| "re-attaching the plan above the aggregation".into())?;
+        }
+        execute(node, task).await
+    }
+}
+
+#[expect(deprecated)] // `replace_children` with options is the newer spelling of the same call
+fn with_child(
+    parent: Arc<dyn ExecutionPlan>,
+    child: Arc<dyn ExecutionPlan>,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    parent.with_new_children(vec![child])
+}
+
+/// Finds the `Partial` aggregation under a final one, through repartitions and coalesces.
+fn find_partial(mut node: Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    loop {
+        if let Some(agg) = node.downcast_ref::<AggregateExec>() {
+            return (*agg.mode() == AggregateMode::Partial).then_some(node);
+        }
+        let child = match node.children().as_slice() {
+            [child] => Arc::clone(child),
+            _ => return None,
+        };
+        node = child;
+    }
+}
+
+fn unexpected_shape(plan: &Arc<dyn ExecutionPlan>, what: &str) -> Error {
+    Error::DataFusion {
+        context: "splitting the plan at its aggregation".into(),
+        source: Box::new(internal_datafusion_err!(
+            "unexpected plan shape ({what}):\n{}",
+            displayable(plan.as_ref()).indent(true)
+        )),
+    }
+}

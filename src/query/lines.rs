@@ -1,0 +1,282 @@
+//! The `lines` table: a DataFusion table whose scan reads the files of the current trigger.
+//!
+//! The app puts a trigger's files into a shared [`TriggerSlot`] before it executes the plan; the
+//! scan's partitions then pull files from that list one at a time (so two partitions share the
+//! work whatever the file sizes), read them in chunks on blocking threads, and decode them with
+//! [`crate::batch::LineDecoder`]. Plans are built once and executed once per trigger.
+
+use std::fmt;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+
+use crate::batch::{LineDecoder, Projection, TextCounters, lines_schema};
+
+/// Bytes read from a file at a time.
+const READ_CHUNK: usize = 1 << 20;
+
+/// One file of a trigger's input, with the arrival time its rows carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerFile {
+    /// Where to read it.
+    pub path: PathBuf,
+    /// What the `file` column says.
+    pub display: String,
+    /// The `ts` of every row of the file, microseconds since the epoch.
+    pub ts_micros: i64,
+}
+
+/// The input of one trigger, with a generation number that tells executions apart.
+#[derive(Debug, Default)]
+struct TriggerInput {
+    generation: u64,
+    files: Arc<Vec<TriggerFile>>,
+}
+
+/// Where the app puts each trigger's files for the `lines` scans to read.
+#[derive(Debug, Clone)]
+pub struct TriggerSlot {
+    input: Arc<Mutex<TriggerInput>>,
+    counters: Arc<TextCounters>,
+    max_line_bytes: usize,
+}
+
+impl TriggerSlot {
+    pub fn new(counters: Arc<TextCounters>, max_line_bytes: usize) -> Self {
+        Self {
+            input: Arc::default(),
+            counters,
+            max_line_bytes,
+        }
+    }
+
+    /// Makes `files` the input of the next plan execution.
+    pub fn set(&self, files: Vec<TriggerFile>) {
+        let mut input = self.input.lock().expect("trigger slot poisoned");
+        input.generation += 1;
+        input.files = Arc::new(files);
+    }
+
+    fn current(&self) -> (u64, Arc<Vec<TriggerFile>>) {
+        let input = self.input.lock().expect("trigger slot poisoned");
+        (input.generation, Arc::clone(&input.files))
+    }
+}
+
+/// The `lines` table provider.
+#[derive(Debug)]
+pub struct LinesTable {
+    slot: TriggerSlot,
+    partitions: usize,
+}
+
+impl LinesTable {
+    pub fn new(slot: TriggerSlot, partitions: usize) -> Self {
+        Self {
+            slot,
+            partitions: partitions.max(1),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for LinesTable {
+    fn schema(&self) -> SchemaRef {
+        lines_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection = Projection::new(projection)?;
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(projection.schema())),
+            Partitioning::UnknownPartitioning(self.partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(Arc::new(LinesExec {
+            slot: self.slot.clone(),
+            projection,
+            properties: Arc::new(properties),
+            cursor: Arc::default(),
+        }))
+    }
+}
+
+/// Which file of which generation the partitions of one scan take next.
+#[derive(Debug, Default)]
+struct Cursor {
+    generation: u64,
+    next: usize,
+}
+
+/// Scans the current trigger's files; see the module docs.
+#[derive(Debug)]
+pub struct LinesExec {
+    slot: TriggerSlot,
+    projection: Projection,
+    properties: Arc<PlanProperties>,
+    /// Shared by this scan's partitions so that each file is read by exactly one of them.
+    cursor: Arc<Mutex<Cursor>>,
+}
+
+impl DisplayAs for LinesExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let names: Vec<_> = self
+            .projection
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        write!(f, "LinesExec: projection=[{}]", names.join(", "))
+    }
+}
+
+impl ExecutionPlan for LinesExec {
+    fn name(&self) -> &str {
+        "LinesExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let (generation, files) = self.slot.current();
+        let schema = Arc::clone(self.projection.schema());
+        let mut builder = RecordBatchReceiverStream::builder(schema, 2);
+        let tx = builder.tx();
+        let cursor = Arc::clone(&self.cursor);
+        let projection = self.projection.clone();
+        let counters = Arc::clone(&self.slot.counters);
+        let max_line_bytes = self.slot.max_line_bytes;
+        builder.spawn_blocking(move || {
+            loop {
+                let index = {
+                    let mut cursor = cursor.lock().expect("scan cursor poisoned");
+                    if cursor.generation != generation {
+                        *cursor = Cursor {
+                            generation,
+                            next: 0,
+                        };
+                    }
+                    cursor.next += 1;
+                    cursor.next - 1
+                };
+                let Some(file) = files.get(index) else {
+                    return Ok(());
+                };
+                let sent = read_file(file, &projection, &counters, max_line_bytes, |batch| {
+                    tx.blocking_send(Ok(batch)).is_ok()
+                })?;
+                if !sent {
+                    return Ok(()); // the consumer went away
+                }
+            }
+        });
+        Ok(builder.build())
+    }
+}
+
+/// Reads one file in chunks and hands each finished batch to `emit`, which returns false
+/// to stop. A file that no longer exists is a counted, logged skip.
+pub fn read_file(
+    file: &TriggerFile,
+    projection: &Projection,
+    counters: &TextCounters,
+    max_line_bytes: usize,
+    mut emit: impl FnMut(datafusion::arrow::array::RecordBatch) -> bool,
+) -> Result<bool> {
+    let mut reader = match std::fs::File::open(&file.path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            counters
+                .vanished_files
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::warn!("{}: vanished before it was read, skipped", file.display);
+            return Ok(true);
+        }
+        Err(e) => {
+            return Err(datafusion::common::DataFusionError::IoError(e)
+                .context(format!("reading {}", file.path.display())));
+        }
+    };
+    let mut decoder = LineDecoder::new(
+        projection,
+        counters,
+        &file.display,
+        file.ts_micros,
+        max_line_bytes,
+    );
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(datafusion::common::DataFusionError::IoError(e)
+                    .context(format!("reading {}", file.path.display())));
+            }
+        };
+        decoder.push(&chunk[..n])?;
+        for batch in decoder.take_batches() {
+            if !emit(batch) {
+                return Ok(false);
+            }
+        }
+    }
+    for batch in decoder.finish()? {
+        if !emit(batch) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

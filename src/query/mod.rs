@@ -1,0 +1,314 @@
+//! The streaming query: the user's SQL over `lines`, planned once, run once per trigger.
+//!
+//! [`StreamingQuery::plan`] checks at start that the query can run as a stream in the chosen
+//! output mode (refusing, like Spark's analysis errors, what it cannot maintain), then splits
+//! an aggregation into the part below the GROUP BY (run over each trigger's rows) and the part
+//! above it (run over the merged groups); see [`incremental`]. A query without aggregation is
+//! stateless: its whole plan runs over each trigger's rows.
+
+pub mod functions;
+pub mod incremental;
+pub mod lines;
+pub mod plan;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect, execution_plan::reset_plan_states};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::error::{Context, Error, Result};
+use crate::state::groups::GroupState;
+use incremental::IncrementalAggregate;
+use lines::{LinesTable, TriggerSlot};
+use plan::{Params, QueryFile};
+
+/// Which rows each trigger emits (Spark's output modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputMode {
+    /// The whole result table, every trigger.
+    Complete,
+    /// Only the result rows that changed in this trigger.
+    Update,
+    /// Only rows that will never change (queries without aggregation).
+    Append,
+}
+
+impl std::fmt::Display for OutputMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputMode::Complete => "complete",
+            OutputMode::Update => "update",
+            OutputMode::Append => "append",
+        })
+    }
+}
+
+/// How the query is executed per trigger.
+enum Shape {
+    Stateless(Arc<dyn ExecutionPlan>),
+    Aggregate(Box<IncrementalAggregate>),
+}
+
+/// What one trigger produced.
+#[derive(Debug, Default)]
+pub struct TriggerOutput {
+    /// The rows to emit in the query's output mode.
+    pub rows: Vec<RecordBatch>,
+    /// The state rows this trigger wrote (merged groups): the checkpoint delta.
+    pub state_delta: Option<RecordBatch>,
+}
+
+/// The planned query; see the module docs.
+pub struct StreamingQuery {
+    ctx: SessionContext,
+    slot: TriggerSlot,
+    shape: Shape,
+    mode: OutputMode,
+    output_schema: SchemaRef,
+}
+
+/// Everything needed to plan a query.
+pub struct QuerySpec<'a> {
+    pub file: &'a QueryFile,
+    pub params: &'a Params,
+    /// `None`: complete for aggregations, append otherwise.
+    pub mode: Option<OutputMode>,
+    pub partitions: usize,
+}
+
+impl StreamingQuery {
+    /// Plans the query and checks that it can run as a stream in the requested mode.
+    pub async fn plan(spec: QuerySpec<'_>, slot: TriggerSlot) -> Result<Self> {
+        let ctx = session(spec.partitions);
+        ctx.register_table(
+            "lines",
+            Arc::new(LinesTable::new(slot.clone(), spec.partitions)),
+        )
+        .context(|| "registering the lines table".into())?;
+        let logical = plan::logical_plan(&ctx, spec.file, spec.params).await?;
+        let optimized = ctx
+            .state()
+            .optimize(&logical)
+            .map_err(|e| plan::sql_error(spec.file, e))?;
+        let unsupported = |reason: String| Error::Unsupported {
+            path: spec.file.path.clone(),
+            reason,
+        };
+        let analysis = analyze(&optimized).map_err(unsupported)?;
+        let mode = choose_mode(spec.mode, &analysis).map_err(unsupported)?;
+        let physical = ctx
+            .state()
+            .create_physical_plan(&optimized)
+            .await
+            .map_err(|e| plan::sql_error(spec.file, e))?;
+        let output_schema = physical.schema();
+        let shape = if analysis.aggregates == 0 {
+            Shape::Stateless(physical)
+        } else {
+            Shape::Aggregate(Box::new(IncrementalAggregate::split(physical)?))
+        };
+        Ok(Self {
+            ctx,
+            slot,
+            shape,
+            mode,
+            output_schema,
+        })
+    }
+
+    pub fn mode(&self) -> OutputMode {
+        self.mode
+    }
+
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+
+    /// The slot the app fills with each trigger's files.
+    pub fn slot(&self) -> &TriggerSlot {
+        &self.slot
+    }
+
+    /// The GROUP BY state, for aggregations.
+    pub fn state(&self) -> Option<&GroupState> {
+        match &self.shape {
+            Shape::Aggregate(agg) => Some(agg.state()),
+            Shape::Stateless(_) => None,
+        }
+    }
+
+    /// The schema of state rows and a fresh empty state, for aggregations.
+    pub fn state_schema(&self) -> Option<SchemaRef> {
+        self.state().map(|s| Arc::clone(s.schema()))
+    }
+
+    /// Adds stored state rows (a snapshot or a delta, in commit order) during recovery.
+    pub fn restore_state(&mut self, rows: RecordBatch) -> Result<()> {
+        match &mut self.shape {
+            Shape::Aggregate(agg) => agg.restore(rows),
+            Shape::Stateless(_) => Ok(()),
+        }
+    }
+
+    /// Runs one trigger over the files already put into [`Self::slot`].
+    pub async fn run_trigger(&mut self) -> Result<TriggerOutput> {
+        let task = self.ctx.task_ctx();
+        match &mut self.shape {
+            Shape::Stateless(plan) => {
+                let rows = execute(Arc::clone(plan), task).await?;
+                Ok(TriggerOutput {
+                    rows,
+                    state_delta: None,
+                })
+            }
+            Shape::Aggregate(agg) => agg.run_trigger(self.mode, task).await,
+        }
+    }
+
+    /// The full result table from the current state (complete mode's output).
+    pub async fn current_result(&self) -> Result<Vec<RecordBatch>> {
+        match &self.shape {
+            Shape::Aggregate(agg) => agg.complete_result(self.ctx.task_ctx()).await,
+            Shape::Stateless(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+/// A DataFusion session set up for per-trigger execution of one plan.
+pub fn session(partitions: usize) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_target_partitions(partitions.max(1))
+        // Point errors at the SQL.
+        .set_bool("datafusion.sql_parser.collect_spans", true)
+        // Dynamic filters make a plan unsafe to execute more than once.
+        .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false);
+    let ctx = SessionContext::new_with_config(config);
+    // It rewrites count(DISTINCT x) into an aggregate over an aggregate, which cannot be merged
+    // across triggers; the plain form keeps a mergeable distinct set per group.
+    ctx.remove_optimizer_rule("single_distinct_aggregation_to_group_by");
+    functions::register(&ctx);
+    ctx
+}
+
+/// Runs a plan (after resetting any per-execution state) and collects its output.
+pub async fn execute(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+) -> Result<Vec<RecordBatch>> {
+    let plan = reset_plan_states(plan).context(|| "preparing the plan".into())?;
+    collect(plan, task)
+        .await
+        .context(|| "running the query".into())
+}
+
+/// What the streaming checks need to know about a logical plan.
+#[derive(Debug, Default)]
+struct Analysis {
+    aggregates: usize,
+    /// Sort or limit above the aggregation (or anywhere, without one).
+    sort_or_limit: bool,
+    /// A window function (OVER) above the aggregation.
+    window_above_aggregate: bool,
+}
+
+/// Walks the optimized plan from the root and refuses what cannot be maintained incrementally.
+fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
+    let mut analysis = Analysis::default();
+    let mut problem = None;
+    plan.apply_with_subqueries(|node| {
+        let below_aggregate = analysis.aggregates > 0;
+        match node {
+            LogicalPlan::Aggregate(_) if below_aggregate => {
+                problem = Some(
+                    "the query aggregates the result of another aggregation (for example an \
+                     aggregate over a GROUP BY subquery, or DISTINCT over a GROUP BY); dfstream \
+                     maintains one level of GROUP BY per query. Move the inner aggregation into \
+                     the outer one, or run the outer step over the output with `dfstream sql`."
+                        .to_string(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            LogicalPlan::Aggregate(_) => analysis.aggregates += 1,
+            LogicalPlan::Join(_) => {
+                problem = Some(
+                    "joins (including IN/EXISTS subqueries and scalar subqueries over `lines`) \
+                     need state of both sides across triggers, which dfstream does not keep yet"
+                        .to_string(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            LogicalPlan::Window(_) if below_aggregate || analysis.aggregates == 0 => {
+                problem = Some(
+                    "window functions (OVER) over the stream's rows need every earlier row; \
+                     use them only on top of a GROUP BY (in complete mode)"
+                        .to_string(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            LogicalPlan::Window(_) => analysis.window_above_aggregate = true,
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) if below_aggregate => {
+                problem = Some(
+                    "ORDER BY or LIMIT below the aggregation depends on all the stream's rows; \
+                     apply them to the aggregated result instead"
+                        .to_string(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => analysis.sort_or_limit = true,
+            LogicalPlan::RecursiveQuery(_) => {
+                problem = Some("recursive queries cannot run over a stream".to_string());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| e.to_string())?;
+    match problem {
+        Some(p) => Err(format!("cannot run this query as a stream: {p}")),
+        None => Ok(analysis),
+    }
+}
+
+/// Picks the output mode, or explains why the requested one cannot work for this query.
+fn choose_mode(
+    requested: Option<OutputMode>,
+    analysis: &Analysis,
+) -> std::result::Result<OutputMode, String> {
+    let aggregating = analysis.aggregates > 0;
+    let mode = requested.unwrap_or(if aggregating {
+        OutputMode::Complete
+    } else {
+        OutputMode::Append
+    });
+    match (mode, aggregating) {
+        (OutputMode::Append, true) => Err(
+            "--mode append emits only rows that will never change, and a running aggregation \
+             changes its rows on every trigger; append mode for aggregations needs event-time \
+             windows and a watermark, which dfstream does not have yet. Use --mode complete \
+             (the whole table each trigger) or --mode update (the changed rows)."
+                .to_string(),
+        ),
+        (OutputMode::Complete, false) => Err(
+            "--mode complete needs an aggregation (GROUP BY or an aggregate function): without \
+             one the result is every row ever seen. Use --mode append."
+                .to_string(),
+        ),
+        (OutputMode::Update | OutputMode::Append, _) if analysis.sort_or_limit => Err(format!(
+            "ORDER BY and LIMIT apply only in --mode complete (in --mode {mode} each trigger \
+             emits only some rows, so there is nothing to order or cut); remove them or use \
+             --mode complete"
+        )),
+        (OutputMode::Update, _) if analysis.window_above_aggregate => Err(
+            "window functions (OVER) rank the whole result table, so they need --mode complete"
+                .to_string(),
+        ),
+        _ => Ok(mode),
+    }
+}

@@ -1,0 +1,121 @@
+//! Writes each trigger's result as Parquet under `--output DIR`, readable by DataFusion as
+//! `SELECT * FROM 'DIR/'`.
+//!
+//! - complete mode: `DIR/result.parquet` holds exactly the latest full result; each trigger
+//!   replaces it with one atomic rename, so a reader sees one trigger's table, never a mix.
+//! - update and append modes: each trigger with rows adds `DIR/batch-NNNNNNNNNNNN.parquet`
+//!   (update mode adds a `batch_id` column). Rewriting batch N replaces the same file.
+//!
+//! Files are written as `.NAME.tmp` (hidden, and not `*.parquet`), synced, then renamed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::metadata::KeyValue;
+use datafusion::parquet::file::properties::WriterProperties;
+
+use super::{Sink, SinkBatch};
+use crate::error::{Error, Result};
+use crate::query::OutputMode;
+use crate::state::checkpoint::sync_dir;
+
+/// The file complete mode keeps up to date.
+pub const COMPLETE_FILE: &str = "result.parquet";
+
+/// The file of batch `batch_id` in update and append modes.
+pub fn batch_file_name(batch_id: u64) -> String {
+    format!("batch-{batch_id:012}.parquet")
+}
+
+pub struct ParquetSink {
+    dir: PathBuf,
+}
+
+impl ParquetSink {
+    /// Creates `dir` if needed.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating output directory {}", dir.display()), e))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl Sink for ParquetSink {
+    fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()> {
+        match batch.mode {
+            OutputMode::Complete => {
+                let path = self.dir.join(COMPLETE_FILE);
+                write_parquet(&path, batch.schema, batch.rows, batch.batch_id)
+            }
+            OutputMode::Append if batch.num_rows() > 0 => {
+                let path = self.dir.join(batch_file_name(batch.batch_id));
+                write_parquet(&path, batch.schema, batch.rows, batch.batch_id)
+            }
+            OutputMode::Update if batch.num_rows() > 0 => {
+                let (schema, rows) = with_batch_id(batch)?;
+                let path = self.dir.join(batch_file_name(batch.batch_id));
+                write_parquet(&path, &schema, &rows, batch.batch_id)
+            }
+            OutputMode::Append | OutputMode::Update => Ok(()),
+        }
+    }
+}
+
+/// Adds a leading `batch_id` column.
+fn with_batch_id(batch: &SinkBatch<'_>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let mut fields = vec![Arc::new(Field::new("batch_id", DataType::Int64, false))];
+    fields.extend(batch.schema.fields().iter().cloned());
+    let schema = Arc::new(Schema::new(fields));
+    let rows = batch
+        .rows
+        .iter()
+        .map(|rows| {
+            let id: ArrayRef = Arc::new(Int64Array::from_value(
+                batch.batch_id as i64,
+                rows.num_rows(),
+            ));
+            let mut columns = vec![id];
+            columns.extend(rows.columns().iter().cloned());
+            RecordBatch::try_new(Arc::clone(&schema), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::io("adding the batch_id column", std::io::Error::other(e)))?;
+    Ok((schema, rows))
+}
+
+fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id: u64) -> Result<()> {
+    let dir = path.parent().expect("output files live in a directory");
+    let name = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 name");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::io(
+            format!("writing {}", path.display()),
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let file = File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            "dfstream.batch_id".to_string(),
+            batch_id.to_string(),
+        )]))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(|e| fail(&e))?;
+    for batch in rows {
+        writer.write(batch).map_err(|e| fail(&e))?;
+    }
+    let file = writer.into_inner().map_err(|e| fail(&e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
+    sync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+}

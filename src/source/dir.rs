@@ -1,0 +1,228 @@
+//! Watches the input directory and hands out each new, complete file exactly once.
+//!
+//! A file is new when its name has not been taken before; it is complete when it is visible
+//! under its final name (writers write to a name starting with `.` or `_`, which is ignored,
+//! then rename). `notify` events only wake the trigger loop early; what to take is always
+//! decided by listing the directory, so a file reported by an event and seen by a listing
+//! is still taken once, and missed events (network filesystems) only cost latency.
+//! Never reads file contents, plans SQL or writes checkpoints.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use globset::{Glob, GlobMatcher};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+
+/// A file the source hands out: its name in the input directory and when it was first seen.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NewFile {
+    pub name: String,
+    /// Microseconds since the epoch: the arrival time of the file's rows.
+    pub ts_micros: i64,
+}
+
+/// See the module docs.
+pub struct DirSource {
+    dir: PathBuf,
+    glob: Option<GlobMatcher>,
+    /// Names already taken (and so never taken again).
+    taken: HashSet<String>,
+    /// Names seen by a listing but not yet taken, with when they were first seen.
+    waiting: HashMap<String, (SystemTime, i64)>,
+    wake: Arc<Notify>,
+    /// Kept alive for its events; `None` if the platform watcher could not start.
+    _watcher: Option<RecommendedWatcher>,
+}
+
+impl DirSource {
+    /// Opens `dir` (which must exist) and starts watching it.
+    pub fn open(dir: &Path, glob: Option<&str>) -> Result<Self> {
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            Error::Usage(format!(
+                "input directory {} cannot be read: {e} (create it, or pass --input DIR)",
+                dir.display()
+            ))
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::Usage(format!(
+                "--input {} is not a directory",
+                dir.display()
+            )));
+        }
+        let glob = glob
+            .map(|g| {
+                Glob::new(g)
+                    .map(|g| g.compile_matcher())
+                    .map_err(|e| Error::Usage(format!("invalid --glob '{g}': {e}")))
+            })
+            .transpose()?;
+        let wake = Arc::new(Notify::new());
+        let watcher = start_watcher(dir, Arc::clone(&wake));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            glob,
+            taken: HashSet::new(),
+            waiting: HashMap::new(),
+            wake,
+            _watcher: watcher,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Signalled when the directory changes.
+    pub fn wake(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Marks names as taken (restored from a checkpoint).
+    pub fn mark_taken(&mut self, names: impl IntoIterator<Item = String>) {
+        for name in names {
+            self.waiting.remove(&name);
+            self.taken.insert(name);
+        }
+    }
+
+    /// Every name taken so far.
+    pub fn taken(&self) -> &HashSet<String> {
+        &self.taken
+    }
+
+    pub fn taken_count(&self) -> usize {
+        self.taken.len()
+    }
+
+    /// Lists the directory and returns the names of untaken files, oldest first, without
+    /// taking them.
+    pub fn available(&mut self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
+        let now = SystemTime::now();
+        let now_micros = micros_since_epoch(now);
+        let mut found: Vec<(SystemTime, String)> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                log::warn!(
+                    "{}: file name is not UTF-8, skipped",
+                    entry.path().display()
+                );
+                continue;
+            };
+            if name.starts_with('.') || name.starts_with('_') || self.taken.contains(&name) {
+                continue;
+            }
+            if let Some(glob) = &self.glob
+                && !glob.is_match(&name)
+            {
+                continue;
+            }
+            // A file can vanish between listing and stat: then it is simply not there.
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(now);
+            self.waiting
+                .entry(name.clone())
+                .or_insert((modified, now_micros));
+            found.push((modified, name));
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, name)| name).collect())
+    }
+
+    /// Takes up to `max` of `names` (in order): they will never be handed out again.
+    pub fn take(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
+        let count = max.unwrap_or(usize::MAX).min(names.len());
+        names[..count]
+            .iter()
+            .map(|name| {
+                let (_, ts_micros) = self
+                    .waiting
+                    .remove(name)
+                    .unwrap_or((SystemTime::now(), micros_since_epoch(SystemTime::now())));
+                self.taken.insert(name.clone());
+                NewFile {
+                    name: name.clone(),
+                    ts_micros,
+                }
+            })
+            .collect()
+    }
+}
+
+pub fn micros_since_epoch(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+fn start_watcher(dir: &Path, wake: Arc<Notify>) -> Option<RecommendedWatcher> {
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            wake.notify_one();
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("cannot watch for new files ({e}); relying on directory listings");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+        log::warn!(
+            "cannot watch {} ({e}); relying on directory listings",
+            dir.display()
+        );
+        return None;
+    }
+    Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_and_taken_files_are_not_available() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.txt", ".hidden", "_temp", "b.log"] {
+            std::fs::write(dir.path().join(name), "x\n").unwrap();
+        }
+        let mut source = DirSource::open(dir.path(), None).unwrap();
+        let mut names = source.available().unwrap();
+        names.sort();
+        assert_eq!(names, ["a.txt", "b.log"]);
+        let taken = source.take(&names, Some(1));
+        assert_eq!(taken.len(), 1);
+        assert_eq!(source.available().unwrap().len(), 1);
+        let rest = source.available().unwrap();
+        source.take(&rest, None);
+        assert!(source.available().unwrap().is_empty());
+    }
+
+    #[test]
+    fn glob_filters_names() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "x").unwrap();
+        std::fs::write(dir.path().join("b.csv"), "x").unwrap();
+        let mut source = DirSource::open(dir.path(), Some("*.txt")).unwrap();
+        assert_eq!(source.available().unwrap(), ["a.txt"]);
+    }
+
+    #[test]
+    fn missing_directory_is_a_usage_error() {
+        let err = DirSource::open(Path::new("/no/such/dir"), None).err().unwrap();
+        assert!(err.to_string().contains("/no/such/dir"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+    }
+}

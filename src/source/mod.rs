@@ -1,0 +1,5 @@
+//! Sources of input lines. A source hands out units of input (files) exactly once, in an
+//! order it can record in a checkpoint and replay; reading their lines is the `lines` table's
+//! job (see `query::lines`).
+
+pub mod dir;

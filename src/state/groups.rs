@@ -1,0 +1,273 @@
+//! The GROUP BY state: one partial-aggregate row per group, kept as a log of Arrow chunks.
+//!
+//! A row holds the group columns followed by each aggregate's partial state, exactly as
+//! DataFusion's `Partial` aggregation emits them. An index maps each group key to the chunk and
+//! row of its latest version, so a trigger touches only the groups it updates: it gathers their
+//! old rows, and appends the merged rows as a new chunk (which is also the checkpoint delta).
+//! Knows nothing of SQL or aggregate functions: merging rows is the query's job.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::{Result, internal_err};
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+
+/// Where a group's latest row lives: (chunk, row).
+type Location = (u32, u32);
+const NOWHERE: Location = (u32::MAX, u32::MAX);
+
+/// See the module docs.
+pub struct GroupState {
+    schema: SchemaRef,
+    num_keys: usize,
+    /// Append-only log of partial-state rows; older rows of a group are dead.
+    chunks: Vec<RecordBatch>,
+    rows_in_chunks: usize,
+    /// Group key -> dense group id. `None` when the query has no GROUP BY keys (one group).
+    index: Option<Box<dyn GroupValues>>,
+    /// Latest row of each group, by group id. Every id below `locations.len()` has a row.
+    locations: Vec<Location>,
+    /// Scratch for interning.
+    ids: Vec<usize>,
+}
+
+impl std::fmt::Debug for GroupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupState")
+            .field("groups", &self.locations.len())
+            .field("chunks", &self.chunks.len())
+            .field("rows_in_chunks", &self.rows_in_chunks)
+            .finish()
+    }
+}
+
+impl GroupState {
+    /// An empty state for rows of `schema` whose first `num_keys` columns are the group key.
+    pub fn new(schema: SchemaRef, num_keys: usize) -> Result<Self> {
+        let index = if num_keys == 0 {
+            None
+        } else {
+            let key_schema = Arc::new(Schema::new(schema.fields()[..num_keys].to_vec()));
+            Some(new_group_values(key_schema, &GroupOrdering::None)?)
+        };
+        Ok(Self {
+            schema,
+            num_keys,
+            chunks: Vec::new(),
+            rows_in_chunks: 0,
+            index,
+            locations: Vec::new(),
+            ids: Vec::new(),
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of groups.
+    pub fn len(&self) -> usize {
+        self.locations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.locations.is_empty()
+    }
+
+    /// Rows stored, live and dead.
+    pub fn stored_rows(&self) -> usize {
+        self.rows_in_chunks
+    }
+
+    /// The current rows of the groups that appear in `rows` (each group once), or `None`
+    /// if none of them exists yet. `rows` may name a group several times.
+    pub fn existing_rows(&mut self, rows: &RecordBatch) -> Result<Option<RecordBatch>> {
+        let known = self.locations.len();
+        self.intern(rows)?;
+        let mut wanted: Vec<usize> = self.ids.iter().copied().filter(|&id| id < known).collect();
+        // A key can occur more than once in `rows` (several partitions, or skipped partial
+        // aggregation); gathering its old row twice would count it twice.
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        let picks: Vec<(usize, usize)> = wanted
+            .iter()
+            .map(|&id| {
+                let (c, r) = self.locations[id];
+                (c as usize, r as usize)
+            })
+            .collect();
+        Ok(Some(self.gather(&picks)?))
+    }
+
+    /// Appends merged rows (one per group) as a new chunk and makes them the groups' latest.
+    pub fn append(&mut self, merged: RecordBatch) -> Result<()> {
+        if merged.num_rows() == 0 {
+            return Ok(());
+        }
+        let merged = self.conform(merged)?;
+        self.intern(&merged)?;
+        let chunk = u32::try_from(self.chunks.len()).expect("fewer than 2^32 chunks");
+        let groups = self.group_count();
+        if self.locations.len() < groups {
+            self.locations.resize(groups, NOWHERE);
+        }
+        for (row, &id) in self.ids.iter().enumerate() {
+            self.locations[id] = (chunk, row as u32);
+        }
+        if let Some(missing) = self.locations.iter().position(|l| *l == NOWHERE) {
+            return internal_err!("group {missing} was interned but never given a row");
+        }
+        self.rows_in_chunks += merged.num_rows();
+        self.chunks.push(merged);
+        self.compact_if_sparse()
+    }
+
+    /// Every group's latest row, in group-id order.
+    pub fn live_rows(&self) -> Result<RecordBatch> {
+        let picks: Vec<(usize, usize)> = self
+            .locations
+            .iter()
+            .map(|&(c, r)| (c as usize, r as usize))
+            .collect();
+        self.gather(&picks)
+    }
+
+    /// Rewrites the log as one chunk of live rows when dead rows outnumber live ones.
+    fn compact_if_sparse(&mut self) -> Result<()> {
+        let live = self.locations.len();
+        if self.chunks.len() < 2 || self.rows_in_chunks <= 2 * live.max(1024) {
+            return Ok(());
+        }
+        let compacted = self.live_rows()?;
+        self.chunks = vec![compacted];
+        self.rows_in_chunks = live;
+        for (id, location) in self.locations.iter_mut().enumerate() {
+            *location = (0, id as u32);
+        }
+        Ok(())
+    }
+
+    fn gather(&self, picks: &[(usize, usize)]) -> Result<RecordBatch> {
+        if picks.is_empty() {
+            return Ok(RecordBatch::new_empty(Arc::clone(&self.schema)));
+        }
+        let chunks: Vec<&RecordBatch> = self.chunks.iter().collect();
+        Ok(interleave_record_batch(&chunks, picks)?)
+    }
+
+    fn group_count(&self) -> usize {
+        match &self.index {
+            Some(index) => index.len(),
+            None => 1,
+        }
+    }
+
+    /// Sets `self.ids` to the group id of each row of `rows`, adding unknown keys.
+    fn intern(&mut self, rows: &RecordBatch) -> Result<()> {
+        self.ids.clear();
+        match &mut self.index {
+            Some(index) => {
+                let keys: Vec<ArrayRef> = rows.columns()[..self.num_keys].to_vec();
+                index.intern(&keys, &mut self.ids)
+            }
+            None => {
+                self.ids.resize(rows.num_rows(), 0);
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives `batch` this state's schema (same columns; field names or metadata may differ).
+    fn conform(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if batch.schema() == self.schema {
+            return Ok(batch);
+        }
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schema),
+            batch.columns().to_vec(),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, true),
+            Field::new("v", DataType::Int64, true),
+        ]))
+    }
+
+    fn rows(keys: &[&str], values: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from(keys.to_vec())),
+                Arc::new(Int64Array::from(values.to_vec())),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn live(state: &GroupState) -> Vec<(String, i64)> {
+        let batch = state.live_rows().unwrap();
+        let k = batch.column(0).as_string::<i32>();
+        let v = batch.column(1).as_primitive::<Int64Type>();
+        let mut out: Vec<_> = (0..batch.num_rows())
+            .map(|i| (k.value(i).to_string(), v.value(i)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn latest_row_per_group_wins_and_old_rows_are_gathered_once() {
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        assert!(state.existing_rows(&rows(&["a", "b"], &[1, 2])).unwrap().is_none());
+        state.append(rows(&["a", "b"], &[1, 2])).unwrap();
+        let old = state
+            .existing_rows(&rows(&["b", "c", "b"], &[0, 0, 0]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.num_rows(), 1, "b is gathered once although named twice");
+        state.append(rows(&["c", "b"], &[5, 7])).unwrap();
+        assert_eq!(
+            live(&state),
+            [("a".into(), 1), ("b".into(), 7), ("c".into(), 5)]
+        );
+        assert_eq!(state.len(), 3);
+    }
+
+    #[test]
+    fn compaction_keeps_only_live_rows() {
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        for i in 0..3000 {
+            state.existing_rows(&rows(&["x"], &[i])).unwrap();
+            state.append(rows(&["x"], &[i])).unwrap();
+        }
+        assert!(state.stored_rows() <= 2 * 1024 + 1);
+        assert_eq!(live(&state), [("x".into(), 2999)]);
+    }
+
+    #[test]
+    fn no_keys_means_one_group() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, true)]));
+        let mut state = GroupState::new(Arc::clone(&schema), 0).unwrap();
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![4]))]).unwrap();
+        assert!(state.existing_rows(&batch).unwrap().is_none());
+        state.append(batch.clone()).unwrap();
+        assert_eq!(state.existing_rows(&batch).unwrap().unwrap().num_rows(), 1);
+        assert_eq!(state.len(), 1);
+    }
+}
