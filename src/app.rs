@@ -264,7 +264,9 @@ impl Job {
         let groups = self.query.state().map_or(0, |s| s.len() as u64);
         self.checkpoint.commit(&Commit {
             batch_id,
-            committed_at_micros: crate::source::dir::micros_since_epoch(std::time::SystemTime::now()),
+            committed_at_micros: crate::source::dir::micros_since_epoch(
+                std::time::SystemTime::now(),
+            ),
             output_rows: sink_batch.num_rows() as u64,
             state_groups: groups,
         })?;

@@ -159,7 +159,9 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))?;
     let name = name.trim().trim_start_matches('$');
     if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
-        return Err(format!("'{name}' is not a parameter name (letters, digits, _)"));
+        return Err(format!(
+            "'{name}' is not a parameter name (letters, digits, _)"
+        ));
     }
     Ok((name.to_string(), value.to_string()))
 }
@@ -167,7 +169,9 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
 /// `1000`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: usize = number
         .parse()

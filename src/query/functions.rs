@@ -129,7 +129,9 @@ mod tests {
         let list = list.as_list::<i32>();
         let values = list.value(0);
         let values = values.as_string::<i32>();
-        (0..values.len()).map(|i| values.value(i).to_string()).collect()
+        (0..values.len())
+            .map(|i| values.value(i).to_string())
+            .collect()
     }
 
     #[test]

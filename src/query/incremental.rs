@@ -57,7 +57,10 @@ impl IncrementalAggregate {
             }
             let children = node.children();
             let [child] = children.as_slice() else {
-                return Err(unexpected_shape(&node, "a node above the aggregation has not one input"));
+                return Err(unexpected_shape(
+                    &node,
+                    "a node above the aggregation has not one input",
+                ));
             };
             let child = Arc::clone(child);
             above.push(node);
@@ -74,12 +77,19 @@ impl IncrementalAggregate {
                     aggregate.input_schema(),
                 )
                 .context(|| "planning the per-trigger aggregation".into())?,
-            ) as Arc<dyn ExecutionPlan>,
+            )
+                as Arc<dyn ExecutionPlan>,
             AggregateMode::Final | AggregateMode::FinalPartitioned => {
-                find_partial(Arc::clone(aggregate.input()))
-                    .ok_or_else(|| unexpected_shape(&node, "no partial aggregation below the final one"))?
+                find_partial(Arc::clone(aggregate.input())).ok_or_else(|| {
+                    unexpected_shape(&node, "no partial aggregation below the final one")
+                })?
             }
-            mode => return Err(unexpected_shape(&node, &format!("aggregation in mode {mode:?}"))),
+            mode => {
+                return Err(unexpected_shape(
+                    &node,
+                    &format!("aggregation in mode {mode:?}"),
+                ));
+            }
         };
         let partial_exec = partial
             .downcast_ref::<AggregateExec>()
@@ -138,7 +148,11 @@ impl IncrementalAggregate {
             }
             _ => {
                 let changed = self
-                    .aggregate_state_rows(AggregateMode::Final, vec![merged.clone()], Arc::clone(&task))
+                    .aggregate_state_rows(
+                        AggregateMode::Final,
+                        vec![merged.clone()],
+                        Arc::clone(&task),
+                    )
                     .await?;
                 self.state
                     .append(merged.clone())
@@ -171,8 +185,9 @@ impl IncrementalAggregate {
         rows: Vec<RecordBatch>,
         task: Arc<TaskContext>,
     ) -> Result<Vec<RecordBatch>> {
-        let source = MemorySourceConfig::try_new_exec(&[rows], Arc::clone(self.state.schema()), None)
-            .context(|| "reading state rows".into())?;
+        let source =
+            MemorySourceConfig::try_new_exec(&[rows], Arc::clone(self.state.schema()), None)
+                .context(|| "reading state rows".into())?;
         let exec = AggregateExec::try_new(
             mode,
             Arc::clone(&self.state_group_by),
@@ -186,7 +201,11 @@ impl IncrementalAggregate {
     }
 
     /// Runs the nodes above the aggregation over `finals` (rows of the aggregation's output).
-    async fn run_above(&self, finals: Vec<RecordBatch>, task: Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    async fn run_above(
+        &self,
+        finals: Vec<RecordBatch>,
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<RecordBatch>> {
         let Some(parent) = self.above.last() else {
             return Ok(finals);
         };

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, collect, execution_plan::reset_plan_states};
@@ -28,7 +28,9 @@ use lines::{LinesTable, TriggerSlot};
 use plan::{Params, QueryFile};
 
 /// Which rows each trigger emits (Spark's output modes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputMode {
     /// The whole result table, every trigger.
@@ -243,7 +245,7 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
                 );
                 return Ok(TreeNodeRecursion::Stop);
             }
-            LogicalPlan::Window(_) if below_aggregate || analysis.aggregates == 0 => {
+            LogicalPlan::Window(_) if below_aggregate || !has_aggregate_below(node) => {
                 problem = Some(
                     "window functions (OVER) over the stream's rows need every earlier row; \
                      use them only on top of a GROUP BY (in complete mode)"
@@ -274,6 +276,11 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
         Some(p) => Err(format!("cannot run this query as a stream: {p}")),
         None => Ok(analysis),
     }
+}
+
+fn has_aggregate_below(node: &LogicalPlan) -> bool {
+    node.exists(|n| Ok(matches!(n, LogicalPlan::Aggregate(_))))
+        .unwrap_or(false)
 }
 
 /// Picks the output mode, or explains why the requested one cannot work for this query.

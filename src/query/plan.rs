@@ -24,10 +24,8 @@ pub struct QueryFile {
 
 impl QueryFile {
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let sql = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            action: format!("reading query file {}", path.display()),
-            source,
-        })?;
+        let sql = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("cannot read query file {}: {e}", path.display())))?;
         Ok(Self {
             path: path.to_path_buf(),
             sql,
@@ -57,7 +55,8 @@ pub async fn logical_plan(
     let statement = state
         .sql_to_statement(&query.sql, &dialect)
         .map_err(|e| sql_error(query, e))?;
-    let is_query = matches!(&statement, Statement::Statement(s) if matches!(**s, ast::Statement::Query(_)));
+    let is_query =
+        matches!(&statement, Statement::Statement(s) if matches!(**s, ast::Statement::Query(_)));
     if !is_query {
         return Err(query.error_at(
             None,

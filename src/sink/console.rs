@@ -42,11 +42,18 @@ impl<W: Write> Sink for ConsoleSink<W> {
         let rule = "-------------------------------------------";
         let mut text = format!("{rule}\nBatch: {}\n{rule}\n{table}\n", batch.batch_id);
         if total > self.num_rows {
-            text.push_str(&format!("only showing top {} of {total} rows\n", self.num_rows));
+            text.push_str(&format!(
+                "only showing top {} of {total} rows\n",
+                self.num_rows
+            ));
         }
         text.push('\n');
         // A closed pipe (`dfstream run ... | head`) ends output, not the job's correctness.
-        if let Err(e) = self.out.write_all(text.as_bytes()).and_then(|_| self.out.flush()) {
+        if let Err(e) = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|_| self.out.flush())
+        {
             if e.kind() != std::io::ErrorKind::BrokenPipe {
                 return Err(Error::io("writing to the console", e));
             }

@@ -90,9 +90,17 @@ fn with_batch_id(batch: &SinkBatch<'_>) -> Result<(SchemaRef, Vec<RecordBatch>)>
     Ok((schema, rows))
 }
 
-fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id: u64) -> Result<()> {
+fn write_parquet(
+    path: &Path,
+    schema: &SchemaRef,
+    rows: &[RecordBatch],
+    batch_id: u64,
+) -> Result<()> {
     let dir = path.parent().expect("output files live in a directory");
-    let name = path.file_name().and_then(|n| n.to_str()).expect("UTF-8 name");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("UTF-8 name");
     let tmp = dir.join(format!(".{name}.tmp"));
     let fail = |e: &dyn std::fmt::Display| {
         Error::io(
@@ -100,7 +108,8 @@ fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id
             std::io::Error::other(e.to_string()),
         )
     };
-    let file = File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    let file =
+        File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -108,7 +117,8 @@ fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id
             batch_id.to_string(),
         )]))
         .build();
-    let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(|e| fail(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(|e| fail(&e))?;
     for batch in rows {
         writer.write(batch).map_err(|e| fail(&e))?;
     }

@@ -108,7 +108,8 @@ impl DirSource {
         let now_micros = micros_since_epoch(now);
         let mut found: Vec<(SystemTime, String)> = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
+            let entry =
+                entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 log::warn!(
                     "{}: file name is not UTF-8, skipped",
@@ -221,7 +222,9 @@ mod tests {
 
     #[test]
     fn missing_directory_is_a_usage_error() {
-        let err = DirSource::open(Path::new("/no/such/dir"), None).err().unwrap();
+        let err = DirSource::open(Path::new("/no/such/dir"), None)
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("/no/such/dir"), "{err}");
         assert_eq!(err.exit_code(), 2);
     }

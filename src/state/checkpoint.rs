@@ -89,8 +89,12 @@ impl Checkpoint {
         retain_batches: u64,
     ) -> Result<Self> {
         for sub in ["offsets", "commits", "state", "sources"] {
-            std::fs::create_dir_all(dir.join(sub))
-                .map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
+                Error::io(
+                    format!("creating checkpoint directory {}", dir.display()),
+                    e,
+                )
+            })?;
         }
         let checkpoint = Self {
             dir: dir.to_path_buf(),
@@ -108,7 +112,10 @@ impl Checkpoint {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
-                write_atomic(&path, &serde_json::to_vec_pretty(&meta).expect("serializable"))?;
+                write_atomic(
+                    &path,
+                    &serde_json::to_vec_pretty(&meta).expect("serializable"),
+                )?;
             }
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         }
@@ -142,7 +149,8 @@ impl Checkpoint {
                 "its parameters differ: checkpoint {:?}, now {:?}",
                 stored.params, meta.params
             )
-        } else if stored.state_schema != meta.state_schema || stored.output_schema != meta.output_schema
+        } else if stored.state_schema != meta.state_schema
+            || stored.output_schema != meta.output_schema
         {
             "the query's state or output schema differs (a different dfstream or DataFusion \
              version planned it differently)"
@@ -237,7 +245,10 @@ impl Checkpoint {
         taken: &HashSet<String>,
     ) -> Result<()> {
         if let Some(state) = state {
-            write_atomic(&self.path("state", batch_id, ".snapshot"), &ipc_bytes(state)?)?;
+            write_atomic(
+                &self.path("state", batch_id, ".snapshot"),
+                &ipc_bytes(state)?,
+            )?;
         }
         let mut names: Vec<&String> = taken.iter().collect();
         names.sort_unstable();
@@ -279,7 +290,10 @@ impl Checkpoint {
                 if n < keep_from {
                     let path = self.path(sub, n, suffix);
                     if let Err(e) = std::fs::remove_file(&path) {
-                        log::warn!("could not remove old checkpoint file {}: {e}", path.display());
+                        log::warn!(
+                            "could not remove old checkpoint file {}: {e}",
+                            path.display()
+                        );
                     }
                 }
             }
@@ -294,14 +308,17 @@ impl Checkpoint {
     /// Batch ids of the files in `sub` named `N{suffix}`, ascending.
     fn batch_ids(&self, sub: &str, suffix: &str) -> Result<Vec<u64>> {
         let dir = self.dir.join(sub);
-        let entries =
-            std::fs::read_dir(&dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let entries = std::fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         let mut ids = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if let Some(id) = name.strip_suffix(suffix).and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(id) = name
+                .strip_suffix(suffix)
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 ids.push(id);
             }
         }
@@ -331,9 +348,14 @@ fn first_difference<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Checkpoint(format!("checkpoint file {} is damaged: {e}", path.display())))
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        Error::Checkpoint(format!(
+            "checkpoint file {} is damaged: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
@@ -350,7 +372,10 @@ fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
 
 fn read_ipc(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
     let damaged = |e: &dyn std::fmt::Display| {
-        Error::Checkpoint(format!("checkpoint file {} is damaged: {e}", path.display()))
+        Error::Checkpoint(format!(
+            "checkpoint file {} is damaged: {e}",
+            path.display()
+        ))
     };
     let file = File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let reader = FileReader::try_new(file, None).map_err(|e| damaged(&e))?;
@@ -409,7 +434,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("SELECT 1") && err.contains("SELECT 2"), "{err}");
+        assert!(
+            err.contains("SELECT 1") && err.contains("SELECT 2"),
+            "{err}"
+        );
         assert!(err.contains("--checkpoint"), "{err}");
     }
 
@@ -450,6 +478,9 @@ mod tests {
         assert_eq!(recovered.last_commit, Some(4));
         assert_eq!(recovered.taken.len(), 5);
         assert_eq!(recovered.pending.unwrap().batch_id, 5);
-        assert!(!dir.path().join("offsets/0").exists(), "older than the snapshot at 3");
+        assert!(
+            !dir.path().join("offsets/0").exists(),
+            "older than the snapshot at 3"
+        );
     }
 }

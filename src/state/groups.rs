@@ -233,7 +233,12 @@ mod tests {
     #[test]
     fn latest_row_per_group_wins_and_old_rows_are_gathered_once() {
         let mut state = GroupState::new(schema(), 1).unwrap();
-        assert!(state.existing_rows(&rows(&["a", "b"], &[1, 2])).unwrap().is_none());
+        assert!(
+            state
+                .existing_rows(&rows(&["a", "b"], &[1, 2]))
+                .unwrap()
+                .is_none()
+        );
         state.append(rows(&["a", "b"], &[1, 2])).unwrap();
         let old = state
             .existing_rows(&rows(&["b", "c", "b"], &[0, 0, 0]))

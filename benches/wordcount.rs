@@ -1,0 +1,407 @@
+//! End-to-end benchmark of `dfstream run sql/wordcount.sql`, next to a yardstick in the same
+//! run: a minimal hand-written Rust word counter (read, lower-case, split into \w runs,
+//! HashMap) over the same files, on 1 and 2 threads. Reports MB/s and ratios, peak memory,
+//! start-up to first result, and the latency from a file landing to its counts being committed.
+//!
+//! ```text
+//! cargo bench --bench wordcount                 # 200 MB corpus, generated once under target/
+//! cargo bench --bench wordcount -- --size-mb 50 # a smaller corpus
+//! ```
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut size_mb = 200u64;
+    let mut files = 16u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--size-mb" => {
+                size_mb = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--size-mb N")
+            }
+            "--files" => files = args.next().and_then(|v| v.parse().ok()).expect("--files N"),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dfstream-bench");
+    let corpus = root.join(format!("corpus-{size_mb}mb-{files}"));
+    if !corpus.join("_done").exists() {
+        eprintln!("generating a {size_mb} MB corpus in {}", corpus.display());
+        generate(&corpus, size_mb << 20, files);
+    }
+    let bytes: u64 = corpus_files(&corpus)
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
+    let mb = bytes as f64 / 1e6;
+    println!(
+        "corpus: {} files, {:.1} MB ({})",
+        files,
+        mb,
+        corpus.display()
+    );
+
+    // Warm the page cache so both sides read from memory.
+    for path in corpus_files(&corpus) {
+        std::fs::read(path).unwrap();
+    }
+    let (yard1, count1) = best_of(3, || yardstick(&corpus, 1));
+    let (yard2, count2) = best_of(3, || yardstick(&corpus, 2));
+    assert_eq!(count1, count2);
+    let (run, rss) = best_of_dfstream(&root, &corpus, 3);
+    let total_words = count2.0;
+    let (df_words, df_distinct) = dfstream_totals(&root.join("run/output/result.parquet"));
+    assert_eq!(
+        (df_words, df_distinct),
+        (count2.0, count2.1),
+        "dfstream and the yardstick disagree"
+    );
+    println!(
+        "yardstick, 1 thread : {:6.2} s  {:7.1} MB/s",
+        yard1,
+        mb / yard1
+    );
+    println!(
+        "yardstick, 2 threads: {:6.2} s  {:7.1} MB/s",
+        yard2,
+        mb / yard2
+    );
+    println!(
+        "dfstream available-now: {:6.2} s  {:7.1} MB/s  peak RSS {:.0} MB",
+        run,
+        mb / run,
+        rss as f64 / 1024.0
+    );
+    println!(
+        "ratio dfstream / yardstick: {:.2} of 2 threads, {:.2} of 1 thread ({} words, {} distinct)",
+        yard2 / run,
+        yard1 / run,
+        total_words,
+        count2.1
+    );
+    let startup = startup_to_first_result(&root, 10);
+    println!(
+        "start-up to first result (tiny input, --trigger once, median of 10): {:.1} ms",
+        startup * 1e3
+    );
+    let latency = file_to_commit_latency(&root, 10);
+    println!(
+        "file landing to committed counts (--trigger 0, median of 10): {:.1} ms",
+        latency * 1e3
+    );
+}
+
+fn dfstream() -> &'static str {
+    env!("CARGO_BIN_EXE_dfstream")
+}
+
+fn wordcount_sql() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/wordcount.sql")
+}
+
+fn corpus_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, T) {
+    let mut best = f64::MAX;
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let value = f();
+        best = best.min(start.elapsed().as_secs_f64());
+        last = Some(value);
+    }
+    (best, last.unwrap())
+}
+
+/// A deterministic corpus: Zipf-like vocabulary of 5000 words, 5-20 words a line, some
+/// capitalised or upper-case words, trailing punctuation and double spaces.
+fn generate(dir: &Path, bytes: u64, files: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = 12345u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let vocab: Vec<String> = (0..5000)
+        .map(|i| {
+            let len = 2 + (i * 7919 % 9);
+            (0..len)
+                .map(|k| (b'a' + ((i * 31 + k * 17 + k * i) % 26) as u8) as char)
+                .collect::<String>()
+                + &i.to_string()
+        })
+        .collect();
+    // Cumulative Zipf weights (exponent ~1.07).
+    let weights: Vec<f64> = (1..=vocab.len())
+        .map(|r| 1.0 / (r as f64).powf(1.07))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = Vec::with_capacity(weights.len());
+    let mut acc = 0.0;
+    for w in weights {
+        acc += w / total;
+        cumulative.push(acc);
+    }
+    let per_file = bytes / files;
+    for f in 0..files {
+        let path = dir.join(format!("part-{f:04}.txt"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let mut written = 0u64;
+        let mut line = String::new();
+        while written < per_file {
+            line.clear();
+            let words = 5 + next() % 16;
+            for w in 0..words {
+                if w > 0 {
+                    line.push_str(if next() % 20 == 0 { "  " } else { " " });
+                }
+                let u = (next() % 1_000_000) as f64 / 1e6;
+                let idx = cumulative.partition_point(|&c| c < u).min(vocab.len() - 1);
+                let word = &vocab[idx];
+                match next() % 50 {
+                    0 => line.push_str(&word.to_uppercase()),
+                    1..=5 => {
+                        let mut c = word.chars();
+                        let first = c.next().unwrap().to_ascii_uppercase();
+                        line.push(first);
+                        line.push_str(c.as_str());
+                    }
+                    _ => line.push_str(word),
+                }
+                if next() % 10 < 3 {
+                    line.push([',', '.', '!', '?', ';'][(next() % 5) as usize]);
+                }
+            }
+            line.push('\n');
+            out.write_all(line.as_bytes()).unwrap();
+            written += line.len() as u64;
+        }
+    }
+    std::fs::write(dir.join("_done"), "").unwrap();
+}
+
+/// FxHash-style hasher for the yardstick's map.
+#[derive(Default)]
+struct Fx(u64);
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut v = [0u8; 8];
+            v[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+type Counts = HashMap<Vec<u8>, u64, BuildHasherDefault<Fx>>;
+
+/// The yardstick: the same job as sql/wordcount.sql for ASCII text, by hand, on `threads`.
+/// Returns (total words, distinct words).
+fn yardstick(dir: &Path, threads: usize) -> (u64, usize) {
+    let files = corpus_files(dir);
+    let maps: Vec<Counts> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<&PathBuf> = files.iter().skip(t).step_by(threads).collect();
+                s.spawn(move || {
+                    let mut counts = Counts::default();
+                    let mut word = Vec::with_capacity(64);
+                    for path in mine {
+                        let data = std::fs::read(path).unwrap();
+                        for &b in &data {
+                            if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 {
+                                word.push(b.to_ascii_lowercase());
+                            } else if !word.is_empty() {
+                                *counts.entry(word.clone()).or_insert(0) += 1;
+                                word.clear();
+                            }
+                        }
+                        if !word.is_empty() {
+                            *counts.entry(word.clone()).or_insert(0) += 1;
+                            word.clear();
+                        }
+                    }
+                    counts
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut merged = Counts::default();
+    for map in maps {
+        for (k, v) in map {
+            *merged.entry(k).or_insert(0) += v;
+        }
+    }
+    (merged.values().sum(), merged.len())
+}
+
+/// Runs dfstream over the corpus `runs` times; best wall time and the largest peak RSS (KiB).
+fn best_of_dfstream(root: &Path, corpus: &Path, runs: usize) -> (f64, u64) {
+    let mut best = f64::MAX;
+    let mut peak = 0;
+    for _ in 0..runs {
+        let work = root.join("run");
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).unwrap();
+        let start = Instant::now();
+        let mut child = Command::new(dfstream())
+            .arg("run")
+            .arg(wordcount_sql())
+            .arg("--input")
+            .arg(corpus)
+            .arg("--checkpoint")
+            .arg(work.join("checkpoint"))
+            .arg("--output")
+            .arg(work.join("output"))
+            .args([
+                "--trigger",
+                "available-now",
+                "--no-console",
+                "--glob",
+                "*.txt",
+            ])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let mut hwm = 0;
+        loop {
+            if let Some(kib) = vm_hwm_kib(child.id()) {
+                hwm = hwm.max(kib);
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "dfstream failed: {status:?}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        best = best.min(start.elapsed().as_secs_f64());
+        peak = peak.max(hwm);
+    }
+    (best, peak)
+}
+
+/// (sum of counts, number of words) in a complete-mode result file.
+fn dfstream_totals(path: &Path) -> (u64, usize) {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = std::fs::File::open(path).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let (mut sum, mut rows) = (0u64, 0usize);
+    for batch in reader {
+        let batch = batch.unwrap();
+        rows += batch.num_rows();
+        let counts = batch
+            .column_by_name("count")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        sum += counts.values().iter().map(|&c| c as u64).sum::<u64>();
+    }
+    (sum, rows)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn startup_to_first_result(root: &Path, runs: usize) -> f64 {
+    let work = root.join("tiny");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("input")).unwrap();
+    std::fs::write(
+        work.join("input/a.txt"),
+        "hello streaming world\nhello again\n",
+    )
+    .unwrap();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(work.join("checkpoint"));
+        let start = Instant::now();
+        let out = Command::new(dfstream())
+            .arg("run")
+            .arg(wordcount_sql())
+            .arg("--input")
+            .arg(work.join("input"))
+            .arg("--checkpoint")
+            .arg(work.join("checkpoint"))
+            .args(["--trigger", "once"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        times.push(start.elapsed().as_secs_f64());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("hello"));
+    }
+    median(times)
+}
+
+fn file_to_commit_latency(root: &Path, files: usize) -> f64 {
+    let work = root.join("latency");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("input")).unwrap();
+    let mut child = Command::new(dfstream())
+        .arg("run")
+        .arg(wordcount_sql())
+        .arg("--input")
+        .arg(work.join("input"))
+        .arg("--checkpoint")
+        .arg(work.join("checkpoint"))
+        .arg("--output")
+        .arg(work.join("output"))
+        .args(["--trigger", "0", "--no-console"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut times = Vec::new();
+    for i in 0..files {
+        let hidden = work.join(format!("input/.f{i}.tmp"));
+        std::fs::write(&hidden, "some words for the stream\n").unwrap();
+        let start = Instant::now();
+        std::fs::rename(&hidden, work.join(format!("input/f{i}.txt"))).unwrap();
+        let commit = work.join(format!("checkpoint/commits/{i}"));
+        while !commit.exists() {
+            std::thread::sleep(Duration::from_micros(200));
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no commit for file {i}"
+            );
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    median(times)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}

@@ -1,0 +1,330 @@
+//! The oracle property: for any input and any split of it into triggers, the streaming result
+//! equals the same SQL run once as a batch query over all the input. Random inputs and splits,
+//! many seeds; a failure prints its seed, and `DFSTREAM_SEED=N` replays just that seed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use dfstream::batch::TextCounters;
+use dfstream::query::lines::{TriggerFile, TriggerSlot};
+use dfstream::query::plan::{Params, QueryFile};
+use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::util::{Line, batch_query, lines_of, rows, runtime, sorted_rows};
+
+const WORDS: &[&str] = &[
+    "the",
+    "The",
+    "THE",
+    "stream",
+    "Streaming",
+    "data",
+    "DataFusion",
+    "arrow",
+    "Don't",
+    "STOP—café",
+    "42",
+    "naïve",
+    "ÄÖÜ",
+    "straße",
+    "snake_case",
+    "x1",
+    "日本語",
+    "a",
+    "b",
+    "c",
+    "word",
+    "count",
+];
+const SEPARATORS: &[&str] = &[" ", " ", " ", "  ", "\t", ", ", ". ", "!", " -- ", "…"];
+
+/// A random input: a few files of random lines (empty lines, CRLF, invalid UTF-8, no final
+/// newline included). Returns (file name, bytes).
+fn random_files(rng: &mut StdRng) -> Vec<(String, Vec<u8>)> {
+    let files = rng.random_range(1..12);
+    (0..files)
+        .map(|f| {
+            let mut text = Vec::new();
+            let lines = rng.random_range(0..25);
+            for l in 0..lines {
+                let words = rng.random_range(0..9);
+                for w in 0..words {
+                    if w > 0 {
+                        text.extend_from_slice(
+                            SEPARATORS[rng.random_range(0..SEPARATORS.len())].as_bytes(),
+                        );
+                    }
+                    text.extend_from_slice(WORDS[rng.random_range(0..WORDS.len())].as_bytes());
+                }
+                if rng.random_bool(0.03) {
+                    text.extend_from_slice(b" \xff\xfe bad");
+                }
+                let last = l + 1 == lines;
+                if !last || rng.random_bool(0.7) {
+                    text.extend_from_slice(if rng.random_bool(0.2) { b"\r\n" } else { b"\n" });
+                }
+            }
+            (format!("f{f:02}.txt"), text)
+        })
+        .collect()
+}
+
+/// Splits `n` items into consecutive non-empty groups at random.
+fn random_split(rng: &mut StdRng, n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < n {
+        let len = rng.random_range(1..=(n - start).min(4));
+        groups.push(start..start + len);
+        start += len;
+    }
+    groups
+}
+
+fn seeds(count: u64) -> Vec<u64> {
+    match std::env::var("DFSTREAM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("DFSTREAM_SEED is a number")],
+        Err(_) => (0..count).collect(),
+    }
+}
+
+/// The result of a streaming run in `mode` over `files` split into triggers by `split`.
+async fn stream(
+    sql: &str,
+    params: &Params,
+    mode: OutputMode,
+    partitions: usize,
+    dir: &std::path::Path,
+    files: &[(String, Vec<u8>)],
+    split: &[std::ops::Range<usize>],
+) -> Vec<Vec<RecordBatch>> {
+    let counters = Arc::new(TextCounters::default());
+    let slot = TriggerSlot::new(counters, 16 << 20);
+    let file = QueryFile {
+        path: "oracle.sql".into(),
+        sql: sql.to_string(),
+    };
+    let mut query = StreamingQuery::plan(
+        QuerySpec {
+            file: &file,
+            params,
+            mode: Some(mode),
+            partitions,
+        },
+        slot.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    let mut outputs = Vec::new();
+    for range in split {
+        slot.set(
+            files[range.clone()]
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| TriggerFile {
+                    path: dir.join(name),
+                    display: name.clone(),
+                    ts_micros: ts_of(range.start + i),
+                })
+                .collect(),
+        );
+        outputs.push(query.run_trigger().await.unwrap().rows);
+    }
+    outputs
+}
+
+fn ts_of(file_index: usize) -> i64 {
+    1_700_000_000_000_000 + file_index as i64 * 7_000_000
+}
+
+/// Checks the property for `sql` over `count` seeds. `keys` is the number of leading output
+/// columns that identify a group (for update mode); `ordered` compares row order too.
+fn check(sql: &str, params: &[(&str, &str)], keys: usize, ordered: bool, count: u64) {
+    let rt = runtime();
+    let params_map: Params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for seed in seeds(count) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let files = random_files(&mut rng);
+        let split = random_split(&mut rng, files.len());
+        let partitions = rng.random_range(1..=3);
+        let dir = tempfile::tempdir().unwrap();
+        let mut all_lines: Vec<Line> = Vec::new();
+        for (i, (name, bytes)) in files.iter().enumerate() {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+            all_lines.extend(lines_of(bytes, name, ts_of(i)));
+        }
+        let context = format!(
+            "seed {seed} (replay: DFSTREAM_SEED={seed}), {} files split {split:?}, {partitions} partitions\nquery: {sql}",
+            files.len()
+        );
+        rt.block_on(async {
+            let expected = batch_query(sql, &all_lines, params, partitions).await;
+            let complete = stream(
+                sql,
+                &params_map,
+                OutputMode::Complete,
+                partitions,
+                dir.path(),
+                &files,
+                &split,
+            )
+            .await;
+            let last = complete.last().unwrap();
+            if ordered {
+                assert_eq!(rows(last), rows(&expected), "complete mode, {context}");
+            } else {
+                assert_eq!(
+                    sorted_rows(last),
+                    sorted_rows(&expected),
+                    "complete mode, {context}"
+                );
+            }
+            if keys > 0 {
+                // Update mode: applying each trigger's changed rows to a table gives the same result.
+                let updates = stream(
+                    sql,
+                    &params_map,
+                    OutputMode::Update,
+                    partitions,
+                    dir.path(),
+                    &files,
+                    &split,
+                )
+                .await;
+                let mut table = BTreeMap::new();
+                for trigger in &updates {
+                    for row in rows(trigger) {
+                        let key: Vec<&str> = row.split('|').take(keys).collect();
+                        table.insert(key.join("|"), row.clone());
+                    }
+                }
+                let mut applied: Vec<String> = table.into_values().collect();
+                applied.sort();
+                assert_eq!(applied, sorted_rows(&expected), "update mode, {context}");
+            }
+        });
+    }
+}
+
+#[test]
+fn wordcount_matches_batch_for_random_splits() {
+    let sql = std::fs::read_to_string(crate::util::repo("sql/wordcount.sql")).unwrap();
+    check(&sql, &[], 1, false, 40);
+}
+
+#[test]
+fn many_aggregate_functions_match_batch() {
+    check(
+        "SELECT word, count(*) AS n, sum(length(word)) AS chars, min(file) AS first_file, \
+         max(length(word)) AS longest, avg(length(word)) AS mean, count(DISTINCT file) AS files, \
+         min(ts) AS first_seen \
+         FROM (SELECT unnest(words(lower(value))) AS word, file, ts FROM lines) GROUP BY word",
+        &[],
+        1,
+        false,
+        25,
+    );
+}
+
+#[test]
+fn where_clause_and_parameters_match_batch() {
+    check(
+        "SELECT word, count(*) AS count \
+         FROM (SELECT unnest(words(lower(value))) AS word FROM lines) \
+         WHERE length(word) >= $min_len AND word <> 'the' GROUP BY word",
+        &[("min_len", "3")],
+        1,
+        false,
+        25,
+    );
+}
+
+#[test]
+fn two_column_group_by_matches_batch() {
+    check(
+        "SELECT file, word, count(*) AS count \
+         FROM (SELECT file, unnest(words(lower(value))) AS word FROM lines) GROUP BY file, word",
+        &[],
+        2,
+        false,
+        25,
+    );
+}
+
+#[test]
+fn global_aggregate_without_group_by_matches_batch() {
+    check(
+        "SELECT count(*) AS lines, sum(length(value)) AS chars, max(value) AS last_line, \
+         count(DISTINCT value) AS distinct_lines FROM lines",
+        &[],
+        0,
+        false,
+        25,
+    );
+}
+
+#[test]
+fn having_order_by_limit_apply_to_the_whole_result() {
+    check(
+        "SELECT word, count(*) AS count \
+         FROM (SELECT unnest(words(lower(value))) AS word FROM lines) \
+         GROUP BY word HAVING count(*) > 1 ORDER BY count DESC, word LIMIT 5",
+        &[],
+        0,
+        true,
+        25,
+    );
+}
+
+#[test]
+fn window_function_over_the_aggregate_matches_batch() {
+    check(
+        "SELECT word, count, rank() OVER (ORDER BY count DESC) AS place FROM ( \
+           SELECT word, count(*) AS count \
+           FROM (SELECT unnest(words(lower(value))) AS word FROM lines) GROUP BY word) \
+         ORDER BY place, word",
+        &[],
+        0,
+        true,
+        15,
+    );
+}
+
+#[test]
+fn stateless_query_appends_exactly_the_input_rows() {
+    let rt = runtime();
+    for seed in seeds(20) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let files = random_files(&mut rng);
+        let split = random_split(&mut rng, files.len());
+        let dir = tempfile::tempdir().unwrap();
+        let mut expected = Vec::new();
+        for (i, (name, bytes)) in files.iter().enumerate() {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+            expected.extend(
+                lines_of(bytes, name, ts_of(i))
+                    .into_iter()
+                    .map(|l| format!("{}|{}", l.file, l.value)),
+            );
+        }
+        expected.sort();
+        let outputs = rt.block_on(stream(
+            "SELECT file, value FROM lines",
+            &Params::new(),
+            OutputMode::Append,
+            rng.random_range(1..=3),
+            dir.path(),
+            &files,
+            &split,
+        ));
+        let mut got: Vec<String> = outputs.iter().flat_map(|o| rows(o)).collect();
+        got.sort();
+        assert_eq!(got, expected, "seed {seed}");
+    }
+}

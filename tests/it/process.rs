@@ -1,0 +1,318 @@
+//! The real binary on real directories: triggers, output modes, Parquet read back with
+//! DataFusion, files dropped in while it runs, and stop/restart continuing exactly.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{
+    Line, Workspace, assert_ok, batch_query, lines_of, read_parquet, repo, rows, runtime,
+    sorted_rows, stderr, stdout,
+};
+
+/// The oracle for wordcount over the given files of `ws`.
+fn wordcount_oracle(ws: &Workspace, files: &[(&str, &str)]) -> Vec<String> {
+    let lines: Vec<Line> = files
+        .iter()
+        .flat_map(|(name, text)| lines_of(text.as_bytes(), &ws.file_column(name), 0))
+        .collect();
+    let sql = std::fs::read_to_string(repo("sql/wordcount.sql")).unwrap();
+    sorted_rows(&runtime().block_on(batch_query(&sql, &lines, &[], 2)))
+}
+
+#[test]
+fn once_prints_a_spark_style_table_and_writes_parquet() {
+    let ws = Workspace::new();
+    let text = "Don't STOP—café 42\nthe cat the hat\n";
+    ws.add_file("a.txt", text);
+    let out = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    assert_ok(&out);
+    let console = stdout(&out);
+    assert!(console.contains("Batch: 0"), "{console}");
+    assert!(console.contains("| word"), "{console}");
+    assert!(console.contains("| café"), "{console}");
+    assert!(!console.contains("Batch: 1"), "{console}");
+    let result = read_parquet(&ws.output);
+    assert_eq!(
+        sorted_rows(&result),
+        wordcount_oracle(&ws, &[("a.txt", text)])
+    );
+    let schema = result[0].schema();
+    assert_eq!(schema.field(0).name(), "word");
+    assert_eq!(schema.field(1).name(), "count");
+    assert_eq!(
+        schema.field(1).data_type(),
+        &datafusion::arrow::datatypes::DataType::Int64
+    );
+}
+
+#[test]
+fn num_rows_limits_the_console_table() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "a b c d e f g\n");
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--num-rows", "3"],
+    );
+    assert_ok(&out);
+    let console = stdout(&out);
+    let data_rows = console
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.contains("word"))
+        .count();
+    assert_eq!(data_rows, 3, "{console}");
+    assert!(
+        console.contains("only showing top 3 of 7 rows"),
+        "{console}"
+    );
+}
+
+#[test]
+fn available_now_uses_as_many_batches_as_max_files_needs() {
+    let ws = Workspace::new();
+    let files = [
+        ("1.txt", "one two\n"),
+        ("2.txt", "two three\n"),
+        ("3.txt", "three four\n"),
+    ];
+    for (name, text) in files {
+        ws.add_file(name, text);
+    }
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "available-now", "--max-files-per-trigger", "1"],
+    );
+    assert_ok(&out);
+    let console = stdout(&out);
+    for n in 0..3 {
+        assert!(console.contains(&format!("Batch: {n}")), "{console}");
+    }
+    assert!(!console.contains("Batch: 3"), "{console}");
+    assert_eq!(ws.commits(), [0, 1, 2]);
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &files)
+    );
+}
+
+#[test]
+fn a_restart_counts_only_new_files_and_the_output_is_the_total() {
+    let ws = Workspace::new();
+    let first = [("a.txt", "alpha beta\nbeta\n"), ("b.txt", "gamma\n")];
+    for (name, text) in first {
+        ws.add_file(name, text);
+    }
+    let query = repo("sql/wordcount.sql");
+    assert_ok(&ws.run(&query, &["--trigger", "available-now"]));
+    // Nothing new: no batch, no output change.
+    let again = ws.run(&query, &["--trigger", "available-now"]);
+    assert_ok(&again);
+    assert!(!stdout(&again).contains("Batch:"), "{}", stdout(&again));
+    ws.add_file("c.txt", "beta gamma delta\n");
+    let out = ws.run(&query, &["--trigger", "available-now"]);
+    assert_ok(&out);
+    assert!(stdout(&out).contains("Batch: 1"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("1 files"),
+        "only the new file is read: {}",
+        stderr(&out)
+    );
+    let all = [first[0], first[1], ("c.txt", "beta gamma delta\n")];
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &all)
+    );
+}
+
+#[test]
+fn restarts_across_many_snapshots_stay_exact() {
+    // Snapshot every 2 batches and keep little history, so recovery must combine a snapshot,
+    // later deltas and the seen-files record.
+    let ws = Workspace::new();
+    let query = repo("sql/wordcount.sql");
+    let mut files = Vec::new();
+    for round in 0..5 {
+        for i in 0..3 {
+            let name = format!("r{round}-{i}.txt");
+            let text = format!("w{i} w{round} shared\nx{}\n", round * i);
+            ws.add_file(&name, &text);
+            files.push((name, text));
+        }
+        let out = ws.run(
+            &query,
+            &[
+                "--trigger",
+                "available-now",
+                "--max-files-per-trigger",
+                "2",
+                "--snapshot-interval",
+                "2",
+                "--retain-batches",
+                "1",
+                "--no-console",
+            ],
+        );
+        assert_ok(&out);
+    }
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &refs)
+    );
+    let offsets = std::fs::read_dir(ws.checkpoint.join("offsets"))
+        .unwrap()
+        .count();
+    assert!(offsets < 6, "old offsets are removed, {offsets} left");
+}
+
+#[test]
+fn update_mode_writes_changed_rows_per_batch_with_batch_id() {
+    let ws = Workspace::new();
+    ws.add_file("1.txt", "a b\n");
+    ws.add_file("2.txt", "b c\n");
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &[
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--mode",
+            "update",
+        ],
+    );
+    assert_ok(&out);
+    let mut names: Vec<String> = std::fs::read_dir(&ws.output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["batch-000000000000.parquet", "batch-000000000001.parquet"]
+    );
+    let rows = sorted_rows(&read_parquet(&ws.output));
+    assert_eq!(rows, ["0|a|1", "0|b|1", "1|b|2", "1|c|1"]);
+}
+
+#[test]
+fn stateless_query_appends_lines_with_their_file_and_arrival_time() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "first\n\nthird\r\nlast without newline");
+    let query = ws.dir.path().join("lines.sql");
+    std::fs::write(&query, "SELECT file, value, ts FROM lines").unwrap();
+    let out = ws.run(&query, &["--trigger", "once"]);
+    assert_ok(&out);
+    let result = read_parquet(&ws.output);
+    let got: Vec<String> = rows(&result)
+        .into_iter()
+        .map(|r| r.rsplit_once('|').unwrap().0.to_string())
+        .collect();
+    let file = ws.file_column("a.txt");
+    assert_eq!(
+        got,
+        [
+            format!("{file}|first"),
+            format!("{file}|"),
+            format!("{file}|third"),
+            format!("{file}|last without newline")
+        ]
+    );
+    let ts = result[0].schema().field(2).data_type().clone();
+    assert_eq!(
+        ts,
+        datafusion::arrow::datatypes::DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            Some("UTC".into())
+        )
+    );
+}
+
+#[test]
+fn watches_the_directory_and_updates_the_result_as_files_arrive() {
+    let ws = Workspace::new();
+    let mut child = ws
+        .command(&repo("sql/wordcount.sql"), &["--trigger", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Files arrive while it runs: written under hidden names, then renamed.
+    ws.add_file("1.txt", "hello world\n");
+    assert!(
+        ws.wait_for_commit(0, Duration::from_secs(20)),
+        "first file not processed"
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &[("1.txt", "hello world\n")])
+    );
+    // A temporary file is ignored until renamed.
+    std::fs::write(ws.input.join(".2.txt.tmp"), "partial").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ws.commits(), [0], "hidden files are not input");
+    std::fs::rename(ws.input.join(".2.txt.tmp"), ws.input.join("2.txt")).unwrap();
+    assert!(
+        ws.wait_for_commit(1, Duration::from_secs(20)),
+        "second file not processed"
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &[("1.txt", "hello world\n"), ("2.txt", "partial")])
+    );
+    // SIGTERM: a clean stop with exit code 0.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+#[test]
+fn an_interval_trigger_batches_what_arrived_during_the_interval() {
+    let ws = Workspace::new();
+    ws.add_file("1.txt", "a\n");
+    ws.add_file("2.txt", "b\n");
+    let mut child = ws
+        .command(
+            &repo("sql/wordcount.sql"),
+            &["--trigger", "300ms", "--no-console"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(ws.wait_for_commit(0, Duration::from_secs(20)));
+    ws.add_file("3.txt", "c\n");
+    assert!(ws.wait_for_commit(1, Duration::from_secs(20)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.checkpoint.join("offsets/0")).unwrap()).unwrap();
+    assert_eq!(
+        first["files"].as_array().unwrap().len(),
+        2,
+        "both files in one batch"
+    );
+}
+
+#[test]
+fn datafusion_reads_the_output_directory_as_a_table() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y x\n");
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]));
+    // What a user types in DataFusion CLI: SELECT * FROM 'output/'.
+    let got = runtime().block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new().enable_url_table();
+        let sql = format!(
+            "SELECT word, count FROM '{}/' ORDER BY count DESC, word",
+            ws.output.display()
+        );
+        ctx.sql(&sql).await.unwrap().collect().await.unwrap()
+    });
+    assert_eq!(rows(&got), ["x|2", "y|1"]);
+}

@@ -1,0 +1,233 @@
+//! Shared test helpers: a fresh workspace per test, the real binary, reading Parquet back,
+//! and the batch oracle (the same SQL run once over all input with plain DataFusion).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::ParquetReadOptions;
+
+/// The built `dfstream` binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_dfstream")
+}
+
+/// A file of the repository, e.g. `sql/wordcount.sql`.
+pub fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A temporary directory with `input/`, and paths for `output/` and `checkpoint/`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub checkpoint: PathBuf,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("input");
+        std::fs::create_dir(&input).unwrap();
+        Self {
+            output: dir.path().join("output"),
+            checkpoint: dir.path().join("checkpoint"),
+            input,
+            dir,
+        }
+    }
+
+    /// Writes an input file the way producers should: a hidden name, then a rename.
+    pub fn add_file(&self, name: &str, contents: impl AsRef<[u8]>) {
+        let hidden = self.input.join(format!(".{name}.tmp"));
+        std::fs::write(&hidden, contents).unwrap();
+        std::fs::rename(&hidden, self.input.join(name)).unwrap();
+    }
+
+    /// The path the `file` column shows for an input file.
+    pub fn file_column(&self, name: &str) -> String {
+        self.input.join(name).display().to_string()
+    }
+
+    /// `dfstream run QUERY --input .. --output .. --checkpoint ..` plus `extra`.
+    pub fn command(&self, query: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .arg(query)
+            .arg("--input")
+            .arg(&self.input)
+            .arg("--output")
+            .arg(&self.output)
+            .arg("--checkpoint")
+            .arg(&self.checkpoint)
+            .args(extra)
+            .env("RUST_LOG", "dfstream=info");
+        cmd
+    }
+
+    /// Runs to completion; use a trigger that ends (once, available-now).
+    pub fn run(&self, query: &Path, extra: &[&str]) -> Output {
+        let output = self.command(query, extra).output().unwrap();
+        output
+    }
+
+    /// Committed batch ids in the checkpoint.
+    pub fn commits(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(self.checkpoint.join("commits"))
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until batch `id` is committed.
+    pub fn wait_for_commit(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.commits().contains(&id) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts success and shows stderr if not.
+pub fn assert_ok(output: &Output) {
+    assert!(
+        output.status.success(),
+        "dfstream failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Reads every Parquet file under `dir` with DataFusion, as a user would.
+pub fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
+    runtime().block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.read_parquet(dir.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+    })
+}
+
+/// Each row as `a|b|c`, in the batches' order.
+pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            out.push(cells.join("|"));
+        }
+    }
+    out
+}
+
+/// Rows sorted, for results without ORDER BY.
+pub fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut out = rows(batches);
+    out.sort();
+    out
+}
+
+/// One row of `lines` for the oracle.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub value: String,
+    pub ts_micros: i64,
+    pub file: String,
+}
+
+/// The oracle: `sql` run once as a plain DataFusion batch query over all `lines`.
+pub async fn batch_query(
+    sql: &str,
+    lines: &[Line],
+    params: &[(&str, &str)],
+    partitions: usize,
+) -> Vec<RecordBatch> {
+    let ctx = dfstream::query::session(partitions);
+    let schema = dfstream::batch::lines_schema();
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                lines.iter().map(|l| &l.value),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(lines.iter().map(|l| l.ts_micros))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(lines.iter().map(|l| &l.file))),
+        ],
+    )
+    .unwrap();
+    let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+    ctx.register_table("lines", Arc::new(table)).unwrap();
+    let mut df = ctx.sql(sql).await.unwrap();
+    if !params.is_empty() {
+        let values: Vec<(String, datafusion::common::ScalarValue)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), dfstream::query::plan::param_value(v)))
+            .collect();
+        df = df.with_param_values(values).unwrap();
+    }
+    df.collect().await.unwrap()
+}
+
+/// The lines of a text the way dfstream reads a file (for building oracles from file text).
+pub fn lines_of(text: &[u8], file: &str, ts_micros: i64) -> Vec<Line> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    body.split(|&b| b == b'\n')
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            Line {
+                value: String::from_utf8_lossy(line).into_owned(),
+                ts_micros,
+                file: file.to_string(),
+            }
+        })
+        .collect()
+}
