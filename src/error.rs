@@ -69,7 +69,7 @@ impl<T> Context<T> for Result<T, DataFusionError> {
 
 impl<T> Context<T> for Result<T, datafusion::arrow::error::ArrowError> {
     fn context(self, context: impl FnOnce() -> String) -> Result<T, Error> {
-        self.map_err(|e| DataFusionError::from(e)).context(context)
+        self.map_err(DataFusionError::from).context(context)
     }
 }
 

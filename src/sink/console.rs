@@ -53,10 +53,9 @@ impl<W: Write> Sink for ConsoleSink<W> {
             .out
             .write_all(text.as_bytes())
             .and_then(|_| self.out.flush())
+            && e.kind() != std::io::ErrorKind::BrokenPipe
         {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                return Err(Error::io("writing to the console", e));
-            }
+            return Err(Error::io("writing to the console", e));
         }
         Ok(())
     }

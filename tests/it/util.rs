@@ -72,8 +72,7 @@ impl Workspace {
 
     /// Runs to completion; use a trigger that ends (once, available-now).
     pub fn run(&self, query: &Path, extra: &[&str]) -> Output {
-        let output = self.command(query, extra).output().unwrap();
-        output
+        self.command(query, extra).output().unwrap()
     }
 
     /// Committed batch ids in the checkpoint.
