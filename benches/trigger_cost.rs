@@ -78,6 +78,7 @@ async fn measure(groups: usize, mode: OutputMode) -> (f64, f64, f64) {
             query_file: "bench".into(),
             sql,
             params: Default::default(),
+            mode: mode.to_string(),
             state_schema: None,
             output_schema: String::new(),
         },

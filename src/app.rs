@@ -50,12 +50,13 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         std::future::pending::<()>().await
     });
     let work = async {
-        if let Some(pending) = job.pending.take() {
+        for offsets in std::mem::take(&mut job.replay) {
             log::info!(
-                "re-running batch {} that an earlier run started but did not commit",
-                pending.batch_id
+                "re-running batch {} ({} files) that an earlier run did not finish",
+                offsets.batch_id,
+                offsets.files.len()
             );
-            job.run_batch(pending.files).await?;
+            job.run_batch(offsets.files).await?;
         }
         match config.args.trigger {
             Trigger::Once => {
@@ -134,8 +135,12 @@ struct Job {
     counters: Arc<TextCounters>,
     /// The id the next batch gets.
     next_batch: u64,
-    pending: Option<Offsets>,
+    /// Batches an earlier run recorded but did not commit, to re-run first.
+    replay: Vec<Offsets>,
     batches_run: u64,
+    /// Test aid: sleep this long between the steps of a batch, so that a crash test can kill
+    /// the process inside each step (`DFSTREAM_PAUSE_BETWEEN_STEPS_MS`).
+    step_pause: Option<Duration>,
 }
 
 impl Job {
@@ -163,6 +168,7 @@ impl Job {
             query_file: args.query.display().to_string(),
             sql: file.sql.clone(),
             params: config.params.clone(),
+            mode: query.mode().to_string(),
             state_schema: state_schema.as_ref().map(|s| s.to_string()),
             output_schema: query.output_schema().to_string(),
         };
@@ -177,8 +183,8 @@ impl Job {
             query.restore_state(rows)?;
         }
         source.mark_taken(recovered.taken);
-        if let Some(pending) = &recovered.pending {
-            source.mark_taken(pending.files.iter().map(|f| f.name.clone()));
+        for offsets in &recovered.replay {
+            source.mark_taken(offsets.files.iter().map(|f| f.name.clone()));
         }
         let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
         if let Some(last) = recovered.last_commit {
@@ -211,8 +217,12 @@ impl Job {
             sinks,
             counters,
             next_batch,
-            pending: recovered.pending,
+            replay: recovered.replay,
             batches_run: 0,
+            step_pause: std::env::var("DFSTREAM_PAUSE_BETWEEN_STEPS_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(Duration::from_millis),
         })
     }
 
@@ -223,6 +233,7 @@ impl Job {
         let before = self.counters.snapshot();
         let offsets = Offsets { batch_id, files };
         self.checkpoint.write_offsets(&offsets)?;
+        pause(self.step_pause).await;
         let dir = self.source.dir();
         self.query.slot().set(
             offsets
@@ -237,6 +248,7 @@ impl Job {
         );
         let output = self.query.run_trigger().await?;
         let queried = started.elapsed();
+        pause(self.step_pause).await;
         let sink_batch = SinkBatch {
             batch_id,
             mode: self.query.mode(),
@@ -245,9 +257,11 @@ impl Job {
         };
         for sink in &mut self.sinks {
             sink.write(&sink_batch)?;
+            pause(self.step_pause).await;
         }
         if let Some(delta) = &output.state_delta {
             self.checkpoint.write_state_delta(batch_id, delta)?;
+            pause(self.step_pause).await;
         }
         if self.checkpoint.wants_snapshot(batch_id) {
             let state = match self.query.state() {
@@ -262,15 +276,18 @@ impl Job {
                 .write_snapshot(batch_id, state.as_ref(), self.source.taken())?;
         }
         let groups = self.query.state().map_or(0, |s| s.len() as u64);
+        let counts = self.counters.snapshot() - before;
         self.checkpoint.commit(&Commit {
             batch_id,
             committed_at_micros: crate::source::dir::micros_since_epoch(
                 std::time::SystemTime::now(),
             ),
+            input_files: offsets.files.len() as u64,
+            input_rows: counts.rows,
+            input_bytes: counts.bytes,
             output_rows: sink_batch.num_rows() as u64,
             state_groups: groups,
         })?;
-        let counts = self.counters.snapshot() - before;
         log::info!(
             "batch {batch_id}: {} files, {} rows, {} bytes; {} result rows; {} groups; query {:.1} ms, total {:.1} ms",
             offsets.files.len(),
@@ -284,6 +301,12 @@ impl Job {
         self.next_batch += 1;
         self.batches_run += 1;
         Ok(())
+    }
+}
+
+async fn pause(step_pause: Option<Duration>) {
+    if let Some(pause) = step_pause {
+        tokio::time::sleep(pause).await;
     }
 }
 

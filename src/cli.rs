@@ -25,6 +25,50 @@ pub struct Cli {
 pub enum Command {
     /// Run a query over new files in a directory, trigger after trigger.
     Run(RunArgs),
+    /// Check the streaming output against the same query run once as a batch over every
+    /// file the checkpoint says was taken. Prints OK (exit 0) or the differing rows (exit 1).
+    Verify(VerifyArgs),
+    /// Inspect a checkpoint.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCommand),
+    /// Delete a checkpoint's contents so that the next run starts over.
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Print the query, the committed batches and their input, the state size and the files.
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The query file the job runs.
+    pub query: PathBuf,
+    #[arg(long, default_value = "input")]
+    pub input: PathBuf,
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, default_value = "checkpoint")]
+    pub checkpoint: PathBuf,
+    /// The same --param values the job runs with.
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// The same --max-line-bytes the job runs with.
+    #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_line_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    #[arg(long, default_value = "checkpoint")]
+    pub checkpoint: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    #[arg(long)]
+    pub checkpoint: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,11 +9,13 @@
 //! - [`query`]: SQL planning, the `lines` scan of a trigger, incremental aggregation;
 //! - [`state`]: the GROUP BY state and the checkpoint directory;
 //! - [`sink`]: console table and Parquet output;
-//! - [`app`]: the trigger loop that wires them; [`cli`] and [`error`] face the user.
+//! - [`app`]: the trigger loop that wires them; [`commands`]: verify, checkpoint show, reset;
+//!   [`cli`] and [`error`] face the user.
 
 pub mod app;
 pub mod batch;
 pub mod cli;
+pub mod commands;
 pub mod error;
 pub mod query;
 pub mod sink;

@@ -3,10 +3,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dfstream::cli::{Cli, Command};
+use dfstream::cli::{CheckpointCommand, Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A file-size limit (ulimit -f) should make a write fail with an error we report, not
+    // kill the process with SIGXFSZ.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN at start, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("dfstream=info"))
         .format_timestamp_millis()
         .init();
@@ -20,16 +27,27 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut stdout = std::io::stdout();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => {
                 let config = args.validate()?;
-                dfstream::app::run(config, dfstream::app::shutdown_signal()).await
+                dfstream::app::run(config, dfstream::app::shutdown_signal())
+                    .await
+                    .map(|_| true)
+            }
+            Command::Verify(args) => dfstream::commands::verify(args, &mut stdout).await,
+            Command::Checkpoint(CheckpointCommand::Show(args)) => {
+                dfstream::commands::show(args, &mut stdout).map(|_| true)
+            }
+            Command::Reset(args) => {
+                dfstream::commands::reset_checkpoint(&args.checkpoint, &mut stdout).map(|_| true)
             }
         }
     });
     match result {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("dfstream: error: {e}");
             ExitCode::from(e.exit_code() as u8)

@@ -8,7 +8,6 @@
 //!
 //! Files are written as `.NAME.tmp` (hidden, and not `*.parquet`), synced, then renamed.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +21,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use super::{Sink, SinkBatch};
 use crate::error::{Error, Result};
 use crate::query::OutputMode;
-use crate::state::checkpoint::sync_dir;
+use crate::state::store::write_atomic_with;
 
 /// The file complete mode keeps up to date.
 pub const COMPLETE_FILE: &str = "result.parquet";
@@ -90,26 +89,7 @@ fn with_batch_id(batch: &SinkBatch<'_>) -> Result<(SchemaRef, Vec<RecordBatch>)>
     Ok((schema, rows))
 }
 
-fn write_parquet(
-    path: &Path,
-    schema: &SchemaRef,
-    rows: &[RecordBatch],
-    batch_id: u64,
-) -> Result<()> {
-    let dir = path.parent().expect("output files live in a directory");
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("UTF-8 name");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let fail = |e: &dyn std::fmt::Display| {
-        Error::io(
-            format!("writing {}", path.display()),
-            std::io::Error::other(e.to_string()),
-        )
-    };
-    let file =
-        File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id: u64) -> Result<()> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -117,15 +97,14 @@ fn write_parquet(
             batch_id.to_string(),
         )]))
         .build();
-    let mut writer =
-        ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(|e| fail(&e))?;
-    for batch in rows {
-        writer.write(batch).map_err(|e| fail(&e))?;
-    }
-    let file = writer.into_inner().map_err(|e| fail(&e))?;
-    file.sync_all()
-        .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))?;
-    sync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+    write_atomic_with(path, |file| {
+        let mut writer =
+            ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(std::io::Error::other)?;
+        for batch in rows {
+            writer.write(batch).map_err(std::io::Error::other)?;
+        }
+        writer.close().map_err(std::io::Error::other)?;
+        Ok(())
+    })
+    .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }

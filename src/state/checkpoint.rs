@@ -1,8 +1,9 @@
 //! The checkpoint directory: what each batch consists of, which batches are done, and the
-//! aggregation state, so that a restart continues where the last run ended.
+//! aggregation state, so that a restart (after a clean stop or a crash) continues exactly.
 //!
-//! Layout (all writes atomic: temporary name, fsync, rename, fsync the directory):
+//! Layout (every file written atomically through [`Store`], and sealed with a checksum):
 //! ```text
+//! lock                   the running process's pid; held with an exclusive file lock
 //! metadata               JSON: format version, query id, SQL text, parameters, mode, schemas
 //! offsets/N              JSON: the files of batch N, written before batch N runs
 //! commits/N              JSON: written after batch N's sinks and state are durable
@@ -10,13 +11,15 @@
 //! state/N.snapshot       Arrow IPC: every group after batch N, every --snapshot-interval batches
 //! sources/N.snapshot     JSON: every file name taken up to batch N, with each state snapshot
 //! ```
-//! A batch is done exactly when `commits/N` exists; files of later batches are ignored or
-//! replayed. Knows nothing of SQL: it stores rows and names handed to it.
+//! A batch is done exactly when a good `commits/N` exists. Recovery restores the newest batch
+//! whose state and taken-files record can be rebuilt from good files, falling back (with a
+//! warning) past damaged ones, then re-runs every later batch whose offsets are good, with
+//! exactly those files. Knows nothing of SQL: it stores rows and names handed to it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -25,6 +28,7 @@ use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
+use super::store::{LocalStore, Store};
 use crate::error::{Error, Result};
 use crate::source::dir::NewFile;
 
@@ -38,7 +42,8 @@ pub struct Metadata {
     pub query_id: String,
     pub query_file: String,
     pub sql: String,
-    pub params: std::collections::BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+    pub mode: String,
     pub state_schema: Option<String>,
     pub output_schema: String,
 }
@@ -50,11 +55,14 @@ pub struct Offsets {
     pub files: Vec<NewFile>,
 }
 
-/// Written once a batch is fully done.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Written once a batch is fully done; also what `dfstream checkpoint show` reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Commit {
     pub batch_id: u64,
     pub committed_at_micros: i64,
+    pub input_files: u64,
+    pub input_rows: u64,
+    pub input_bytes: u64,
     pub output_rows: u64,
     pub state_groups: u64,
 }
@@ -62,75 +70,88 @@ pub struct Commit {
 /// What a restart needs to continue.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// The last committed batch, if any.
+    /// The last batch restored as committed, if any.
     pub last_commit: Option<u64>,
     /// State rows to apply in order (a snapshot, then the deltas after it).
     pub state: Vec<RecordBatch>,
-    /// Every file name taken by committed batches.
+    /// Every file name taken by the restored batches.
     pub taken: BTreeSet<String>,
-    /// A batch that was started but not committed: re-run it with exactly these files.
-    pub pending: Option<Offsets>,
+    /// Batches started (or committed but not restorable) after `last_commit`, to re-run in
+    /// order with exactly these files.
+    pub replay: Vec<Offsets>,
 }
 
-/// An open checkpoint directory.
+/// An open checkpoint directory, locked by this process.
 pub struct Checkpoint {
-    dir: PathBuf,
+    store: LocalStore,
     snapshot_interval: u64,
     retain_batches: u64,
+    /// Held open for the exclusive lock; released when the process ends, however it ends.
+    _lock: Option<File>,
 }
 
 impl Checkpoint {
-    /// Opens (creating if needed) the checkpoint at `dir` for the query described by `meta`.
-    /// Refuses a checkpoint made for another query.
-    pub fn open(
-        dir: &Path,
-        meta: &Metadata,
-        snapshot_interval: u64,
-        retain_batches: u64,
-    ) -> Result<Self> {
-        for sub in ["offsets", "commits", "state", "sources"] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(|e| {
-                Error::io(
-                    format!("creating checkpoint directory {}", dir.display()),
-                    e,
-                )
-            })?;
-        }
+    /// Opens (creating if needed) and locks the checkpoint at `dir` for the query described
+    /// by `meta`. Refuses a checkpoint made for another query or held by another process.
+    pub fn open(dir: &Path, meta: &Metadata, snapshot_interval: u64, retain_batches: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
+        let lock = lock(dir)?;
         let checkpoint = Self {
-            dir: dir.to_path_buf(),
+            store: LocalStore::new(dir),
             snapshot_interval: snapshot_interval.max(1),
             retain_batches,
+            _lock: Some(lock),
         };
-        let path = dir.join("metadata");
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let stored: Metadata = serde_json::from_slice(&bytes).map_err(|e| {
-                    Error::Checkpoint(format!("{} is not readable: {e}", path.display()))
-                })?;
-                checkpoint.check_same_query(&stored, meta)?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match checkpoint.metadata()? {
+            Some(stored) => checkpoint.check_same_query(&stored, meta)?,
+            None => {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
-                write_atomic(
-                    &path,
-                    &serde_json::to_vec_pretty(&meta).expect("serializable"),
-                )?;
+                checkpoint.put_json("metadata", &meta)?;
             }
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         }
         Ok(checkpoint)
     }
 
+    /// Opens an existing checkpoint to read it (no lock; it may be in use).
+    pub fn open_read_only(dir: &Path) -> Result<(Self, Metadata)> {
+        let checkpoint = Self {
+            store: LocalStore::new(dir),
+            snapshot_interval: 1,
+            retain_batches: 0,
+            _lock: None,
+        };
+        let meta = checkpoint
+            .metadata()?
+            .ok_or_else(|| Error::Usage(format!("{} is not a dfstream checkpoint (no metadata)", dir.display())))?;
+        Ok((checkpoint, meta))
+    }
+
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.store.root()
+    }
+
+    fn metadata(&self) -> Result<Option<Metadata>> {
+        match self.get_sealed("metadata")? {
+            None => Ok(None),
+            Some(Ok(bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Checkpoint(format!("{}/metadata is damaged: {e}", self.store.describe()))),
+            Some(Err(damage)) => Err(Error::Checkpoint(format!(
+                "{}/metadata is damaged ({damage}); the checkpoint cannot be trusted. \
+                 Start over with `dfstream reset --checkpoint {}` or use another --checkpoint.",
+                self.store.describe(),
+                self.store.describe()
+            ))),
+        }
     }
 
     fn check_same_query(&self, stored: &Metadata, meta: &Metadata) -> Result<()> {
+        let dir = self.store.describe();
         let how = format!(
-            "To start over with the new query, pass another --checkpoint directory, or delete \
-             this one (rm -r {}); to continue the old one, run its query again.",
-            self.dir.display()
+            "To start over with the new query, pass another --checkpoint directory or run \
+             `dfstream reset --checkpoint {dir}`; to continue the old one, run its query again."
         );
         let differs = if stored.format_version != FORMAT_VERSION {
             format!(
@@ -138,20 +159,16 @@ impl Checkpoint {
                 stored.format_version
             )
         } else if stored.sql != meta.sql {
+            let (old, new) = first_difference(&stored.sql, &meta.sql);
             format!(
-                "its SQL differs from {}'s:\n  checkpoint: {}\n  now:        {}",
-                meta.query_file,
-                first_difference(&stored.sql, &meta.sql).0,
-                first_difference(&stored.sql, &meta.sql).1,
+                "its SQL differs from {}'s:\n  checkpoint: {old}\n  now:        {new}",
+                meta.query_file
             )
         } else if stored.params != meta.params {
-            format!(
-                "its parameters differ: checkpoint {:?}, now {:?}",
-                stored.params, meta.params
-            )
-        } else if stored.state_schema != meta.state_schema
-            || stored.output_schema != meta.output_schema
-        {
+            format!("its parameters differ: checkpoint {:?}, now {:?}", stored.params, meta.params)
+        } else if stored.mode != meta.mode {
+            format!("it was made in --mode {}, now --mode {}", stored.mode, meta.mode)
+        } else if stored.state_schema != meta.state_schema || stored.output_schema != meta.output_schema {
             "the query's state or output schema differs (a different dfstream or DataFusion \
              version planned it differently)"
                 .to_string()
@@ -159,77 +176,167 @@ impl Checkpoint {
             return Ok(());
         };
         Err(Error::Checkpoint(format!(
-            "checkpoint {} was made by another query: {differs}\n{how}",
-            self.dir.display()
+            "checkpoint {dir} was made by another query: {differs}\n{how}"
         )))
     }
 
-    /// Reads what a restart needs; `state_schema` gives the type of stored state rows.
+    /// Reads what a restart needs; `state_schema` gives the type of stored state rows
+    /// (`None` for a query without state).
     pub fn recover(&self, state_schema: Option<&SchemaRef>) -> Result<Recovered> {
-        let commits = self.batch_ids("commits", "")?;
-        let last_commit = commits.last().copied();
-        let mut recovered = Recovered {
-            last_commit,
-            ..Default::default()
-        };
-        let next = last_commit.map_or(0, |c| c + 1);
-        let pending_path = self.dir.join("offsets").join(next.to_string());
-        if pending_path.exists() {
-            recovered.pending = Some(read_json(&pending_path)?);
-        }
-        let Some(last) = last_commit else {
-            return Ok(recovered);
-        };
-        // Files taken: the newest source snapshot, then the offsets after it.
-        let source_snapshot = self
-            .batch_ids("sources", ".snapshot")?
-            .into_iter()
-            .rfind(|&n| n <= last);
-        if let Some(s) = source_snapshot {
-            let names: Vec<String> = read_json(&self.path("sources", s, ".snapshot"))?;
-            recovered.taken.extend(names);
-        }
-        let first_offsets = source_snapshot.map_or(0, |s| s + 1);
-        for n in first_offsets..=last {
-            let offsets: Offsets = read_json(&self.path("offsets", n, ""))?;
-            recovered
-                .taken
-                .extend(offsets.files.into_iter().map(|f| f.name));
-        }
-        // State: the newest snapshot, then the deltas after it.
-        if let Some(schema) = state_schema {
-            let snapshot = self
-                .batch_ids("state", ".snapshot")?
-                .into_iter()
-                .rfind(|&n| n <= last);
-            if let Some(s) = snapshot {
-                recovered
-                    .state
-                    .extend(read_ipc(&self.path("state", s, ".snapshot"), schema)?);
+        let mut good_commits = Vec::new();
+        let all_commits = self.batch_ids("commits", "")?;
+        for &n in &all_commits {
+            match self.read_json::<Commit>(&format!("commits/{n}")) {
+                Ok(Some(_)) => good_commits.push(n),
+                Ok(None) => {}
+                Err(damage) => log::warn!("{damage}; batch {n} will be re-run"),
             }
-            let deltas = self.batch_ids("state", ".delta")?;
-            for n in deltas {
-                if snapshot.is_none_or(|s| n > s) && n <= last {
-                    recovered
-                        .state
-                        .extend(read_ipc(&self.path("state", n, ".delta"), schema)?);
+        }
+        let mut recovered = Recovered::default();
+        let mut restored = None;
+        for &c in good_commits.iter().rev() {
+            match (self.taken_at(c), self.state_at(c, state_schema)) {
+                (Ok(taken), Ok(state)) => {
+                    recovered.taken = taken;
+                    recovered.state = state;
+                    restored = Some(c);
+                    break;
+                }
+                (Err(damage), _) | (_, Err(damage)) => {
+                    log::warn!("cannot restore batch {c}: {damage}; falling back to an earlier batch");
                 }
             }
+        }
+        if restored.is_none() && !all_commits.is_empty() && !self.can_start_over()? {
+            return Err(Error::Checkpoint(format!(
+                "checkpoint {} has committed batches but no good state to restore any of them; \
+                 nothing exact is left to continue from. Start over with `dfstream reset \
+                 --checkpoint {}` (and an empty output directory).",
+                self.store.describe(),
+                self.store.describe()
+            )));
+        }
+        recovered.last_commit = restored;
+        if let Some(c) = restored
+            && all_commits.last().is_some_and(|&last| last > c)
+        {
+            log::warn!("recovering from batch {c}; later batches are re-run from their offsets");
+        }
+        let mut next = restored.map_or(0, |c| c + 1);
+        loop {
+            match self.read_json::<Offsets>(&format!("offsets/{next}")) {
+                Ok(Some(offsets)) if offsets.batch_id == next => recovered.replay.push(offsets),
+                Ok(None) => break,
+                Ok(Some(_)) | Err(_) => {
+                    log::warn!(
+                        "offsets/{next} is damaged; its files will be taken again as new input"
+                    );
+                    break;
+                }
+            }
+            next += 1;
         }
         Ok(recovered)
     }
 
+    /// Whether batch 0 could be rebuilt from nothing (all its history is still here).
+    fn can_start_over(&self) -> Result<bool> {
+        Ok(self.batch_ids("offsets", "")?.first() == Some(&0))
+    }
+
+    /// File names taken up to batch `c`: the newest good sources snapshot, then offsets.
+    fn taken_at(&self, c: u64) -> std::result::Result<BTreeSet<String>, String> {
+        let snapshots = self.batch_ids("sources", ".snapshot").map_err(|e| e.to_string())?;
+        let mut last_problem = String::from("no sources snapshot and no offsets from batch 0");
+        for start in snapshots.iter().rev().filter(|&&s| s <= c).map(Some).chain([None]) {
+            let mut taken = BTreeSet::new();
+            if let Some(&s) = start {
+                match self.read_json::<Vec<String>>(&format!("sources/{s}.snapshot")) {
+                    Ok(Some(names)) => taken.extend(names),
+                    Ok(None) => continue,
+                    Err(damage) => {
+                        log::warn!("{damage}; trying an older snapshot");
+                        last_problem = damage;
+                        continue;
+                    }
+                }
+            }
+            let first = start.map_or(0, |&s| s + 1);
+            let mut complete = true;
+            for n in first..=c {
+                match self.read_json::<Offsets>(&format!("offsets/{n}")) {
+                    Ok(Some(offsets)) => taken.extend(offsets.files.into_iter().map(|f| f.name)),
+                    Ok(None) => {
+                        last_problem = format!("offsets/{n} is missing");
+                        complete = false;
+                        break;
+                    }
+                    Err(damage) => {
+                        last_problem = damage;
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if complete {
+                return Ok(taken);
+            }
+        }
+        Err(last_problem)
+    }
+
+    /// State rows after batch `c`: the newest good snapshot, then every delta after it.
+    fn state_at(&self, c: u64, schema: Option<&SchemaRef>) -> std::result::Result<Vec<RecordBatch>, String> {
+        let Some(schema) = schema else {
+            return Ok(Vec::new());
+        };
+        let snapshots = self.batch_ids("state", ".snapshot").map_err(|e| e.to_string())?;
+        let mut last_problem = String::from("no state snapshot and no deltas from batch 0");
+        for start in snapshots.iter().rev().filter(|&&s| s <= c).map(Some).chain([None]) {
+            let mut rows = Vec::new();
+            if let Some(&s) = start {
+                match self.read_ipc(&format!("state/{s}.snapshot"), schema) {
+                    Ok(Some(batches)) => rows.extend(batches),
+                    Ok(None) => continue,
+                    Err(damage) => {
+                        log::warn!("{damage}; trying an older snapshot");
+                        last_problem = damage;
+                        continue;
+                    }
+                }
+            }
+            let first = start.map_or(0, |&s| s + 1);
+            let mut complete = true;
+            for n in first..=c {
+                match self.read_ipc(&format!("state/{n}.delta"), schema) {
+                    Ok(Some(batches)) => rows.extend(batches),
+                    Ok(None) => {
+                        last_problem = format!("state/{n}.delta is missing");
+                        complete = false;
+                        break;
+                    }
+                    Err(damage) => {
+                        last_problem = damage;
+                        complete = false;
+                        break;
+                    }
+                }
+            }
+            if complete {
+                return Ok(rows);
+            }
+        }
+        Err(last_problem)
+    }
+
     /// Records the input of batch `offsets.batch_id` before it runs.
     pub fn write_offsets(&self, offsets: &Offsets) -> Result<()> {
-        write_atomic(
-            &self.path("offsets", offsets.batch_id, ""),
-            &serde_json::to_vec_pretty(offsets).expect("serializable"),
-        )
+        self.put_json(&format!("offsets/{}", offsets.batch_id), offsets)
     }
 
     /// Stores the groups batch `batch_id` changed.
     pub fn write_state_delta(&self, batch_id: u64, delta: &RecordBatch) -> Result<()> {
-        write_atomic(&self.path("state", batch_id, ".delta"), &ipc_bytes(delta)?)
+        self.put_sealed(&format!("state/{batch_id}.delta"), &ipc_bytes(delta)?)
     }
 
     /// Whether batch `batch_id` should also write a full snapshot.
@@ -238,41 +345,61 @@ impl Checkpoint {
     }
 
     /// Writes full snapshots of the state and of the taken files after batch `batch_id`.
-    pub fn write_snapshot(
-        &self,
-        batch_id: u64,
-        state: Option<&RecordBatch>,
-        taken: &HashSet<String>,
-    ) -> Result<()> {
+    pub fn write_snapshot(&self, batch_id: u64, state: Option<&RecordBatch>, taken: &HashSet<String>) -> Result<()> {
         if let Some(state) = state {
-            write_atomic(
-                &self.path("state", batch_id, ".snapshot"),
-                &ipc_bytes(state)?,
-            )?;
+            self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)?;
         }
         let mut names: Vec<&String> = taken.iter().collect();
         names.sort_unstable();
-        write_atomic(
-            &self.path("sources", batch_id, ".snapshot"),
-            &serde_json::to_vec(&names).expect("serializable"),
-        )
+        self.put_json(&format!("sources/{batch_id}.snapshot"), &names)
     }
 
     /// Marks batch `commit.batch_id` done, then drops files no recovery can need any more.
     pub fn commit(&self, commit: &Commit) -> Result<()> {
-        write_atomic(
-            &self.path("commits", commit.batch_id, ""),
-            &serde_json::to_vec_pretty(commit).expect("serializable"),
-        )?;
+        self.put_json(&format!("commits/{}", commit.batch_id), commit)?;
         self.remove_old(commit.batch_id)
+    }
+
+    /// Committed batches with their records, oldest first (damaged ones are skipped).
+    pub fn commits(&self) -> Result<Vec<Commit>> {
+        let mut commits = Vec::new();
+        for n in self.batch_ids("commits", "")? {
+            if let Ok(Some(commit)) = self.read_json::<Commit>(&format!("commits/{n}")) {
+                commits.push(commit);
+            }
+        }
+        Ok(commits)
+    }
+
+    /// The input files of batch `batch_id`, if its offsets are still kept and good.
+    pub fn offsets(&self, batch_id: u64) -> Option<Offsets> {
+        self.read_json(&format!("offsets/{batch_id}")).ok().flatten()
+    }
+
+    /// Every file in the checkpoint with its size, for `dfstream checkpoint show`.
+    pub fn files(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for sub in ["", "offsets", "commits", "state", "sources"] {
+            let dir = self.dir().join(sub);
+            for name in self.store.list(sub).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
+                let path = dir.join(&name);
+                if let Ok(meta) = path.metadata()
+                    && meta.is_file()
+                {
+                    let shown = if sub.is_empty() { name } else { format!("{sub}/{name}") };
+                    out.push((shown, meta.len()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Removes files of batches older than both the newest snapshot and `--retain-batches`.
     fn remove_old(&self, last: u64) -> Result<()> {
         let Some(snapshot) = self
-            .batch_ids("state", ".snapshot")?
+            .batch_ids("sources", ".snapshot")?
             .into_iter()
-            .chain(self.batch_ids("sources", ".snapshot")?)
             .filter(|&n| n <= last)
             .max()
         else {
@@ -287,44 +414,166 @@ impl Checkpoint {
             ("sources", ".snapshot"),
         ] {
             for n in self.batch_ids(sub, suffix)? {
-                if n < keep_from {
-                    let path = self.path(sub, n, suffix);
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        log::warn!(
-                            "could not remove old checkpoint file {}: {e}",
-                            path.display()
-                        );
-                    }
+                if n < keep_from
+                    && let Err(e) = self.store.delete(&format!("{sub}/{n}{suffix}"))
+                {
+                    log::warn!("could not remove old checkpoint file {sub}/{n}{suffix}: {e}");
                 }
             }
         }
         Ok(())
     }
 
-    fn path(&self, sub: &str, batch_id: u64, suffix: &str) -> PathBuf {
-        self.dir.join(sub).join(format!("{batch_id}{suffix}"))
-    }
-
     /// Batch ids of the files in `sub` named `N{suffix}`, ascending.
     fn batch_ids(&self, sub: &str, suffix: &str) -> Result<Vec<u64>> {
-        let dir = self.dir.join(sub);
-        let entries = std::fs::read_dir(&dir)
-            .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        let mut ids = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(id) = name
-                .strip_suffix(suffix)
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                ids.push(id);
-            }
-        }
+        let names = self
+            .store
+            .list(sub)
+            .map_err(|e| Error::io(format!("listing {}/{sub}", self.store.describe()), e))?;
+        let mut ids: Vec<u64> = names
+            .iter()
+            .filter_map(|name| name.strip_suffix(suffix)?.parse().ok())
+            .collect();
         ids.sort_unstable();
         Ok(ids)
     }
+
+    fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<()> {
+        self.put_sealed(path, &serde_json::to_vec_pretty(value).expect("serializable"))
+    }
+
+    fn put_sealed(&self, path: &str, payload: &[u8]) -> Result<()> {
+        self.store
+            .put(path, &seal(payload))
+            .map_err(|e| Error::io(format!("writing checkpoint file {}/{path}", self.store.describe()), e))
+    }
+
+    /// `None` if missing, `Some(Err(damage))` if the checksum does not match.
+    fn get_sealed(&self, path: &str) -> Result<Option<std::result::Result<Vec<u8>, String>>> {
+        let bytes = self
+            .store
+            .get(path)
+            .map_err(|e| Error::io(format!("reading checkpoint file {}/{path}", self.store.describe()), e))?;
+        Ok(bytes.map(|b| unseal(b).map_err(|why| format!("checkpoint file {path} is damaged ({why})"))))
+    }
+
+    /// `Ok(None)` if missing; `Err(description)` if damaged or unreadable.
+    fn read_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> std::result::Result<Option<T>, String> {
+        match self.get_sealed(path).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(Err(damage)) => Err(damage),
+            Some(Ok(bytes)) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("checkpoint file {path} is damaged ({e})")),
+        }
+    }
+
+    fn read_ipc(&self, path: &str, schema: &SchemaRef) -> std::result::Result<Option<Vec<RecordBatch>>, String> {
+        let bytes = match self.get_sealed(path).map_err(|e| e.to_string())? {
+            None => return Ok(None),
+            Some(Err(damage)) => return Err(damage),
+            Some(Ok(bytes)) => bytes,
+        };
+        let damaged = |e: &dyn std::fmt::Display| format!("checkpoint file {path} is damaged ({e})");
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| damaged(&e))?;
+        let mut batches = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(|e| damaged(&e))?;
+            // Stored with the same column types; take the live schema's names and metadata.
+            let batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| damaged(&e))?;
+            batches.push(batch);
+        }
+        Ok(Some(batches))
+    }
+}
+
+/// Takes the exclusive lock on `dir/lock` and writes this process's pid into it.
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::Checkpoint(format!(
+                "checkpoint {} is in use by another dfstream (pid {}, lock file {}); stop it, or \
+                 pass another --checkpoint",
+                dir.display(),
+                holder.trim(),
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io(format!("locking {}", path.display()), e));
+        }
+    }
+    file.set_len(0)
+        .and_then(|_| writeln!(file, "{}", std::process::id()))
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(file)
+}
+
+/// Deletes everything in the checkpoint directory `dir` (refusing while a process holds it).
+pub fn reset(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let _lock = lock(dir)?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let path = entry.path();
+        if entry.file_name() == "lock" {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// The trailer that seals every checkpoint file: `\n#dfstream-xxh64:<16 hex>:<payload length>\n`.
+const SEAL_TAG: &[u8] = b"\n#dfstream-xxh64:";
+
+fn seal(payload: &[u8]) -> Vec<u8> {
+    let hash = twox_hash::XxHash64::oneshot(0, payload);
+    let mut out = Vec::with_capacity(payload.len() + 48);
+    out.extend_from_slice(payload);
+    out.extend_from_slice(SEAL_TAG);
+    out.extend_from_slice(format!("{hash:016x}:{}\n", payload.len()).as_bytes());
+    out
+}
+
+fn unseal(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let Some(at) = bytes.windows(SEAL_TAG.len()).rposition(|w| w == SEAL_TAG) else {
+        return Err("no checksum trailer: torn or not written by dfstream".into());
+    };
+    let trailer = std::str::from_utf8(&bytes[at + SEAL_TAG.len()..]).map_err(|_| "bad trailer")?;
+    let (hash, len) = trailer
+        .trim_end()
+        .split_once(':')
+        .ok_or("bad trailer")?;
+    let hash = u64::from_str_radix(hash, 16).map_err(|_| "bad trailer")?;
+    let len: usize = len.parse().map_err(|_| "bad trailer")?;
+    if len != at {
+        return Err(format!("length {at} instead of {len}: torn"));
+    }
+    bytes.truncate(at);
+    if twox_hash::XxHash64::oneshot(0, &bytes) != hash {
+        return Err("checksum mismatch".into());
+    }
+    Ok(bytes)
 }
 
 fn new_query_id() -> String {
@@ -347,66 +596,14 @@ fn first_difference<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
     }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::Checkpoint(format!(
-            "checkpoint file {} is damaged: {e}",
-            path.display()
-        ))
-    })
-}
-
 fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let to_err = |e: datafusion::arrow::error::ArrowError| {
-        Error::io("encoding state rows", std::io::Error::other(e))
-    };
+    let to_err = |e: datafusion::arrow::error::ArrowError| Error::io("encoding state rows", std::io::Error::other(e));
     let mut bytes = Vec::new();
     let mut writer = FileWriter::try_new(&mut bytes, &batch.schema()).map_err(to_err)?;
     writer.write(batch).map_err(to_err)?;
     writer.finish().map_err(to_err)?;
     drop(writer);
     Ok(bytes)
-}
-
-fn read_ipc(path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
-    let damaged = |e: &dyn std::fmt::Display| {
-        Error::Checkpoint(format!(
-            "checkpoint file {} is damaged: {e}",
-            path.display()
-        ))
-    };
-    let file = File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let reader = FileReader::try_new(file, None).map_err(|e| damaged(&e))?;
-    let mut batches = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| damaged(&e))?;
-        // Stored with the same column types; take the live schema's names and metadata.
-        let batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())
-            .map_err(|e| damaged(&e))?;
-        batches.push(batch);
-    }
-    Ok(batches)
-}
-
-/// Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one,
-/// never a part: temporary file, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let fail = |e: std::io::Error| Error::io(format!("writing {}", path.display()), e);
-    let mut file = File::create(&tmp).map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(fail)?;
-    sync_dir(dir).map_err(fail)
-}
-
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -420,25 +617,45 @@ mod tests {
             query_file: "q.sql".into(),
             sql: sql.into(),
             params: Default::default(),
+            mode: "complete".into(),
             state_schema: None,
             output_schema: "x".into(),
         }
     }
 
     #[test]
+    fn seals_detect_torn_and_flipped_files() {
+        let sealed = seal(b"{\"a\": 1}");
+        assert_eq!(unseal(sealed.clone()).unwrap(), b"{\"a\": 1}");
+        let mut flipped = sealed.clone();
+        flipped[2] ^= 0x20;
+        assert!(unseal(flipped).unwrap_err().contains("checksum"));
+        assert!(unseal(sealed[..sealed.len() - 5].to_vec()).is_err());
+        assert!(unseal(sealed[..4].to_vec()).is_err());
+    }
+
+    #[test]
     fn another_query_is_refused_with_what_differs() {
         let dir = tempfile::tempdir().unwrap();
-        Checkpoint::open(dir.path(), &meta("SELECT 1\nFROM lines"), 10, 100).unwrap();
-        Checkpoint::open(dir.path(), &meta("SELECT 1\nFROM lines"), 10, 100).unwrap();
+        drop(Checkpoint::open(dir.path(), &meta("SELECT 1\nFROM lines"), 10, 100).unwrap());
+        drop(Checkpoint::open(dir.path(), &meta("SELECT 1\nFROM lines"), 10, 100).unwrap());
         let err = Checkpoint::open(dir.path(), &meta("SELECT 2\nFROM lines"), 10, 100)
             .err()
             .unwrap()
             .to_string();
-        assert!(
-            err.contains("SELECT 1") && err.contains("SELECT 2"),
-            "{err}"
-        );
-        assert!(err.contains("--checkpoint"), "{err}");
+        assert!(err.contains("SELECT 1") && err.contains("SELECT 2"), "{err}");
+        assert!(err.contains("dfstream reset --checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn a_second_process_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
+        // A second open file description contends like another process would.
+        let err = Checkpoint::open(dir.path(), &meta("q"), 10, 100).err().unwrap().to_string();
+        assert!(err.contains("in use") && err.contains(&std::process::id().to_string()), "{err}");
+        drop(first);
+        Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
     }
 
     #[test]
@@ -462,13 +679,11 @@ mod tests {
             }
             cp.commit(&Commit {
                 batch_id: n,
-                committed_at_micros: 0,
-                output_rows: 0,
-                state_groups: 0,
+                ..Default::default()
             })
             .unwrap();
         }
-        // A started but uncommitted batch is pending.
+        // A started but uncommitted batch is replayed.
         cp.write_offsets(&Offsets {
             batch_id: 5,
             files: vec![],
@@ -477,10 +692,13 @@ mod tests {
         let recovered = cp.recover(None).unwrap();
         assert_eq!(recovered.last_commit, Some(4));
         assert_eq!(recovered.taken.len(), 5);
-        assert_eq!(recovered.pending.unwrap().batch_id, 5);
-        assert!(
-            !dir.path().join("offsets/0").exists(),
-            "older than the snapshot at 3"
-        );
+        assert_eq!(recovered.replay.len(), 1);
+        assert!(!dir.path().join("offsets/0").exists(), "older than the snapshot at 3");
+        // A damaged newest commit falls back one batch and replays it.
+        std::fs::write(dir.path().join("commits/4"), b"{\"batch_id\": 4").unwrap();
+        let recovered = cp.recover(None).unwrap();
+        assert_eq!(recovered.last_commit, Some(3));
+        assert_eq!(recovered.replay.iter().map(|o| o.batch_id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(recovered.taken.len(), 4);
     }
 }
