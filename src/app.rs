@@ -202,6 +202,12 @@ impl Job {
         if let Some(output) = &args.output {
             sinks.push(Box::new(ParquetSink::open(output)?));
         }
+        // Anything after the restored and replayable batches cannot be reproduced: drop it.
+        let first_unrecoverable = next_batch + recovered.replay.len() as u64;
+        checkpoint.discard_from(first_unrecoverable)?;
+        for sink in &mut sinks {
+            sink.discard_from(first_unrecoverable)?;
+        }
         log::info!(
             "running {} in {} mode over {} (trigger {:?}, {} partitions)",
             args.query.display(),

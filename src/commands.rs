@@ -34,7 +34,12 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     }
     let recovered = checkpoint.recover(None)?;
     let Some(last) = recovered.last_commit else {
-        writeln!(out, "nothing committed yet in {}", args.checkpoint.display()).ok();
+        writeln!(
+            out,
+            "nothing committed yet in {}",
+            args.checkpoint.display()
+        )
+        .ok();
         return Ok(true);
     };
     if let Some(unfinished) = recovered.replay.first() {
@@ -71,10 +76,15 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     }
     let vanished = counters.snapshot().vanished_files;
     if vanished > 0 {
-        writeln!(out, "note: {vanished} input files no longer exist; the batch result cannot include them").ok();
+        writeln!(
+            out,
+            "note: {vanished} input files no longer exist; the batch result cannot include them"
+        )
+        .ok();
     }
     let ctx = crate::query::session(2);
-    let table = MemTable::try_new(lines_schema(), vec![lines]).context(|| "the lines table".into())?;
+    let table =
+        MemTable::try_new(lines_schema(), vec![lines]).context(|| "the lines table".into())?;
     ctx.register_table("lines", Arc::new(table))
         .context(|| "registering lines".into())?;
     let logical = plan::logical_plan(&ctx, &file, &params).await?;
@@ -149,7 +159,10 @@ fn row_strings(batches: &[RecordBatch]) -> Vec<String> {
             .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
             .collect();
         for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters.iter().map(|f| f.value(row).to_string()).collect();
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
             rows.push(cells.join(" | "));
         }
     }
@@ -239,7 +252,8 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
 }
 
 fn format_micros(micros: i64) -> String {
-    datafusion::common::ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into())).to_string()
+    datafusion::common::ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+        .to_string()
 }
 
 /// `dfstream reset`: deletes the checkpoint's contents so that the next run starts over.

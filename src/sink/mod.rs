@@ -29,4 +29,10 @@ impl SinkBatch<'_> {
 pub trait Sink {
     /// Writes batch `batch.batch_id`; on return it is durable (or shown).
     fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()>;
+
+    /// Forgets batches `first` and later, which a recovery found it cannot reproduce (their
+    /// input will be taken again in new batches).
+    fn discard_from(&mut self, _first: u64) -> Result<()> {
+        Ok(())
+    }
 }

@@ -65,6 +65,31 @@ impl Sink for ParquetSink {
             OutputMode::Append | OutputMode::Update => Ok(()),
         }
     }
+
+    fn discard_from(&mut self, first: u64) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(id) = name.to_str().and_then(|n| {
+                n.strip_prefix("batch-")?
+                    .strip_suffix(".parquet")?
+                    .parse::<u64>()
+                    .ok()
+            }) else {
+                continue;
+            };
+            if id >= first {
+                log::warn!(
+                    "removing output {} of an unrecoverable batch",
+                    entry.path().display()
+                );
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| Error::io(format!("removing {}", entry.path().display()), e))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Adds a leading `batch_id` column.
@@ -89,7 +114,12 @@ fn with_batch_id(batch: &SinkBatch<'_>) -> Result<(SchemaRef, Vec<RecordBatch>)>
     Ok((schema, rows))
 }
 
-fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id: u64) -> Result<()> {
+fn write_parquet(
+    path: &Path,
+    schema: &SchemaRef,
+    rows: &[RecordBatch],
+    batch_id: u64,
+) -> Result<()> {
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -98,8 +128,8 @@ fn write_parquet(path: &Path, schema: &SchemaRef, rows: &[RecordBatch], batch_id
         )]))
         .build();
     write_atomic_with(path, |file| {
-        let mut writer =
-            ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).map_err(std::io::Error::other)?;
+        let mut writer = ArrowWriter::try_new(file, Arc::clone(schema), Some(props))
+            .map_err(std::io::Error::other)?;
         for batch in rows {
             writer.write(batch).map_err(std::io::Error::other)?;
         }

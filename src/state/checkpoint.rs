@@ -81,6 +81,15 @@ pub struct Recovered {
     pub replay: Vec<Offsets>,
 }
 
+/// The per-batch files: folder and name suffix.
+const BATCH_FILES: [(&str, &str); 5] = [
+    ("offsets", ""),
+    ("commits", ""),
+    ("state", ".delta"),
+    ("state", ".snapshot"),
+    ("sources", ".snapshot"),
+];
+
 /// An open checkpoint directory, locked by this process.
 pub struct Checkpoint {
     store: LocalStore,
@@ -93,9 +102,18 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Opens (creating if needed) and locks the checkpoint at `dir` for the query described
     /// by `meta`. Refuses a checkpoint made for another query or held by another process.
-    pub fn open(dir: &Path, meta: &Metadata, snapshot_interval: u64, retain_batches: u64) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating checkpoint directory {}", dir.display()), e))?;
+    pub fn open(
+        dir: &Path,
+        meta: &Metadata,
+        snapshot_interval: u64,
+        retain_batches: u64,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::io(
+                format!("creating checkpoint directory {}", dir.display()),
+                e,
+            )
+        })?;
         let lock = lock(dir)?;
         let checkpoint = Self {
             store: LocalStore::new(dir),
@@ -122,9 +140,12 @@ impl Checkpoint {
             retain_batches: 0,
             _lock: None,
         };
-        let meta = checkpoint
-            .metadata()?
-            .ok_or_else(|| Error::Usage(format!("{} is not a dfstream checkpoint (no metadata)", dir.display())))?;
+        let meta = checkpoint.metadata()?.ok_or_else(|| {
+            Error::Usage(format!(
+                "{} is not a dfstream checkpoint (no metadata)",
+                dir.display()
+            ))
+        })?;
         Ok((checkpoint, meta))
     }
 
@@ -135,9 +156,12 @@ impl Checkpoint {
     fn metadata(&self) -> Result<Option<Metadata>> {
         match self.get_sealed("metadata")? {
             None => Ok(None),
-            Some(Ok(bytes)) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Checkpoint(format!("{}/metadata is damaged: {e}", self.store.describe()))),
+            Some(Ok(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Checkpoint(format!(
+                    "{}/metadata is damaged: {e}",
+                    self.store.describe()
+                ))
+            }),
             Some(Err(damage)) => Err(Error::Checkpoint(format!(
                 "{}/metadata is damaged ({damage}); the checkpoint cannot be trusted. \
                  Start over with `dfstream reset --checkpoint {}` or use another --checkpoint.",
@@ -165,10 +189,18 @@ impl Checkpoint {
                 meta.query_file
             )
         } else if stored.params != meta.params {
-            format!("its parameters differ: checkpoint {:?}, now {:?}", stored.params, meta.params)
+            format!(
+                "its parameters differ: checkpoint {:?}, now {:?}",
+                stored.params, meta.params
+            )
         } else if stored.mode != meta.mode {
-            format!("it was made in --mode {}, now --mode {}", stored.mode, meta.mode)
-        } else if stored.state_schema != meta.state_schema || stored.output_schema != meta.output_schema {
+            format!(
+                "it was made in --mode {}, now --mode {}",
+                stored.mode, meta.mode
+            )
+        } else if stored.state_schema != meta.state_schema
+            || stored.output_schema != meta.output_schema
+        {
             "the query's state or output schema differs (a different dfstream or DataFusion \
              version planned it differently)"
                 .to_string()
@@ -203,7 +235,9 @@ impl Checkpoint {
                     break;
                 }
                 (Err(damage), _) | (_, Err(damage)) => {
-                    log::warn!("cannot restore batch {c}: {damage}; falling back to an earlier batch");
+                    log::warn!(
+                        "cannot restore batch {c}: {damage}; falling back to an earlier batch"
+                    );
                 }
             }
         }
@@ -239,6 +273,29 @@ impl Checkpoint {
         Ok(recovered)
     }
 
+    /// Deletes every file of batches `first` and later: after a fall-back, batches that will
+    /// not be replayed must not be mistaken for done (their inputs are taken again instead).
+    pub fn discard_from(&self, first: u64) -> Result<()> {
+        for (sub, suffix) in BATCH_FILES {
+            for n in self.batch_ids(sub, suffix)? {
+                if n >= first {
+                    log::warn!(
+                        "discarding checkpoint file {sub}/{n}{suffix} of an unrecoverable batch"
+                    );
+                    self.store
+                        .delete(&format!("{sub}/{n}{suffix}"))
+                        .map_err(|e| {
+                            Error::io(
+                                format!("removing {}/{sub}/{n}{suffix}", self.store.describe()),
+                                e,
+                            )
+                        })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether batch 0 could be rebuilt from nothing (all its history is still here).
     fn can_start_over(&self) -> Result<bool> {
         Ok(self.batch_ids("offsets", "")?.first() == Some(&0))
@@ -246,9 +303,17 @@ impl Checkpoint {
 
     /// File names taken up to batch `c`: the newest good sources snapshot, then offsets.
     fn taken_at(&self, c: u64) -> std::result::Result<BTreeSet<String>, String> {
-        let snapshots = self.batch_ids("sources", ".snapshot").map_err(|e| e.to_string())?;
+        let snapshots = self
+            .batch_ids("sources", ".snapshot")
+            .map_err(|e| e.to_string())?;
         let mut last_problem = String::from("no sources snapshot and no offsets from batch 0");
-        for start in snapshots.iter().rev().filter(|&&s| s <= c).map(Some).chain([None]) {
+        for start in snapshots
+            .iter()
+            .rev()
+            .filter(|&&s| s <= c)
+            .map(Some)
+            .chain([None])
+        {
             let mut taken = BTreeSet::new();
             if let Some(&s) = start {
                 match self.read_json::<Vec<String>>(&format!("sources/{s}.snapshot")) {
@@ -286,13 +351,25 @@ impl Checkpoint {
     }
 
     /// State rows after batch `c`: the newest good snapshot, then every delta after it.
-    fn state_at(&self, c: u64, schema: Option<&SchemaRef>) -> std::result::Result<Vec<RecordBatch>, String> {
+    fn state_at(
+        &self,
+        c: u64,
+        schema: Option<&SchemaRef>,
+    ) -> std::result::Result<Vec<RecordBatch>, String> {
         let Some(schema) = schema else {
             return Ok(Vec::new());
         };
-        let snapshots = self.batch_ids("state", ".snapshot").map_err(|e| e.to_string())?;
+        let snapshots = self
+            .batch_ids("state", ".snapshot")
+            .map_err(|e| e.to_string())?;
         let mut last_problem = String::from("no state snapshot and no deltas from batch 0");
-        for start in snapshots.iter().rev().filter(|&&s| s <= c).map(Some).chain([None]) {
+        for start in snapshots
+            .iter()
+            .rev()
+            .filter(|&&s| s <= c)
+            .map(Some)
+            .chain([None])
+        {
             let mut rows = Vec::new();
             if let Some(&s) = start {
                 match self.read_ipc(&format!("state/{s}.snapshot"), schema) {
@@ -345,7 +422,12 @@ impl Checkpoint {
     }
 
     /// Writes full snapshots of the state and of the taken files after batch `batch_id`.
-    pub fn write_snapshot(&self, batch_id: u64, state: Option<&RecordBatch>, taken: &HashSet<String>) -> Result<()> {
+    pub fn write_snapshot(
+        &self,
+        batch_id: u64,
+        state: Option<&RecordBatch>,
+        taken: &HashSet<String>,
+    ) -> Result<()> {
         if let Some(state) = state {
             self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)?;
         }
@@ -373,7 +455,9 @@ impl Checkpoint {
 
     /// The input files of batch `batch_id`, if its offsets are still kept and good.
     pub fn offsets(&self, batch_id: u64) -> Option<Offsets> {
-        self.read_json(&format!("offsets/{batch_id}")).ok().flatten()
+        self.read_json(&format!("offsets/{batch_id}"))
+            .ok()
+            .flatten()
     }
 
     /// Every file in the checkpoint with its size, for `dfstream checkpoint show`.
@@ -381,12 +465,20 @@ impl Checkpoint {
         let mut out = Vec::new();
         for sub in ["", "offsets", "commits", "state", "sources"] {
             let dir = self.dir().join(sub);
-            for name in self.store.list(sub).map_err(|e| Error::io(format!("listing {}", dir.display()), e))? {
+            for name in self
+                .store
+                .list(sub)
+                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+            {
                 let path = dir.join(&name);
                 if let Ok(meta) = path.metadata()
                     && meta.is_file()
                 {
-                    let shown = if sub.is_empty() { name } else { format!("{sub}/{name}") };
+                    let shown = if sub.is_empty() {
+                        name
+                    } else {
+                        format!("{sub}/{name}")
+                    };
                     out.push((shown, meta.len()));
                 }
             }
@@ -406,13 +498,7 @@ impl Checkpoint {
             return Ok(());
         };
         let keep_from = snapshot.min(last.saturating_sub(self.retain_batches));
-        for (sub, suffix) in [
-            ("offsets", ""),
-            ("commits", ""),
-            ("state", ".delta"),
-            ("state", ".snapshot"),
-            ("sources", ".snapshot"),
-        ] {
+        for (sub, suffix) in BATCH_FILES {
             for n in self.batch_ids(sub, suffix)? {
                 if n < keep_from
                     && let Err(e) = self.store.delete(&format!("{sub}/{n}{suffix}"))
@@ -439,26 +525,38 @@ impl Checkpoint {
     }
 
     fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<()> {
-        self.put_sealed(path, &serde_json::to_vec_pretty(value).expect("serializable"))
+        self.put_sealed(
+            path,
+            &serde_json::to_vec_pretty(value).expect("serializable"),
+        )
     }
 
     fn put_sealed(&self, path: &str, payload: &[u8]) -> Result<()> {
-        self.store
-            .put(path, &seal(payload))
-            .map_err(|e| Error::io(format!("writing checkpoint file {}/{path}", self.store.describe()), e))
+        self.store.put(path, &seal(payload)).map_err(|e| {
+            Error::io(
+                format!("writing checkpoint file {}/{path}", self.store.describe()),
+                e,
+            )
+        })
     }
 
     /// `None` if missing, `Some(Err(damage))` if the checksum does not match.
     fn get_sealed(&self, path: &str) -> Result<Option<std::result::Result<Vec<u8>, String>>> {
-        let bytes = self
-            .store
-            .get(path)
-            .map_err(|e| Error::io(format!("reading checkpoint file {}/{path}", self.store.describe()), e))?;
-        Ok(bytes.map(|b| unseal(b).map_err(|why| format!("checkpoint file {path} is damaged ({why})"))))
+        let bytes = self.store.get(path).map_err(|e| {
+            Error::io(
+                format!("reading checkpoint file {}/{path}", self.store.describe()),
+                e,
+            )
+        })?;
+        Ok(bytes
+            .map(|b| unseal(b).map_err(|why| format!("checkpoint file {path} is damaged ({why})"))))
     }
 
     /// `Ok(None)` if missing; `Err(description)` if damaged or unreadable.
-    fn read_json<T: for<'de> Deserialize<'de>>(&self, path: &str) -> std::result::Result<Option<T>, String> {
+    fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+    ) -> std::result::Result<Option<T>, String> {
         match self.get_sealed(path).map_err(|e| e.to_string())? {
             None => Ok(None),
             Some(Err(damage)) => Err(damage),
@@ -468,19 +566,26 @@ impl Checkpoint {
         }
     }
 
-    fn read_ipc(&self, path: &str, schema: &SchemaRef) -> std::result::Result<Option<Vec<RecordBatch>>, String> {
+    fn read_ipc(
+        &self,
+        path: &str,
+        schema: &SchemaRef,
+    ) -> std::result::Result<Option<Vec<RecordBatch>>, String> {
         let bytes = match self.get_sealed(path).map_err(|e| e.to_string())? {
             None => return Ok(None),
             Some(Err(damage)) => return Err(damage),
             Some(Ok(bytes)) => bytes,
         };
-        let damaged = |e: &dyn std::fmt::Display| format!("checkpoint file {path} is damaged ({e})");
-        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| damaged(&e))?;
+        let damaged =
+            |e: &dyn std::fmt::Display| format!("checkpoint file {path} is damaged ({e})");
+        let reader =
+            FileReader::try_new(std::io::Cursor::new(bytes), None).map_err(|e| damaged(&e))?;
         let mut batches = Vec::new();
         for batch in reader {
             let batch = batch.map_err(|e| damaged(&e))?;
             // Stored with the same column types; take the live schema's names and metadata.
-            let batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec()).map_err(|e| damaged(&e))?;
+            let batch = RecordBatch::try_new(Arc::clone(schema), batch.columns().to_vec())
+                .map_err(|e| damaged(&e))?;
             batches.push(batch);
         }
         Ok(Some(batches))
@@ -526,7 +631,8 @@ pub fn reset(dir: &Path) -> Result<()> {
         return Ok(());
     }
     let _lock = lock(dir)?;
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         let path = entry.path();
@@ -560,10 +666,7 @@ fn unseal(mut bytes: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
         return Err("no checksum trailer: torn or not written by dfstream".into());
     };
     let trailer = std::str::from_utf8(&bytes[at + SEAL_TAG.len()..]).map_err(|_| "bad trailer")?;
-    let (hash, len) = trailer
-        .trim_end()
-        .split_once(':')
-        .ok_or("bad trailer")?;
+    let (hash, len) = trailer.trim_end().split_once(':').ok_or("bad trailer")?;
     let hash = u64::from_str_radix(hash, 16).map_err(|_| "bad trailer")?;
     let len: usize = len.parse().map_err(|_| "bad trailer")?;
     if len != at {
@@ -597,7 +700,9 @@ fn first_difference<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
 }
 
 fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let to_err = |e: datafusion::arrow::error::ArrowError| Error::io("encoding state rows", std::io::Error::other(e));
+    let to_err = |e: datafusion::arrow::error::ArrowError| {
+        Error::io("encoding state rows", std::io::Error::other(e))
+    };
     let mut bytes = Vec::new();
     let mut writer = FileWriter::try_new(&mut bytes, &batch.schema()).map_err(to_err)?;
     writer.write(batch).map_err(to_err)?;
@@ -643,7 +748,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("SELECT 1") && err.contains("SELECT 2"), "{err}");
+        assert!(
+            err.contains("SELECT 1") && err.contains("SELECT 2"),
+            "{err}"
+        );
         assert!(err.contains("dfstream reset --checkpoint"), "{err}");
     }
 
@@ -652,8 +760,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
         // A second open file description contends like another process would.
-        let err = Checkpoint::open(dir.path(), &meta("q"), 10, 100).err().unwrap().to_string();
-        assert!(err.contains("in use") && err.contains(&std::process::id().to_string()), "{err}");
+        let err = Checkpoint::open(dir.path(), &meta("q"), 10, 100)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("in use") && err.contains(&std::process::id().to_string()),
+            "{err}"
+        );
         drop(first);
         Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
     }
@@ -693,12 +807,22 @@ mod tests {
         assert_eq!(recovered.last_commit, Some(4));
         assert_eq!(recovered.taken.len(), 5);
         assert_eq!(recovered.replay.len(), 1);
-        assert!(!dir.path().join("offsets/0").exists(), "older than the snapshot at 3");
+        assert!(
+            !dir.path().join("offsets/0").exists(),
+            "older than the snapshot at 3"
+        );
         // A damaged newest commit falls back one batch and replays it.
         std::fs::write(dir.path().join("commits/4"), b"{\"batch_id\": 4").unwrap();
         let recovered = cp.recover(None).unwrap();
         assert_eq!(recovered.last_commit, Some(3));
-        assert_eq!(recovered.replay.iter().map(|o| o.batch_id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(
+            recovered
+                .replay
+                .iter()
+                .map(|o| o.batch_id)
+                .collect::<Vec<_>>(),
+            [4, 5]
+        );
         assert_eq!(recovered.taken.len(), 4);
     }
 }

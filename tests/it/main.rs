@@ -1,6 +1,7 @@
 //! The one integration-test binary (see STYLE: one binary links DataFusion once).
 
 mod bad_input;
+mod crash;
 mod golden;
 mod oracle;
 mod process;

@@ -31,7 +31,13 @@ pub struct Workspace {
 
 impl Workspace {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A workspace under `parent`.
+    pub fn new_in(parent: &Path) -> Self {
+        std::fs::create_dir_all(parent).unwrap();
+        let dir = tempfile::tempdir_in(parent).unwrap();
         let input = dir.path().join("input");
         std::fs::create_dir(&input).unwrap();
         Self {

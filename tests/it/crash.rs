@@ -1,0 +1,570 @@
+//! Exactly-once across failures: SIGKILL at random moments, damaged checkpoint files, and
+//! writes that fail (read-only directories, a file-size limit). After each, a restart must
+//! give the batch oracle's answer exactly, and `dfstream verify` must say OK.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::util::{
+    Line, Workspace, assert_ok, batch_query, bin, lines_of, read_parquet, repo, rows, runtime,
+    sorted_rows, stderr, stdout,
+};
+
+const WORDS: &[&str] = &[
+    "alpha", "beta", "Gamma", "delta", "café", "x1", "the", "THE", "stream",
+];
+
+fn random_text(rng: &mut StdRng) -> String {
+    let mut text = String::new();
+    for _ in 0..rng.random_range(1..6) {
+        for w in 0..rng.random_range(0..8) {
+            if w > 0 {
+                text.push(' ');
+            }
+            text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// The complete wordcount result over every file in the input directory.
+fn oracle(ws: &Workspace) -> Vec<String> {
+    let mut lines: Vec<Line> = Vec::new();
+    for entry in std::fs::read_dir(&ws.input).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        lines.extend(lines_of(
+            &std::fs::read(&path).unwrap(),
+            &ws.file_column(&name),
+            0,
+        ));
+    }
+    let sql = std::fs::read_to_string(repo("sql/wordcount.sql")).unwrap();
+    sorted_rows(&runtime().block_on(batch_query(&sql, &lines, &[], 2)))
+}
+
+fn verify(ws: &Workspace) -> Output {
+    Command::new(bin())
+        .arg("verify")
+        .arg(repo("sql/wordcount.sql"))
+        .arg("--input")
+        .arg(&ws.input)
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap()
+}
+
+fn assert_exact(ws: &Workspace, context: &str) {
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
+        oracle(ws),
+        "{context}"
+    );
+    let out = verify(ws);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("OK"),
+        "{context}: {}",
+        stdout(&out)
+    );
+}
+
+fn seed() -> u64 {
+    std::env::var("DFSTREAM_SEED").map_or(7, |s| s.parse().unwrap())
+}
+
+const RUN_ARGS: &[&str] = &[
+    "--trigger",
+    "available-now",
+    "--max-files-per-trigger",
+    "1",
+    "--snapshot-interval",
+    "3",
+    "--retain-batches",
+    "2",
+    "--no-console",
+];
+
+#[test]
+fn sigkill_at_random_moments_keeps_the_result_exact() {
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ws = Workspace::new();
+    let mut next_file = 0;
+    let mut kills = 0;
+    let mut completed = 0;
+    for _ in 0..200 {
+        if kills >= 24 {
+            break;
+        }
+        for _ in 0..rng.random_range(1..3) {
+            ws.add_file(&format!("f{next_file:04}.txt"), random_text(&mut rng));
+            next_file += 1;
+        }
+        let mut child = ws
+            .command(&repo("sql/wordcount.sql"), RUN_ARGS)
+            // Widen the windows between the steps of a batch (offsets, query, sink, state,
+            // commit) so that kills land inside each of them.
+            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
+        if child.try_wait().unwrap().is_some() {
+            completed += 1;
+            continue;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 20, "only {kills} kills (seed {seed})");
+    let out = ws.run(&repo("sql/wordcount.sql"), RUN_ARGS);
+    assert_ok(&out);
+    assert_exact(
+        &ws,
+        &format!("after {kills} SIGKILLs and {completed} completed runs, seed {seed}"),
+    );
+}
+
+#[test]
+fn sigkill_in_update_mode_leaves_each_batch_once() {
+    let seed = seed() + 1;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ws = Workspace::new();
+    let args: Vec<&str> = RUN_ARGS
+        .iter()
+        .copied()
+        .chain(["--mode", "update"])
+        .collect();
+    let mut kills = 0;
+    for i in 0..60 {
+        if kills >= 20 {
+            break;
+        }
+        ws.add_file(&format!("f{i:04}.txt"), random_text(&mut rng));
+        let mut child = ws
+            .command(&repo("sql/wordcount.sql"), &args)
+            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+        }
+    }
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    // Applying each batch's changed rows in batch order gives the complete result, and no
+    // batch file holds a word twice.
+    let mut latest = std::collections::BTreeMap::new();
+    let mut names: Vec<_> = std::fs::read_dir(&ws.output)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    names.sort();
+    for path in &names {
+        let batch_rows = rows(&read_parquet(path));
+        let mut words = std::collections::HashSet::new();
+        for row in batch_rows {
+            let mut cells = row.splitn(3, '|');
+            let (_batch, word, count) = (
+                cells.next().unwrap(),
+                cells.next().unwrap(),
+                cells.next().unwrap(),
+            );
+            assert!(
+                words.insert(word.to_string()),
+                "{word} twice in {}",
+                path.display()
+            );
+            latest.insert(word.to_string(), format!("{word}|{count}"));
+        }
+    }
+    let applied: Vec<String> = latest.into_values().collect();
+    assert_eq!(applied, oracle(&ws), "{kills} kills, seed {seed}");
+}
+
+/// Runs six batches, then damages checkpoint files with `damage` and restarts.
+fn damaged_restart(
+    damage: impl Fn(&Path),
+    snapshot_interval: &str,
+    retain: &str,
+) -> (Workspace, Output) {
+    let ws = Workspace::new();
+    let mut rng = StdRng::seed_from_u64(seed() + 2);
+    for i in 0..6 {
+        ws.add_file(&format!("f{i}.txt"), random_text(&mut rng));
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--no-console",
+        "--snapshot-interval",
+        snapshot_interval,
+        "--retain-batches",
+        retain,
+    ];
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    assert_eq!(ws.commits().last(), Some(&5));
+    damage(&ws.checkpoint);
+    ws.add_file("late.txt", "late arrival\n");
+    let out = ws.run(&repo("sql/wordcount.sql"), &args);
+    (ws, out)
+}
+
+fn truncate(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+}
+
+fn flip(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn damaged_newest_checkpoint_files_fall_back_and_replay() {
+    // (what, snapshot interval, damage): with interval 3 batch 5 has a snapshot, with 4 the
+    // newest snapshot is batch 3 and batches 4 and 5 are deltas.
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, &str, Damage)> = vec![
+        (
+            "truncated newest commit",
+            "3",
+            Box::new(|c: &Path| truncate(&c.join("commits/5"))),
+        ),
+        (
+            "flipped newest state delta",
+            "4",
+            Box::new(|c: &Path| flip(&c.join("state/5.delta"))),
+        ),
+        (
+            "flipped newest state snapshot",
+            "3",
+            Box::new(|c: &Path| flip(&c.join("state/5.snapshot"))),
+        ),
+        (
+            "truncated newest sources snapshot",
+            "3",
+            Box::new(|c: &Path| truncate(&c.join("sources/5.snapshot"))),
+        ),
+        (
+            "truncated newest offsets",
+            "4",
+            Box::new(|c: &Path| truncate(&c.join("offsets/5"))),
+        ),
+        (
+            "newest commit, delta and offsets all damaged",
+            "4",
+            Box::new(|c: &Path| {
+                flip(&c.join("commits/5"));
+                flip(&c.join("state/5.delta"));
+                truncate(&c.join("offsets/5"));
+            }),
+        ),
+        (
+            "offsets of the batch before the newest damaged",
+            "4",
+            Box::new(|c: &Path| flip(&c.join("offsets/4"))),
+        ),
+    ];
+    for (what, interval, damage) in cases {
+        let (ws, out) = damaged_restart(damage, interval, "100");
+        assert_ok(&out);
+        assert!(
+            stderr(&out).contains("damaged"),
+            "{what}: a warning names the damage:\n{}",
+            stderr(&out)
+        );
+        assert_exact(&ws, what);
+    }
+}
+
+#[test]
+fn nothing_good_left_is_a_clear_error_not_a_wrong_count() {
+    // Little history is kept, so once every state file is damaged nothing can be rebuilt.
+    let (ws, out) = damaged_restart(
+        |c: &Path| {
+            for entry in std::fs::read_dir(c.join("state")).unwrap() {
+                flip(&entry.unwrap().path());
+            }
+        },
+        "2",
+        "0",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no good state"), "{}", stderr(&out));
+    let _ = ws;
+    // A damaged metadata file is refused too.
+    let (_ws, out) = damaged_restart(|c: &Path| flip(&c.join("metadata")), "3", "100");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("metadata is damaged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Makes `dir` unwritable even for root (immutable attribute), or with permissions.
+fn make_read_only(dir: &Path) -> bool {
+    let chattr = Command::new("chattr").arg("+i").arg(dir).output();
+    if chattr.is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // Root ignores permissions: check that they bite.
+    std::fs::write(dir.join(".probe"), "x").is_err()
+}
+
+fn make_writable(dir: &Path) {
+    let _ = Command::new("chattr").arg("-i").arg(dir).output();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A workspace on the build's disk (where immutable attributes work), with two batches done.
+fn two_batches_done() -> (Workspace, Vec<&'static str>) {
+    let ws = Workspace::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let args = vec!["--trigger", "available-now", "--no-console"];
+    ws.add_file("a.txt", "one two two\n");
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    ws.add_file("b.txt", "two three\n");
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    (ws, args)
+}
+
+/// Checkpoint files and their contents, to show a failed run left them alone.
+fn checkpoint_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for sub in ["", "offsets", "commits", "state", "sources"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.file_name().unwrap() != "lock" {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_read_only_output_or_checkpoint_fails_clearly_and_recovers_exactly() {
+    for target in ["output", "checkpoint/commits", "checkpoint/offsets"] {
+        let (ws, args) = two_batches_done();
+        ws.add_file("c.txt", "three four\n");
+        let dir = ws.dir.path().join(target);
+        if !make_read_only(&dir) {
+            eprintln!("cannot make {target} read-only here; skipped");
+            continue;
+        }
+        let before = checkpoint_files(&ws.checkpoint);
+        let out = ws.run(&repo("sql/wordcount.sql"), &args);
+        make_writable(&dir);
+        assert_eq!(out.status.code(), Some(1), "{target}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("dfstream: error: writing"),
+            "{target}: {}",
+            stderr(&out)
+        );
+        if target != "checkpoint/offsets" {
+            // The batch's offsets may be recorded; nothing committed changed.
+            let after = checkpoint_files(&ws.checkpoint);
+            for file in &before {
+                assert!(after.contains(file), "{target}: {} changed", file.0);
+            }
+        } else {
+            assert_eq!(checkpoint_files(&ws.checkpoint), before, "{target}");
+        }
+        assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+        assert_exact(&ws, target);
+    }
+}
+
+#[test]
+fn a_file_size_limit_that_cuts_a_write_short_fails_clearly_and_recovers_exactly() {
+    let (ws, args) = two_batches_done();
+    // Enough distinct words that the new result file outgrows the limit.
+    let text: String = (0..3000).map(|i| format!("word{i} ")).collect();
+    ws.add_file("c.txt", text);
+    let before = checkpoint_files(&ws.checkpoint);
+    let out = ws
+        .command(&repo("sql/wordcount.sql"), &args)
+        .pre_exec_fsize_limit(16 * 1024)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+    let after = checkpoint_files(&ws.checkpoint);
+    for file in &before {
+        assert!(after.contains(file), "{} changed", file.0);
+    }
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    assert_exact(&ws, "after the file-size limit is lifted");
+}
+
+trait FsizeLimit {
+    fn pre_exec_fsize_limit(&mut self, bytes: u64) -> &mut Self;
+}
+
+impl FsizeLimit for Command {
+    /// Like `ulimit -f`: writes past `bytes` fail in the child.
+    fn pre_exec_fsize_limit(&mut self, bytes: u64) -> &mut Self {
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            self.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+#[test]
+fn a_second_process_on_one_checkpoint_is_refused() {
+    let ws = Workspace::new();
+    let mut first = ws
+        .command(
+            &repo("sql/wordcount.sql"),
+            &["--trigger", "0", "--no-console"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ws.add_file("a.txt", "x\n");
+    assert!(ws.wait_for_commit(0, Duration::from_secs(20)));
+    let second = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains(&format!("pid {}", first.id())),
+        "{}",
+        stderr(&second)
+    );
+    let reset = Command::new(bin())
+        .args(["reset", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_eq!(
+        reset.status.code(),
+        Some(2),
+        "reset refuses too: {}",
+        stderr(&reset)
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // SIGKILL leaves the lock file, but not the lock: the next run proceeds.
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]));
+}
+
+#[test]
+fn reset_starts_over_and_show_describes_the_checkpoint() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    ws.add_file("b.txt", "y\n");
+    assert_ok(&ws.run(
+        &repo("sql/wordcount.sql"),
+        &[
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--no-console",
+        ],
+    ));
+    let show = Command::new(bin())
+        .args(["checkpoint", "show", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_ok(&show);
+    let text = stdout(&show);
+    for needle in [
+        "wordcount.sql",
+        "last batch 1",
+        "count(*) AS count",
+        "commits/1",
+        "state/1.delta",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in:\n{text}");
+    }
+    // A different query is refused until the checkpoint is reset.
+    let other = ws.dir.path().join("other.sql");
+    std::fs::write(&other, "SELECT count(*) AS n FROM lines").unwrap();
+    assert_eq!(
+        ws.run(&other, &["--trigger", "once"]).status.code(),
+        Some(2)
+    );
+    let reset = Command::new(bin())
+        .args(["reset", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_ok(&reset);
+    let out = ws.run(&other, &["--trigger", "once"]);
+    assert_ok(&out);
+    assert_eq!(
+        rows(&read_parquet(&ws.output.join("result.parquet"))),
+        ["2"],
+        "two lines"
+    );
+}
+
+#[test]
+fn verify_reports_differences() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    assert_ok(&ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console"],
+    ));
+    assert_exact(&ws, "fresh");
+    // Tamper with the input after the fact: the batch query now differs.
+    std::fs::write(ws.input.join("a.txt"), "x y z\n").unwrap();
+    let out = verify(&ws);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("batch only:  z | 1"),
+        "{}",
+        stdout(&out)
+    );
+}
