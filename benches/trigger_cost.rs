@@ -1,7 +1,8 @@
 //! Per-trigger cost of a small trigger (about 1 KB of new text) against the size of the GROUP BY
-//! state: 10k, 100k and 1M groups. The merge touches only the groups of the new rows, so in
-//! update mode the cost should stay flat; complete mode re-emits the whole table (O(state)),
-//! like Spark's. Also times writing the trigger's checkpoint delta.
+//! state: 10k, 100k and 1M groups, split into read / aggregate / merge / emit / checkpoint /
+//! sink. The merge touches only the groups of the new rows, so in update mode the cost should
+//! stay flat; complete mode re-emits the whole table (O(state)), like Spark's. The checkpoint
+//! part (offsets, state delta, commit, each fsynced) must stay flat too: it writes a delta.
 //!
 //! ```text
 //! cargo bench --bench trigger_cost
@@ -14,7 +15,10 @@ use dfstream::batch::TextCounters;
 use dfstream::query::lines::{TriggerFile, TriggerSlot};
 use dfstream::query::plan::{Params, QueryFile};
 use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
-use dfstream::state::checkpoint::{Checkpoint, FORMAT_VERSION, Metadata};
+use dfstream::sink::parquet::ParquetSink;
+use dfstream::sink::{Sink, SinkBatch};
+use dfstream::source::dir::NewFile;
+use dfstream::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
 
 const TRIGGERS: usize = 60;
 
@@ -24,23 +28,50 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("groups     mode      trigger p50   p95     delta write p50  (60 triggers of ~1 KB)");
+    println!("medians of {TRIGGERS} triggers of ~1 KB, in ms");
+    println!(
+        "(checkpoint: offsets + state delta + commit, each fsynced; max: a trigger that also wrote the snapshot, every 10)"
+    );
+    println!(
+        "   groups  mode      total   p95 |   read  aggregate  merge   emit | checkpoint    max   sink"
+    );
     for groups in [10_000usize, 100_000, 1_000_000] {
         for mode in [OutputMode::Update, OutputMode::Complete] {
-            let (p50, p95, delta) = runtime.block_on(measure(groups, mode));
+            let m = runtime.block_on(measure(groups, mode));
             println!(
-                "{groups:>9}  {mode:<8}  {:>8.2} ms {:>7.2} ms  {:>8.3} ms",
-                p50 * 1e3,
-                p95 * 1e3,
-                delta * 1e3
+                "{groups:>9}  {:<8} {:>6.2} {:>5.2} | {:>6.3} {:>9.3} {:>6.3} {:>6.3} | {:>10.3} {:>6.1} {:>6.3}",
+                mode.to_string(),
+                m.total.0,
+                m.total.1,
+                m.read,
+                m.aggregate,
+                m.merge,
+                m.emit,
+                m.checkpoint,
+                m.checkpoint_max,
+                m.sink
             );
         }
     }
 }
 
-async fn measure(groups: usize, mode: OutputMode) -> (f64, f64, f64) {
+/// Medians in ms (total also with p95).
+struct Split {
+    total: (f64, f64),
+    read: f64,
+    aggregate: f64,
+    merge: f64,
+    emit: f64,
+    checkpoint: f64,
+    /// The slowest checkpoint: a trigger that also wrote a full snapshot.
+    checkpoint_max: f64,
+    sink: f64,
+}
+
+async fn measure(groups: usize, mode: OutputMode) -> Split {
     let dir = tempfile::tempdir().unwrap();
-    let slot = TriggerSlot::new(Arc::new(TextCounters::default()), 16 << 20);
+    let counters = Arc::new(TextCounters::default());
+    let slot = TriggerSlot::new(Arc::clone(&counters), 16 << 20);
     let sql =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/wordcount.sql")).unwrap();
     let file = QueryFile {
@@ -82,7 +113,7 @@ async fn measure(groups: usize, mode: OutputMode) -> (f64, f64, f64) {
             state_schema: None,
             output_schema: String::new(),
         },
-        1_000_000,
+        10,
         100,
     )
     .unwrap();
@@ -93,8 +124,8 @@ async fn measure(groups: usize, mode: OutputMode) -> (f64, f64, f64) {
         rng ^= rng << 17;
         rng
     };
-    let mut times = Vec::new();
-    let mut delta_times = Vec::new();
+    let mut sink = ParquetSink::open(&dir.path().join("output")).unwrap();
+    let mut phases: Vec<[f64; 7]> = Vec::new();
     for t in 0..TRIGGERS {
         // ~1 KB: 150 words, 80 % of them existing groups, 20 % new ones.
         let mut small = String::new();
@@ -108,23 +139,74 @@ async fn measure(groups: usize, mode: OutputMode) -> (f64, f64, f64) {
         }
         let path = dir.path().join(format!("t{t}.txt"));
         std::fs::write(&path, small).unwrap();
+        let batch_id = t as u64 + 1;
+        let start = Instant::now();
+        let offsets = Offsets {
+            batch_id,
+            files: vec![NewFile {
+                name: format!("t{t}.txt"),
+                ts_micros: 0,
+            }],
+        };
+        checkpoint.write_offsets(&offsets).unwrap();
+        let offsets_done = start.elapsed();
+        let read_before = counters.snapshot().read_nanos;
         slot.set(vec![trigger_file(&path)]);
-        let start = Instant::now();
         let output = query.run_trigger().await.unwrap();
-        times.push(start.elapsed().as_secs_f64());
-        let start = Instant::now();
+        let read = counters.snapshot().read_nanos - read_before;
+        let sink_start = Instant::now();
+        sink.write(&SinkBatch {
+            batch_id,
+            mode,
+            schema: query.output_schema(),
+            rows: &output.rows,
+        })
+        .unwrap();
+        let sink_time = sink_start.elapsed();
+        let checkpoint_start = Instant::now();
         checkpoint
-            .write_state_delta(t as u64, output.state_delta.as_ref().unwrap())
+            .write_state_delta(batch_id, output.state_delta.as_ref().unwrap())
             .unwrap();
-        delta_times.push(start.elapsed().as_secs_f64());
+        if checkpoint.wants_snapshot(batch_id) {
+            let live = query.state().unwrap().live_rows().unwrap();
+            checkpoint
+                .write_snapshot(batch_id, Some(&live), &Default::default())
+                .unwrap();
+        }
+        checkpoint
+            .commit(&Commit {
+                batch_id,
+                ..Default::default()
+            })
+            .unwrap();
+        let checkpoint_time = checkpoint_start.elapsed() + offsets_done;
+        let t = output.timings;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        phases.push([
+            ms(start.elapsed()),
+            read as f64 / 1e6,
+            ms(t.aggregate),
+            ms(t.merge),
+            ms(t.emit),
+            ms(checkpoint_time),
+            ms(sink_time),
+        ]);
     }
-    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    delta_times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (
-        times[times.len() / 2],
-        times[times.len() * 95 / 100],
-        delta_times[delta_times.len() / 2],
-    )
+    let median = |i: usize| {
+        let mut v: Vec<f64> = phases.iter().map(|p| p[i]).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (v[v.len() / 2], v[v.len() * 95 / 100])
+    };
+    Split {
+        total: median(0),
+        read: median(1).0,
+        aggregate: median(2).0,
+        merge: median(3).0,
+        emit: median(4).0,
+        checkpoint: median(5).0,
+        checkpoint_max: phases.iter().map(|p| p[5]).fold(0.0, f64::max),
+        sink: median(6).0,
+    }
 }
 
 fn trigger_file(path: &std::path::Path) -> TriggerFile {

@@ -294,20 +294,30 @@ impl Job {
             output_rows: sink_batch.num_rows() as u64,
             state_groups: groups,
         })?;
+        let t = output.timings;
         log::info!(
-            "batch {batch_id}: {} files, {} rows, {} bytes; {} result rows; {} groups; query {:.1} ms, total {:.1} ms",
+            "batch {batch_id}: {} files, {} rows, {} bytes -> {} result rows, {} groups; \
+             {:.1} ms (read {:.1}, aggregate {:.1}, merge {:.1}, emit {:.1}, sinks+checkpoint {:.1})",
             offsets.files.len(),
             counts.rows,
             counts.bytes,
             sink_batch.num_rows(),
             groups,
-            queried.as_secs_f64() * 1e3,
-            started.elapsed().as_secs_f64() * 1e3,
+            ms(started.elapsed()),
+            counts.read_nanos as f64 / 1e6,
+            ms(t.aggregate),
+            ms(t.merge),
+            ms(t.emit),
+            ms(started.elapsed() - queried),
         );
         self.next_batch += 1;
         self.batches_run += 1;
         Ok(())
     }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 async fn pause(step_pause: Option<Duration>) {

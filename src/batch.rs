@@ -48,6 +48,8 @@ pub struct TextCounters {
     pub bytes: AtomicU64,
     /// Files that vanished before they could be read.
     pub vanished_files: AtomicU64,
+    /// Time spent reading and decoding files, summed over the threads that read them.
+    pub read_nanos: AtomicU64,
 }
 
 impl TextCounters {
@@ -58,6 +60,7 @@ impl TextCounters {
             rows: self.rows.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             vanished_files: self.vanished_files.load(Ordering::Relaxed),
+            read_nanos: self.read_nanos.load(Ordering::Relaxed),
         }
     }
 }
@@ -70,6 +73,7 @@ pub struct TextCountersSnapshot {
     pub rows: u64,
     pub bytes: u64,
     pub vanished_files: u64,
+    pub read_nanos: u64,
 }
 
 impl std::ops::Sub for TextCountersSnapshot {
@@ -81,6 +85,7 @@ impl std::ops::Sub for TextCountersSnapshot {
             rows: self.rows - o.rows,
             bytes: self.bytes - o.bytes,
             vanished_files: self.vanished_files - o.vanished_files,
+            read_nanos: self.read_nanos - o.read_nanos,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! through its own partial-state code, without a case per function here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
@@ -27,7 +28,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::displayable;
 
-use super::{OutputMode, TriggerOutput, execute};
+use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
 use crate::error::{Context, Error, Result};
 use crate::state::groups::GroupState;
 
@@ -126,7 +127,9 @@ impl IncrementalAggregate {
         mode: OutputMode,
         task: Arc<TaskContext>,
     ) -> Result<TriggerOutput> {
+        let started = Instant::now();
         let new_rows = execute(Arc::clone(&self.partial), Arc::clone(&task)).await?;
+        let aggregated = Instant::now();
         let new_rows = concat_batches(self.state.schema(), &new_rows)
             .context(|| "collecting the trigger's partial aggregates".into())?;
         let old_rows = self
@@ -139,13 +142,12 @@ impl IncrementalAggregate {
             .await?;
         let merged = concat_batches(self.state.schema(), &merged)
             .context(|| "collecting the merged groups".into())?;
+        self.state
+            .append(merged.clone())
+            .context(|| "updating the aggregation state".into())?;
+        let merged_at = Instant::now();
         let rows = match mode {
-            OutputMode::Complete => {
-                self.state
-                    .append(merged.clone())
-                    .context(|| "updating the aggregation state".into())?;
-                self.complete_result(task).await?
-            }
+            OutputMode::Complete => self.complete_result(task).await?,
             _ => {
                 let changed = self
                     .aggregate_state_rows(
@@ -154,15 +156,17 @@ impl IncrementalAggregate {
                         Arc::clone(&task),
                     )
                     .await?;
-                self.state
-                    .append(merged.clone())
-                    .context(|| "updating the aggregation state".into())?;
                 self.run_above(changed, task).await?
             }
         };
         Ok(TriggerOutput {
             rows,
             state_delta: Some(merged),
+            timings: TriggerTimings {
+                aggregate: aggregated - started,
+                merge: merged_at - aggregated,
+                emit: merged_at.elapsed(),
+            },
         })
     }
 

@@ -256,27 +256,39 @@ pub fn read_file(
         max_line_bytes,
     );
     let mut chunk = vec![0u8; READ_CHUNK];
-    loop {
-        let n = match reader.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(datafusion::common::DataFusionError::IoError(e)
-                    .context(format!("reading {}", file.path.display())));
+    let mut busy = std::time::Duration::ZERO;
+    let result = (|| {
+        loop {
+            let started = std::time::Instant::now();
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(datafusion::common::DataFusionError::IoError(e)
+                        .context(format!("reading {}", file.path.display())));
+                }
+            };
+            decoder.push(&chunk[..n])?;
+            busy += started.elapsed();
+            for batch in decoder.take_batches() {
+                if !emit(batch) {
+                    return Ok(false);
+                }
             }
-        };
-        decoder.push(&chunk[..n])?;
-        for batch in decoder.take_batches() {
+        }
+        let started = std::time::Instant::now();
+        let last = decoder.finish()?;
+        busy += started.elapsed();
+        for batch in last {
             if !emit(batch) {
                 return Ok(false);
             }
         }
-    }
-    for batch in decoder.finish()? {
-        if !emit(batch) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+        Ok(true)
+    })();
+    counters
+        .read_nanos
+        .fetch_add(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    result
 }

@@ -64,6 +64,19 @@ pub struct TriggerOutput {
     pub rows: Vec<RecordBatch>,
     /// The state rows this trigger wrote (merged groups): the checkpoint delta.
     pub state_delta: Option<RecordBatch>,
+    pub timings: TriggerTimings,
+}
+
+/// Where a trigger's query time went.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TriggerTimings {
+    /// Reading the trigger's files and running the query below the GROUP BY (the whole query
+    /// when it has no aggregation). Reading overlaps it; see `TextCounters::read_nanos`.
+    pub aggregate: std::time::Duration,
+    /// Merging the trigger's groups into the state.
+    pub merge: std::time::Duration,
+    /// Finishing the changed (or all) groups and the plan above the GROUP BY.
+    pub emit: std::time::Duration,
 }
 
 /// The planned query; see the module docs.
@@ -163,10 +176,15 @@ impl StreamingQuery {
         let task = self.ctx.task_ctx();
         match &mut self.shape {
             Shape::Stateless(plan) => {
+                let started = std::time::Instant::now();
                 let rows = execute(Arc::clone(plan), task).await?;
                 Ok(TriggerOutput {
                     rows,
                     state_delta: None,
+                    timings: TriggerTimings {
+                        aggregate: started.elapsed(),
+                        ..Default::default()
+                    },
                 })
             }
             Shape::Aggregate(agg) => agg.run_trigger(self.mode, task).await,
