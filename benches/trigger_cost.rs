@@ -146,6 +146,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             files: vec![NewFile {
                 name: format!("t{t}.txt"),
                 ts_micros: 0,
+                mtime_micros: 0,
             }],
         };
         checkpoint.write_offsets(&offsets).unwrap();

@@ -160,7 +160,7 @@ impl Job {
             slot,
         )
         .await?;
-        let mut source = DirSource::open(&args.input, args.glob.as_deref())?;
+        let mut source = DirSource::open(&args.input, args.glob.as_deref(), args.max_file_age)?;
         let state_schema = query.state_schema();
         let meta = Metadata {
             format_version: FORMAT_VERSION,
@@ -184,7 +184,12 @@ impl Job {
         }
         source.mark_taken(recovered.taken);
         for offsets in &recovered.replay {
-            source.mark_taken(offsets.files.iter().map(|f| f.name.clone()));
+            source.mark_taken(
+                offsets
+                    .files
+                    .iter()
+                    .map(|f| (f.name.clone(), f.mtime_micros)),
+            );
         }
         let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
         if let Some(last) = recovered.last_commit {

@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// Take only files whose names match this glob, e.g. '*.txt'.
     #[arg(long)]
     pub glob: Option<String>,
+    /// Forget files this much older than the newest file taken, and ignore such old files
+    /// when they appear (e.g. 7d, 12h), so memory stays bounded. Default: remember every file.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_file_age: Option<Duration>,
     /// Longer lines are skipped and counted (e.g. 16MiB, 64KiB, 1000).
     #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
     pub max_line_bytes: usize,
@@ -192,6 +196,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "sec" | "secs" | "second" | "seconds" => number,
         "m" | "min" | "mins" | "minute" | "minutes" => number * 60.0,
         "h" | "hour" | "hours" => number * 3600.0,
+        "d" | "day" | "days" => number * 86400.0,
         other => return Err(format!("unknown unit '{other}' in '{text}'")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))

@@ -61,7 +61,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     let projection = Projection::new(None).context(|| "the lines schema".into())?;
     let counters = TextCounters::default();
     let mut lines: Vec<RecordBatch> = Vec::new();
-    for name in &recovered.taken {
+    for name in recovered.taken.keys() {
         let path = args.input.join(name);
         let file = TriggerFile {
             display: path.display().to_string(),

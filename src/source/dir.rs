@@ -5,9 +5,11 @@
 //! then rename). `notify` events only wake the trigger loop early; what to take is always
 //! decided by listing the directory, so a file reported by an event and seen by a listing
 //! is still taken once, and missed events (network filesystems) only cost latency.
+//! With `--max-file-age`, names of files older than that (relative to the newest file taken)
+//! are forgotten and such old files ignored, so memory stays bounded however many files pass.
 //! Never reads file contents, plans SQL or writes checkpoints.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,16 +26,25 @@ pub struct NewFile {
     pub name: String,
     /// Microseconds since the epoch: the arrival time of the file's rows.
     pub ts_micros: i64,
+    /// The file's modification time, microseconds since the epoch.
+    #[serde(default)]
+    pub mtime_micros: i64,
 }
 
 /// See the module docs.
 pub struct DirSource {
     dir: PathBuf,
     glob: Option<GlobMatcher>,
-    /// Names already taken (and so never taken again).
-    taken: HashSet<String>,
-    /// Names seen by a listing but not yet taken, with when they were first seen.
-    waiting: HashMap<String, (SystemTime, i64)>,
+    /// Names already taken (and so never taken again), with their modification times.
+    taken: HashMap<String, i64>,
+    /// The newest modification time taken (never later than the clock).
+    newest_mtime: i64,
+    /// Forget and ignore files this much older than `newest_mtime`.
+    max_age_micros: Option<i64>,
+    /// Old files ignored by the last listing (to log only changes).
+    ignored_old: usize,
+    /// Names seen by a listing but not yet taken: (modification time, first seen), in micros.
+    waiting: HashMap<String, (i64, i64)>,
     wake: Arc<Notify>,
     /// Kept alive for its events; `None` if the platform watcher could not start.
     _watcher: Option<RecommendedWatcher>,
@@ -41,7 +52,11 @@ pub struct DirSource {
 
 impl DirSource {
     /// Opens `dir` (which must exist) and starts watching it.
-    pub fn open(dir: &Path, glob: Option<&str>) -> Result<Self> {
+    pub fn open(
+        dir: &Path,
+        glob: Option<&str>,
+        max_age: Option<std::time::Duration>,
+    ) -> Result<Self> {
         let meta = std::fs::metadata(dir).map_err(|e| {
             Error::Usage(format!(
                 "input directory {} cannot be read: {e} (create it, or pass --input DIR)",
@@ -66,7 +81,10 @@ impl DirSource {
         Ok(Self {
             dir: dir.to_path_buf(),
             glob,
-            taken: HashSet::new(),
+            taken: HashMap::new(),
+            newest_mtime: i64::MIN,
+            max_age_micros: max_age.map(|a| a.as_micros() as i64),
+            ignored_old: 0,
             waiting: HashMap::new(),
             wake,
             _watcher: watcher,
@@ -82,17 +100,36 @@ impl DirSource {
         Arc::clone(&self.wake)
     }
 
-    /// Marks names as taken (restored from a checkpoint).
-    pub fn mark_taken(&mut self, names: impl IntoIterator<Item = String>) {
-        for name in names {
+    /// Marks files as taken (restored from a checkpoint): name and modification time.
+    pub fn mark_taken(&mut self, files: impl IntoIterator<Item = (String, i64)>) {
+        for (name, mtime) in files {
             self.waiting.remove(&name);
-            self.taken.insert(name);
+            self.note_taken(name, mtime);
         }
+        self.forget_old();
     }
 
-    /// Every name taken so far.
-    pub fn taken(&self) -> &HashSet<String> {
+    /// Every name remembered as taken, with its modification time.
+    pub fn taken(&self) -> &HashMap<String, i64> {
         &self.taken
+    }
+
+    fn note_taken(&mut self, name: String, mtime: i64) {
+        let now = micros_since_epoch(SystemTime::now());
+        self.newest_mtime = self.newest_mtime.max(mtime.min(now));
+        self.taken.insert(name, mtime);
+    }
+
+    /// Files older than this are ignored and forgotten (with `--max-file-age`).
+    fn horizon(&self) -> Option<i64> {
+        let age = self.max_age_micros?;
+        (self.newest_mtime != i64::MIN).then(|| self.newest_mtime.saturating_sub(age))
+    }
+
+    fn forget_old(&mut self) {
+        if let Some(horizon) = self.horizon() {
+            self.taken.retain(|_, mtime| *mtime >= horizon);
+        }
     }
 
     pub fn taken_count(&self) -> usize {
@@ -106,7 +143,9 @@ impl DirSource {
             .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
         let now = SystemTime::now();
         let now_micros = micros_since_epoch(now);
-        let mut found: Vec<(SystemTime, String)> = Vec::new();
+        let horizon = self.horizon();
+        let mut ignored_old = 0;
+        let mut found: Vec<(i64, String)> = Vec::new();
         for entry in entries {
             let entry =
                 entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
@@ -117,7 +156,7 @@ impl DirSource {
                 );
                 continue;
             };
-            if name.starts_with('.') || name.starts_with('_') || self.taken.contains(&name) {
+            if name.starts_with('.') || name.starts_with('_') || self.taken.contains_key(&name) {
                 continue;
             }
             if let Some(glob) = &self.glob
@@ -130,11 +169,25 @@ impl DirSource {
             if !meta.is_file() {
                 continue;
             }
-            let modified = meta.modified().unwrap_or(now);
+            let modified = micros_since_epoch(meta.modified().unwrap_or(now));
+            if horizon.is_some_and(|h| modified < h) {
+                ignored_old += 1;
+                continue;
+            }
             self.waiting
                 .entry(name.clone())
                 .or_insert((modified, now_micros));
             found.push((modified, name));
+        }
+        if ignored_old != self.ignored_old {
+            self.ignored_old = ignored_old;
+            if ignored_old > 0 {
+                log::warn!(
+                    "{ignored_old} files in {} are older than --max-file-age before the newest \
+                     file taken, and are ignored",
+                    self.dir.display()
+                );
+            }
         }
         found.sort();
         Ok(found.into_iter().map(|(_, name)| name).collect())
@@ -143,20 +196,21 @@ impl DirSource {
     /// Takes up to `max` of `names` (in order): they will never be handed out again.
     pub fn take(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
         let count = max.unwrap_or(usize::MAX).min(names.len());
-        names[..count]
+        let files: Vec<NewFile> = names[..count]
             .iter()
             .map(|name| {
-                let (_, ts_micros) = self
-                    .waiting
-                    .remove(name)
-                    .unwrap_or((SystemTime::now(), micros_since_epoch(SystemTime::now())));
-                self.taken.insert(name.clone());
+                let now = micros_since_epoch(SystemTime::now());
+                let (mtime_micros, ts_micros) = self.waiting.remove(name).unwrap_or((now, now));
+                self.note_taken(name.clone(), mtime_micros);
                 NewFile {
                     name: name.clone(),
                     ts_micros,
+                    mtime_micros,
                 }
             })
-            .collect()
+            .collect();
+        self.forget_old();
+        files
     }
 }
 
@@ -199,7 +253,7 @@ mod tests {
         for name in ["a.txt", ".hidden", "_temp", "b.log"] {
             std::fs::write(dir.path().join(name), "x\n").unwrap();
         }
-        let mut source = DirSource::open(dir.path(), None).unwrap();
+        let mut source = DirSource::open(dir.path(), None, None).unwrap();
         let mut names = source.available().unwrap();
         names.sort();
         assert_eq!(names, ["a.txt", "b.log"]);
@@ -212,17 +266,49 @@ mod tests {
     }
 
     #[test]
+    fn max_file_age_forgets_and_ignores_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let set_mtime = |name: &str, secs_ago: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "x\n").unwrap();
+            let t = SystemTime::now() - std::time::Duration::from_secs(secs_ago);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        };
+        set_mtime("old.txt", 3600);
+        set_mtime("new.txt", 0);
+        let mut source =
+            DirSource::open(dir.path(), None, Some(std::time::Duration::from_secs(60))).unwrap();
+        // The first listing has no newest file yet: both are taken, oldest first.
+        let names = source.available().unwrap();
+        assert_eq!(names, ["old.txt", "new.txt"]);
+        source.take(&names, None);
+        assert_eq!(source.taken().len(), 1, "old.txt is forgotten");
+        // Forgotten, but still not taken again: it is older than the horizon.
+        assert!(source.available().unwrap().is_empty());
+        set_mtime("late-old.txt", 3600);
+        assert!(
+            source.available().unwrap().is_empty(),
+            "old arrivals are ignored"
+        );
+    }
+
+    #[test]
     fn glob_filters_names() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "x").unwrap();
         std::fs::write(dir.path().join("b.csv"), "x").unwrap();
-        let mut source = DirSource::open(dir.path(), Some("*.txt")).unwrap();
+        let mut source = DirSource::open(dir.path(), Some("*.txt"), None).unwrap();
         assert_eq!(source.available().unwrap(), ["a.txt"]);
     }
 
     #[test]
     fn missing_directory_is_a_usage_error() {
-        let err = DirSource::open(Path::new("/no/such/dir"), None)
+        let err = DirSource::open(Path::new("/no/such/dir"), None, None)
             .err()
             .unwrap();
         assert!(err.to_string().contains("/no/such/dir"), "{err}");

@@ -9,14 +9,15 @@
 //! commits/N              JSON: written after batch N's sinks and state are durable
 //! state/N.delta          Arrow IPC: the groups batch N changed (their merged partial rows)
 //! state/N.snapshot       Arrow IPC: every group after batch N, every --snapshot-interval batches
-//! sources/N.snapshot     JSON: every file name taken up to batch N, with each state snapshot
+//! sources/N.snapshot     JSON: every file taken up to batch N (name, modification time), with
+//!                        each state snapshot (minus those forgotten past --max-file-age)
 //! ```
 //! A batch is done exactly when a good `commits/N` exists. Recovery restores the newest batch
 //! whose state and taken-files record can be rebuilt from good files, falling back (with a
 //! warning) past damaged ones, then re-runs every later batch whose offsets are good, with
 //! exactly those files. Knows nothing of SQL: it stores rows and names handed to it.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -74,8 +75,8 @@ pub struct Recovered {
     pub last_commit: Option<u64>,
     /// State rows to apply in order (a snapshot, then the deltas after it).
     pub state: Vec<RecordBatch>,
-    /// Every file name taken by the restored batches.
-    pub taken: BTreeSet<String>,
+    /// Every file taken by the restored batches: name and modification time.
+    pub taken: BTreeMap<String, i64>,
     /// Batches started (or committed but not restorable) after `last_commit`, to re-run in
     /// order with exactly these files.
     pub replay: Vec<Offsets>,
@@ -302,7 +303,7 @@ impl Checkpoint {
     }
 
     /// File names taken up to batch `c`: the newest good sources snapshot, then offsets.
-    fn taken_at(&self, c: u64) -> std::result::Result<BTreeSet<String>, String> {
+    fn taken_at(&self, c: u64) -> std::result::Result<BTreeMap<String, i64>, String> {
         let snapshots = self
             .batch_ids("sources", ".snapshot")
             .map_err(|e| e.to_string())?;
@@ -314,9 +315,9 @@ impl Checkpoint {
             .map(Some)
             .chain([None])
         {
-            let mut taken = BTreeSet::new();
+            let mut taken = BTreeMap::new();
             if let Some(&s) = start {
-                match self.read_json::<Vec<String>>(&format!("sources/{s}.snapshot")) {
+                match self.read_json::<Vec<(String, i64)>>(&format!("sources/{s}.snapshot")) {
                     Ok(Some(names)) => taken.extend(names),
                     Ok(None) => continue,
                     Err(damage) => {
@@ -330,7 +331,9 @@ impl Checkpoint {
             let mut complete = true;
             for n in first..=c {
                 match self.read_json::<Offsets>(&format!("offsets/{n}")) {
-                    Ok(Some(offsets)) => taken.extend(offsets.files.into_iter().map(|f| f.name)),
+                    Ok(Some(offsets)) => {
+                        taken.extend(offsets.files.into_iter().map(|f| (f.name, f.mtime_micros)))
+                    }
                     Ok(None) => {
                         last_problem = format!("offsets/{n} is missing");
                         complete = false;
@@ -426,12 +429,12 @@ impl Checkpoint {
         &self,
         batch_id: u64,
         state: Option<&RecordBatch>,
-        taken: &HashSet<String>,
+        taken: &HashMap<String, i64>,
     ) -> Result<()> {
         if let Some(state) = state {
             self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)?;
         }
-        let mut names: Vec<&String> = taken.iter().collect();
+        let mut names: Vec<(&String, &i64)> = taken.iter().collect();
         names.sort_unstable();
         self.put_json(&format!("sources/{batch_id}.snapshot"), &names)
     }
@@ -776,7 +779,7 @@ mod tests {
     fn taken_files_come_from_snapshots_and_later_offsets_and_old_files_go() {
         let dir = tempfile::tempdir().unwrap();
         let cp = Checkpoint::open(dir.path(), &meta("q"), 2, 0).unwrap();
-        let mut taken = HashSet::new();
+        let mut taken = HashMap::new();
         for n in 0..5u64 {
             let name = format!("f{n}");
             cp.write_offsets(&Offsets {
@@ -784,10 +787,11 @@ mod tests {
                 files: vec![NewFile {
                     name: name.clone(),
                     ts_micros: 0,
+                    mtime_micros: 0,
                 }],
             })
             .unwrap();
-            taken.insert(name);
+            taken.insert(name, 0);
             if cp.wants_snapshot(n) {
                 cp.write_snapshot(n, None, &taken).unwrap();
             }

@@ -316,3 +316,54 @@ fn datafusion_reads_the_output_directory_as_a_table() {
     });
     assert_eq!(rows(&got), ["x|2", "y|1"]);
 }
+
+#[test]
+fn max_file_age_bounds_the_taken_record_without_recounting() {
+    let ws = Workspace::new();
+    let set_age = |name: &str, text: &str, secs_ago: u64| {
+        ws.add_file(name, text);
+        let t = std::time::SystemTime::now() - Duration::from_secs(secs_ago);
+        std::fs::File::options()
+            .write(true)
+            .open(ws.input.join(name))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    set_age("old.txt", "old words\n", 7200);
+    set_age("new.txt", "new words\n", 0);
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-file-age",
+        "1h",
+        "--snapshot-interval",
+        "1",
+        "--no-console",
+    ];
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    let both = [("old.txt", "old words\n"), ("new.txt", "new words\n")];
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &both)
+    );
+    let snapshot = std::fs::read_to_string(ws.checkpoint.join("sources/0.snapshot")).unwrap();
+    assert!(
+        snapshot.contains("new.txt") && !snapshot.contains("old.txt"),
+        "{snapshot}"
+    );
+    // A restart neither recounts the forgotten file nor takes a new file that is too old.
+    set_age("older.txt", "ancient\n", 3 * 3600);
+    let out = ws.run(&repo("sql/wordcount.sql"), &args);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("older than --max-file-age"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &both)
+    );
+    assert_eq!(ws.commits(), [0]);
+}
