@@ -331,8 +331,18 @@ async fn pause(step_pause: Option<Duration>) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
+/// Resolves on the first Ctrl-C or SIGTERM; a second one ends the process at once.
 pub async fn shutdown_signal() {
+    signal().await;
+    log::info!("stopping: finishing the current batch (Ctrl-C again stops at once)");
+    tokio::spawn(async {
+        signal().await;
+        eprintln!("dfstream: stopped at once; an unfinished batch is re-run on the next start");
+        std::process::exit(130);
+    });
+}
+
+async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -33,6 +33,157 @@ pub enum Command {
     Checkpoint(CheckpointCommand),
     /// Delete a checkpoint's contents so that the next run starts over.
     Reset(ResetArgs),
+    /// Generate input: files (continuous, batch, single) or a line server (serve).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+    /// The original example's file mode: word count over IN with Parquet into OUT, a batch
+    /// every TRIGGER_SECONDS (default: as soon as files arrive). Any `run` flag may follow.
+    File {
+        input: PathBuf,
+        output: PathBuf,
+        /// An optional trigger interval in seconds, then any `dfstream run` flags, e.g.
+        /// `10 --checkpoint DIR` or `--trigger available-now`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "[TRIGGER_SECONDS] [RUN FLAGS]"
+        )]
+        run_flags: Vec<String>,
+    },
+    /// The original example's window mode: sliding-window word count over IN into OUT with
+    /// window SIZE and SLIDE (e.g. "1 minute" "30 seconds"). Any `run` flag may follow.
+    Window {
+        input: PathBuf,
+        output: PathBuf,
+        size: String,
+        slide: String,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "RUN FLAGS"
+        )]
+        run_flags: Vec<String>,
+    },
+    /// The original example's socket mode: word count over lines from HOST:PORT. Any `run`
+    /// flag may follow.
+    Socket {
+        host: String,
+        port: u16,
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "RUN FLAGS"
+        )]
+        run_flags: Vec<String>,
+    },
+    /// A generator and the word-count job together, with live counts, until Ctrl-C.
+    Demo(DemoArgs),
+    /// Run one SQL query over files (e.g. the job's Parquet output) and print the result:
+    /// dfstream sql "SELECT * FROM 'output/' ORDER BY count DESC LIMIT 10".
+    Sql(SqlArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// A file every INTERVAL_SECONDS for DURATION_SECONDS, LINES lines each.
+    Continuous {
+        dir: PathBuf,
+        interval_seconds: f64,
+        duration_seconds: f64,
+        lines: Option<usize>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// FILES files of LINES lines (or --size bytes over --files files).
+    Batch {
+        dir: PathBuf,
+        files: Option<usize>,
+        lines: Option<usize>,
+        /// Total size, e.g. 200MB, spread over the files (instead of a line count).
+        #[arg(long, value_parser = parse_bytes)]
+        size: Option<usize>,
+        /// Number of files (instead of the FILES argument).
+        #[arg(long = "files", value_name = "N")]
+        file_count: Option<usize>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// One file of LINES lines.
+    Single {
+        dir: PathBuf,
+        lines: Option<usize>,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+    /// A line server for socket mode: each client gets its own stream.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 9999)]
+        port: u16,
+        /// Lines per second to each client; 0 sends as fast as the client reads.
+        #[arg(long, default_value_t = 10)]
+        rate: u64,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+}
+
+/// What generated lines look like.
+#[derive(Debug, Clone, Args)]
+pub struct ShapeArgs {
+    /// The same seed gives the same bytes. Default: from the clock (and logged).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A file of words, most frequent first (default: a built-in streaming vocabulary).
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
+    /// Lines per file (instead of the LINES argument).
+    #[arg(long)]
+    pub lines_per_file: Option<usize>,
+    /// Words per line, MIN..MAX.
+    #[arg(long, default_value = "5..15", value_parser = parse_range)]
+    pub words_per_line: (usize, usize),
+    /// Prefix each line with an ISO-8601 event time.
+    #[arg(long)]
+    pub event_time: bool,
+    /// Event times lag up to this much behind the clock, at random (e.g. 10s).
+    #[arg(long, value_parser = parse_duration)]
+    pub disorder: Option<Duration>,
+    /// Fraction of lines whose event time is late (behind by twice --disorder plus a minute).
+    #[arg(long, default_value_t = 0.0)]
+    pub late_fraction: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// file (word counts), window (window counts) or socket (the line server and socket source).
+    #[arg(long, default_value = "file")]
+    pub mode: String,
+    /// Where to put input/, output/ and checkpoint/ (default: a fresh temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// How often the generator writes a file.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub every: Duration,
+    /// Lines per generated file.
+    #[arg(long, default_value_t = 3)]
+    pub lines: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SqlArgs {
+    /// The query; files and directories can be named as tables: FROM 'output/'.
+    pub query: String,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SqlFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +351,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         other => return Err(format!("unknown unit '{other}' in '{text}'")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}': {e}"))
+}
+
+/// `MIN..MAX` (or one number).
+pub fn parse_range(text: &str) -> Result<(usize, usize), String> {
+    let (lo, hi) = text.split_once("..").unwrap_or((text, text));
+    let lo: usize = lo
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not MIN..MAX"))?;
+    let hi: usize = hi
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not MIN..MAX"))?;
+    if lo > hi {
+        return Err(format!("'{text}': MIN is larger than MAX"));
+    }
+    Ok((lo, hi))
 }
 
 pub fn parse_param(text: &str) -> Result<(String, String), String> {

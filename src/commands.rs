@@ -1,10 +1,15 @@
 //! The commands besides `run`: `verify` (the batch oracle against the streaming output),
-//! `checkpoint show` (what a checkpoint holds) and `reset` (start over).
+//! `checkpoint show` (what a checkpoint holds), `reset` (start over), `generate` (input data),
+//! the original example's mode shortcuts (`file`, `window`, `socket`), `demo` and `sql`.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -12,8 +17,11 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::ParquetReadOptions;
 
 use crate::batch::{Projection, TextCounters, lines_schema};
-use crate::cli::{ShowArgs, VerifyArgs};
+use crate::cli::{
+    Cli, Command, DemoArgs, GenerateCommand, ShapeArgs, ShowArgs, SqlArgs, SqlFormat, VerifyArgs,
+};
 use crate::error::{Context, Error, Result};
+use crate::generate::{self, LineMaker, Shape};
 use crate::query::lines::{TriggerFile, read_file};
 use crate::query::plan::{self, QueryFile};
 use crate::sink::parquet::COMPLETE_FILE;
@@ -266,4 +274,327 @@ pub fn reset_checkpoint(dir: &Path, out: &mut impl Write) -> Result<()> {
         dir.display()
     )
     .map_err(|e| Error::io("writing to the console", e))
+}
+
+/// Turns generator flags into a [`Shape`], logging a clock-derived seed so a run can be repeated.
+fn shape(args: &ShapeArgs) -> Result<Shape> {
+    let seed = args.seed.unwrap_or_else(|| {
+        let seed = crate::source::dir::micros_since_epoch(std::time::SystemTime::now()) as u64;
+        log::info!("seed {seed} (pass --seed {seed} to repeat these bytes)");
+        seed
+    });
+    let mut shape = Shape::new(seed);
+    if let Some(vocab) = &args.vocab {
+        shape = shape.with_vocabulary_file(vocab)?;
+    }
+    shape.words_per_line = args.words_per_line;
+    shape.event_time = args.event_time;
+    shape.disorder = args.disorder.unwrap_or_default();
+    if !(0.0..=1.0).contains(&args.late_fraction) {
+        return Err(Error::Usage(format!(
+            "--late-fraction {} is not between 0 and 1",
+            args.late_fraction
+        )));
+    }
+    shape.late_fraction = args.late_fraction;
+    Ok(shape)
+}
+
+fn lines_given(positional: Option<usize>, shape: &ShapeArgs, default: usize) -> usize {
+    positional.or(shape.lines_per_file).unwrap_or(default)
+}
+
+/// `dfstream generate ...`.
+pub async fn generate(command: GenerateCommand, shutdown: impl Future<Output = ()>) -> Result<()> {
+    match command {
+        GenerateCommand::Single {
+            dir,
+            lines,
+            shape: args,
+        } => {
+            let mut maker = LineMaker::new(shape(&args)?);
+            let name = format!(
+                "single-{}",
+                crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
+            );
+            let paths = generate::write_batch(
+                &dir,
+                &mut maker,
+                1,
+                lines_given(lines, &args, 3),
+                None,
+                &name,
+            )?;
+            log::info!("wrote {}", paths[0].display());
+        }
+        GenerateCommand::Batch {
+            dir,
+            files,
+            lines,
+            size,
+            file_count,
+            shape: args,
+        } => {
+            let files = file_count.or(files).unwrap_or(10);
+            if files == 0 {
+                return Err(Error::Usage(
+                    "the number of files must be at least 1".into(),
+                ));
+            }
+            let per_file = size.map(|s| (s as u64).div_ceil(files as u64));
+            let mut maker = LineMaker::new(shape(&args)?);
+            let name = format!(
+                "batch-{}",
+                crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
+            );
+            let paths = generate::write_batch(
+                &dir,
+                &mut maker,
+                files,
+                lines_given(lines, &args, 5),
+                per_file,
+                &name,
+            )?;
+            log::info!("wrote {} files into {}", paths.len(), dir.display());
+        }
+        GenerateCommand::Continuous {
+            dir,
+            interval_seconds,
+            duration_seconds,
+            lines,
+            shape: args,
+        } => {
+            let every = Duration::try_from_secs_f64(interval_seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "interval {interval_seconds} is not a positive number of seconds"
+                    ))
+                })?;
+            let duration = Duration::try_from_secs_f64(duration_seconds).map_err(|_| {
+                Error::Usage(format!(
+                    "duration {duration_seconds} is not a number of seconds"
+                ))
+            })?;
+            let maker = LineMaker::new(shape(&args)?);
+            let lines = lines_given(lines, &args, 3);
+            let deadline = tokio::time::Instant::now() + duration;
+            let writing = write_continuously(dir, maker, lines, every, Some(deadline));
+            tokio::select! {
+                result = writing => result?,
+                _ = shutdown => {}
+            }
+        }
+        GenerateCommand::Serve {
+            host,
+            port,
+            rate,
+            shape: args,
+        } => {
+            let listener = tokio::net::TcpListener::bind((host.as_str(), port))
+                .await
+                .map_err(|e| Error::Usage(format!("cannot listen on {host}:{port}: {e}")))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| Error::io("reading the bound address", e))?;
+            log::info!(
+                "serving lines on {addr} at {rate} lines/s per client (0: as fast as possible)"
+            );
+            // The address on stdout lets scripts and tests use --port 0.
+            println!("listening on {addr}");
+            generate::serve::serve(listener, shape(&args)?, rate, shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file of `lines` lines every `every` until `until` (or forever).
+pub async fn write_continuously(
+    dir: PathBuf,
+    mut maker: LineMaker,
+    lines: usize,
+    every: Duration,
+    until: Option<tokio::time::Instant>,
+) -> Result<()> {
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let mut ticker = tokio::time::interval(every);
+    let mut seq = 0u64;
+    loop {
+        ticker.tick().await;
+        if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+            return Ok(());
+        }
+        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+        let text = maker.text(lines, now);
+        let path = generate::write_file(&dir, &format!("gen-{now}-{seq:06}.txt"), &text)?;
+        log::debug!("wrote {}", path.display());
+        seq += 1;
+    }
+}
+
+/// The `run` flags a mode shortcut stands for, followed by the user's own.
+pub fn shortcut(command: &Command) -> Result<Vec<String>> {
+    let mut argv: Vec<String> = vec!["dfstream".into(), "run".into()];
+    match command {
+        Command::File {
+            input,
+            output,
+            run_flags,
+        } => {
+            argv.push("sql/wordcount.sql".into());
+            argv.extend(["--input".into(), input.display().to_string()]);
+            argv.extend(["--output".into(), output.display().to_string()]);
+            let mut flags = run_flags.as_slice();
+            if let Some(secs) = flags.first().and_then(|s| s.parse::<f64>().ok()) {
+                if !flags
+                    .iter()
+                    .any(|f| f == "--trigger" || f.starts_with("--trigger="))
+                {
+                    argv.extend(["--trigger".into(), format!("{secs}s")]);
+                }
+                flags = &flags[1..];
+            }
+            argv.extend(flags.iter().cloned());
+            Ok(argv)
+        }
+        Command::Window { .. } => Err(Error::Usage(
+            "the window mode runs sql/window_wordcount.sql with --param size=SIZE --param \
+             slide=SLIDE, and needs the window functions and --watermark of the time-windows \
+             feature, which has not landed yet"
+                .into(),
+        )),
+        Command::Socket { .. } => Err(Error::Usage(
+            "the socket mode runs sql/wordcount.sql with --socket HOST:PORT, and the socket \
+             source (--socket) has not landed yet; use the file mode meanwhile"
+                .into(),
+        )),
+        _ => unreachable!("only mode shortcuts"),
+    }
+}
+
+/// `dfstream demo`: a generator writing into a fresh directory and the job watching it.
+pub async fn demo(args: DemoArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
+    match args.mode.as_str() {
+        "file" => {}
+        "window" | "socket" => {
+            return Err(Error::Usage(format!(
+                "demo --mode {}: {}",
+                args.mode,
+                shortcut(&if args.mode == "window" {
+                    Command::Window {
+                        input: "input".into(),
+                        output: "output".into(),
+                        size: String::new(),
+                        slide: String::new(),
+                        run_flags: vec![],
+                    }
+                } else {
+                    Command::Socket {
+                        host: String::new(),
+                        port: 0,
+                        run_flags: vec![],
+                    }
+                })
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+            )));
+        }
+        other => {
+            return Err(Error::Usage(format!(
+                "demo --mode {other}: use file, window or socket"
+            )));
+        }
+    }
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => std::env::temp_dir().join(format!("dfstream-demo-{}", std::process::id())),
+    };
+    let input = dir.join("input");
+    std::fs::create_dir_all(&input)
+        .map_err(|e| Error::io(format!("creating {}", input.display()), e))?;
+    eprintln!(
+        "dfstream demo: a file of {} lines every {:?} into {}; counts below; Parquet in {}; Ctrl-C stops",
+        args.lines,
+        args.every,
+        input.display(),
+        dir.join("output").display()
+    );
+    let seed = crate::source::dir::micros_since_epoch(std::time::SystemTime::now()) as u64;
+    let generator = tokio::spawn(write_continuously(
+        input.clone(),
+        LineMaker::new(Shape::new(seed)),
+        args.lines,
+        args.every,
+        None,
+    ));
+    let argv = [
+        "dfstream",
+        "run",
+        "sql/wordcount.sql",
+        "--num-rows",
+        "10",
+        "--input",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([input.display().to_string()])
+    .chain(["--output".into(), dir.join("output").display().to_string()])
+    .chain([
+        "--checkpoint".into(),
+        dir.join("checkpoint").display().to_string(),
+    ]);
+    let Command::Run(run_args) = Cli::try_parse_from(argv)
+        .map_err(|e| Error::Usage(e.to_string()))?
+        .command
+    else {
+        unreachable!("parsed a run command")
+    };
+    let result = crate::app::run(run_args.validate()?, shutdown).await;
+    generator.abort();
+    result.map(|_| ())
+}
+
+/// `dfstream sql`: one query over files, printed as a table, CSV or JSON.
+pub async fn sql(args: SqlArgs, out: &mut impl Write) -> Result<()> {
+    let ctx = crate::query::session(2).enable_url_table();
+    let file = QueryFile {
+        path: "query".into(),
+        sql: args.query.clone(),
+    };
+    let batches = ctx
+        .sql(&args.query)
+        .await
+        .map_err(|e| plan::sql_error(&file, e))?
+        .collect()
+        .await
+        .context(|| "running the query".into())?;
+    let to_io = |e: datafusion::arrow::error::ArrowError| {
+        Error::io("printing the result", std::io::Error::other(e))
+    };
+    match args.format {
+        SqlFormat::Table => {
+            let table =
+                datafusion::arrow::util::pretty::pretty_format_batches(&batches).map_err(to_io)?;
+            writeln!(out, "{table}").map_err(|e| Error::io("printing the result", e))?;
+        }
+        SqlFormat::Csv => {
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            for batch in &batches {
+                writer.write(batch).map_err(to_io)?;
+            }
+        }
+        SqlFormat::Json => {
+            let mut writer = datafusion::arrow::json::ArrayWriter::new(&mut *out);
+            let refs: Vec<&RecordBatch> = batches.iter().collect();
+            writer.write_batches(&refs).map_err(to_io)?;
+            writer.finish().map_err(to_io)?;
+            writeln!(out).map_err(|e| Error::io("printing the result", e))?;
+        }
+    }
+    Ok(())
 }

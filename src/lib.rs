@@ -9,7 +9,8 @@
 //! - [`query`]: SQL planning, the `lines` scan of a trigger, incremental aggregation;
 //! - [`state`]: the GROUP BY state and the checkpoint directory;
 //! - [`sink`]: console table and Parquet output;
-//! - [`app`]: the trigger loop that wires them; [`commands`]: verify, checkpoint show, reset;
+//! - [`app`]: the trigger loop that wires them; [`commands`]: verify, checkpoint show, reset,
+//!   generate, the mode shortcuts, demo and sql; [`generate`]: the data generator;
 //!   [`cli`] and [`error`] face the user.
 
 pub mod app;
@@ -17,6 +18,7 @@ pub mod batch;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod generate;
 pub mod query;
 pub mod sink;
 pub mod source;

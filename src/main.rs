@@ -43,6 +43,29 @@ fn main() -> ExitCode {
             Command::Reset(args) => {
                 dfstream::commands::reset_checkpoint(&args.checkpoint, &mut stdout).map(|_| true)
             }
+            Command::Generate(command) => {
+                dfstream::commands::generate(command, dfstream::app::shutdown_signal())
+                    .await
+                    .map(|_| true)
+            }
+            shortcut @ (Command::File { .. } | Command::Window { .. } | Command::Socket { .. }) => {
+                let argv = dfstream::commands::shortcut(&shortcut)?;
+                let Command::Run(args) = Cli::try_parse_from(argv)
+                    .map_err(|e| dfstream::error::Error::Usage(e.to_string()))?
+                    .command
+                else {
+                    unreachable!("a shortcut stands for a run command")
+                };
+                dfstream::app::run(args.validate()?, dfstream::app::shutdown_signal())
+                    .await
+                    .map(|_| true)
+            }
+            Command::Demo(args) => dfstream::commands::demo(args, dfstream::app::shutdown_signal())
+                .await
+                .map(|_| true),
+            Command::Sql(args) => dfstream::commands::sql(args, &mut stdout)
+                .await
+                .map(|_| true),
         }
     });
     match result {

@@ -23,9 +23,21 @@ pub struct QueryFile {
 }
 
 impl QueryFile {
+    /// Reads a query file; a shipped query (`sql/wordcount.sql`) that is not on disk comes
+    /// from the copy built into the binary, so shortcuts work from any directory.
     pub fn read(path: &Path) -> Result<Self, Error> {
-        let sql = std::fs::read_to_string(path)
-            .map_err(|e| Error::Usage(format!("cannot read query file {}: {e}", path.display())))?;
+        let sql = match std::fs::read_to_string(path) {
+            Ok(sql) => sql,
+            Err(e) => match shipped(path) {
+                Some(sql) if e.kind() == std::io::ErrorKind::NotFound => sql.to_string(),
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "cannot read query file {}: {e}",
+                        path.display()
+                    )));
+                }
+            },
+        };
         Ok(Self {
             path: path.to_path_buf(),
             sql,
@@ -36,6 +48,16 @@ impl QueryFile {
     pub fn error_at(&self, position: Option<(u64, u64)>, message: &str) -> Error {
         Error::Sql(render(&self.path, &self.sql, position, message))
     }
+}
+
+/// The queries shipped in `sql/`, built into the binary.
+const SHIPPED: &[(&str, &str)] = &[("sql/wordcount.sql", include_str!("../../sql/wordcount.sql"))];
+
+fn shipped(path: &Path) -> Option<&'static str> {
+    SHIPPED
+        .iter()
+        .find(|(name, _)| Path::new(name) == path)
+        .map(|(_, sql)| *sql)
 }
 
 /// `--param name=value` pairs, sorted by name.

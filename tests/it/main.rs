@@ -5,4 +5,5 @@ mod crash;
 mod golden;
 mod oracle;
 mod process;
+mod tools;
 mod util;

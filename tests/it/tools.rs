@@ -1,0 +1,424 @@
+//! The generator, the mode shortcuts, the demo, `dfstream sql`, and clean shutdown on
+//! SIGINT/SIGTERM, all through the real binary.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Workspace, assert_ok, bin, read_parquet, repo, sorted_rows, stderr, stdout};
+
+fn dfstream(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    cmd
+}
+
+/// File contents in a directory, sorted (names carry the clock, contents do not).
+fn contents(dir: &Path) -> Vec<String> {
+    let mut all: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for(path: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    for (out, seed) in [(&a, "7"), (&b, "7"), (&c, "8")] {
+        let generator = dfstream(&["generate", "batch"])
+            .arg(out)
+            .args(["3", "5", "--seed", seed])
+            .output()
+            .unwrap();
+        assert_ok(&generator);
+    }
+    assert_eq!(contents(&a), contents(&b));
+    assert_ne!(contents(&a), contents(&c));
+    assert_eq!(contents(&a).len(), 3);
+    assert!(contents(&a).iter().all(|f| f.lines().count() == 5));
+}
+
+#[test]
+fn generator_shape_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("shaped");
+    let vocab = dir.path().join("vocab.txt");
+    std::fs::write(&vocab, "alpha beta gamma").unwrap();
+    let generator = dfstream(&["generate", "single"])
+        .arg(&out)
+        .args([
+            "--lines-per-file",
+            "40",
+            "--words-per-line",
+            "2..3",
+            "--seed",
+            "1",
+            "--vocab",
+        ])
+        .arg(&vocab)
+        .args([
+            "--event-time",
+            "--disorder",
+            "5s",
+            "--late-fraction",
+            "0.25",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&generator);
+    let text = contents(&out).pop().unwrap();
+    assert_eq!(text.lines().count(), 40);
+    for line in text.lines() {
+        let mut parts = line.split(' ');
+        let stamp = parts.next().unwrap();
+        // 2026-11-25T19:12:24.817570Z (the late fraction is checked in the unit tests)
+        assert_eq!(stamp.len(), 27, "{line}");
+        assert!(
+            stamp.ends_with('Z') && &stamp[10..11] == "T",
+            "ISO-8601 event time: {line}"
+        );
+        let words: Vec<&str> = parts.collect();
+        assert!((2..=3).contains(&words.len()), "{line}");
+        assert!(
+            words.iter().all(|w| ["alpha", "beta", "gamma"].contains(w)),
+            "{line}"
+        );
+    }
+    // Size and file count for benchmarks.
+    let sized = dir.path().join("sized");
+    let generator = dfstream(&["generate", "batch"])
+        .arg(&sized)
+        .args(["--size", "64KiB", "--files", "4", "--seed", "2"])
+        .output()
+        .unwrap();
+    assert_ok(&generator);
+    let files = contents(&sized);
+    assert_eq!(files.len(), 4);
+    let total: usize = files.iter().map(String::len).sum();
+    assert!(
+        (64 * 1024..64 * 1024 + 4 * 300).contains(&total),
+        "{total} bytes"
+    );
+}
+
+#[test]
+fn a_watcher_never_sees_a_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stream");
+    let mut generator = dfstream(&["generate", "continuous"])
+        .arg(&out)
+        .args(["0.02", "1.5", "500", "--seed", "3"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = std::collections::HashSet::new();
+    while generator.try_wait().unwrap().is_none() {
+        if let Ok(entries) = std::fs::read_dir(&out) {
+            for entry in entries {
+                let name = entry.unwrap().file_name().into_string().unwrap();
+                if name.starts_with('.') || !seen.insert(name.clone()) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(out.join(&name)).unwrap();
+                assert_eq!(
+                    text.lines().count(),
+                    500,
+                    "{name} was visible before it was complete"
+                );
+                assert!(text.ends_with('\n'));
+            }
+        }
+    }
+    assert!(generator.wait().unwrap().success());
+    assert!(seen.len() >= 20, "only {} files in 1.5 s", seen.len());
+}
+
+#[test]
+fn serve_feeds_two_clients() {
+    let mut server = dfstream(&[
+        "generate", "serve", "--port", "0", "--rate", "0", "--seed", "4",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let clients: Vec<_> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut texts = Vec::new();
+    for client in clients {
+        let mut text = String::new();
+        client.take(20_000).read_to_string(&mut text).unwrap();
+        texts.push(text);
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    for text in &texts {
+        assert!(text.lines().count() > 100, "{} lines", text.lines().count());
+        assert!(text.contains("stream"));
+    }
+    assert_ne!(texts[0], texts[1], "each client gets its own stream");
+}
+
+#[test]
+fn the_file_shortcut_runs_wordcount_with_the_trigger_given() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "to be or not to be\n");
+    let out = dfstream(&["file"])
+        .arg(&ws.input)
+        .arg(&ws.output)
+        .args(["--trigger", "available-now", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .current_dir(ws.dir.path()) // no sql/ here: the built-in copy is used
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(stdout(&out).contains("Batch: 0"));
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["be|2", "not|1", "or|1", "to|2"]
+    );
+    let (_, meta) =
+        dfstream::state::checkpoint::Checkpoint::open_read_only(&ws.checkpoint).unwrap();
+    assert_eq!(meta.query_file, "sql/wordcount.sql");
+    assert_eq!(
+        meta.sql,
+        std::fs::read_to_string(repo("sql/wordcount.sql")).unwrap()
+    );
+    // The positional trigger interval becomes --trigger 0.3s.
+    let mut child = dfstream(&["file"])
+        .arg(&ws.input)
+        .arg(&ws.output)
+        .args(["0.3", "--no-console", "--checkpoint"])
+        .arg(ws.dir.path().join("ck2"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(
+        &ws.dir.path().join("ck2/commits/0"),
+        Duration::from_secs(20)
+    ));
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(log.contains("trigger Interval(300ms)"), "{log}");
+}
+
+#[test]
+fn window_and_socket_shortcuts_say_what_is_missing() {
+    let out = dfstream(&["window", "in", "out", "1 minute", "30 seconds"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--param size=SIZE") && stderr(&out).contains("--watermark"),
+        "{}",
+        stderr(&out)
+    );
+    let out = dfstream(&["socket", "localhost", "9999"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--socket"), "{}", stderr(&out));
+    let help = dfstream(&["file", "--help"]).output().unwrap();
+    assert!(
+        stdout(&help).contains("Any `run` flag may follow"),
+        "{}",
+        stdout(&help)
+    );
+}
+
+#[test]
+fn sigint_finishes_the_current_batch_and_exits_0() {
+    let ws = Workspace::new();
+    let mut child = ws
+        .command(&repo("sql/wordcount.sql"), &["--no-console"])
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "300")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ws.add_file("a.txt", "one two\n");
+    assert!(wait_for(
+        &ws.checkpoint.join("offsets/0"),
+        Duration::from_secs(20)
+    ));
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        ws.commits(),
+        [0],
+        "the batch in progress was finished and committed"
+    );
+}
+
+#[test]
+fn a_second_sigint_stops_at_once_and_the_batch_is_rerun_later() {
+    let ws = Workspace::new();
+    let mut child = ws
+        .command(&repo("sql/wordcount.sql"), &["--no-console"])
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "2000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ws.add_file("a.txt", "one two\n");
+    assert!(wait_for(
+        &ws.checkpoint.join("offsets/0"),
+        Duration::from_secs(20)
+    ));
+    let started = Instant::now();
+    signal(&child, "INT");
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "did not wait for the batch"
+    );
+    assert!(ws.commits().is_empty());
+    assert_ok(&ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console"],
+    ));
+    assert_eq!(sorted_rows(&read_parquet(&ws.output)), ["one|1", "two|1"]);
+}
+
+#[test]
+fn demo_counts_generated_files_until_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = dfstream(&["demo", "--every", "100ms", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(
+        &dir.path().join("checkpoint/commits/2"),
+        Duration::from_secs(30)
+    ));
+    signal(&child, "INT");
+    let mut console = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut console)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        console.contains("Batch: 2") && console.contains("| word"),
+        "{console}"
+    );
+    let total: i64 = crate::util::rows(&read_parquet(&dir.path().join("output")))
+        .iter()
+        .map(|r| r.rsplit('|').next().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert!(total > 0);
+}
+
+#[test]
+fn sql_prints_the_output_as_a_table_csv_or_json() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "b a b\n");
+    assert_ok(&ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console"],
+    ));
+    let query = format!(
+        "SELECT word, count FROM '{}/' ORDER BY count DESC, word",
+        ws.output.display()
+    );
+    let table = dfstream(&["sql", &query]).output().unwrap();
+    assert_ok(&table);
+    assert!(
+        stdout(&table).contains("| b    | 2     |"),
+        "{}",
+        stdout(&table)
+    );
+    let csv = dfstream(&["sql", &query, "--format", "csv"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&csv), "word,count\nb,2\na,1\n");
+    let json = dfstream(&["sql", &query, "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&json).trim(),
+        r#"[{"word":"b","count":2},{"word":"a","count":1}]"#
+    );
+    let bad = dfstream(&["sql", "SELEC 1"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+#[test]
+fn python_datafusion_reads_the_output_as_the_readme_shows() {
+    let probe = Command::new("python3")
+        .args(["-c", "import datafusion"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("python datafusion is not installed (.ci/run installs it); skipped");
+        return;
+    }
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "b a b\n");
+    assert_ok(&ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console"],
+    ));
+    // The README's snippet, with the output directory substituted.
+    let script = format!(
+        "from datafusion import SessionContext\n\
+         ctx = SessionContext()\n\
+         ctx.register_parquet('counts', '{}/')\n\
+         for b in ctx.sql('SELECT word, count FROM counts ORDER BY count DESC, word').collect():\n\
+         \x20   print(b.to_pydict())\n",
+        ws.output.display()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(stdout(&out).trim(), "{'word': ['b', 'a'], 'count': [2, 1]}");
+}
