@@ -246,7 +246,7 @@ impl LineMaker {
             let disorder = self.shape.disorder.as_micros() as i64;
             let mut lag = (self.rng.unit() * disorder as f64) as i64;
             if self.rng.unit() < self.shape.late_fraction {
-                lag = 2 * disorder + 60_000_000 + lag;
+                lag += 2 * disorder + 60_000_000;
             }
             out.push_str(&iso8601(now_micros - lag));
             out.push(' ');
