@@ -148,6 +148,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
                 ts_micros: 0,
                 mtime_micros: 0,
             }],
+            wal: vec![],
         };
         checkpoint.write_offsets(&offsets).unwrap();
         let offsets_done = start.elapsed();
@@ -215,5 +216,6 @@ fn trigger_file(path: &std::path::Path) -> TriggerFile {
         path: path.to_path_buf(),
         display: path.display().to_string(),
         ts_micros: 0,
+        range: None,
     }
 }

@@ -22,6 +22,7 @@ use crate::sink::console::ConsoleSink;
 use crate::sink::parquet::ParquetSink;
 use crate::sink::{Sink, SinkBatch};
 use crate::source::dir::{DirSource, NewFile};
+use crate::source::socket::{SocketSource, WalPosition, WalRange};
 use crate::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
 
 /// How often an idle `--trigger 0` lists the directory when no event arrives.
@@ -41,7 +42,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     let stop_on_signal = Arc::clone(&stop);
     let stopped = Arc::new(Notify::new());
     let stopped_on_signal = Arc::clone(&stopped);
-    let wake = job.source.wake();
+    let wake = Arc::clone(&job.wake);
     let mut shutdown = std::pin::pin!(async move {
         shutdown.await;
         log::info!("stopping after the current batch");
@@ -49,41 +50,53 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         stopped_on_signal.notify_one();
         std::future::pending::<()>().await
     });
+    let max_files = config.args.max_files_per_trigger.map(|m| m as usize);
+    let max_rows = config.args.max_batch_rows;
     let work = async {
         for offsets in std::mem::take(&mut job.replay) {
             log::info!(
-                "re-running batch {} ({} files) that an earlier run did not finish",
+                "re-running batch {} ({} files, {} log ranges) that an earlier run did not finish",
                 offsets.batch_id,
-                offsets.files.len()
+                offsets.files.len(),
+                offsets.wal.len()
             );
-            job.run_batch(offsets.files).await?;
+            job.run_batch(offsets.files, offsets.wal).await?;
         }
         match config.args.trigger {
             Trigger::Once => {
-                let names = job.source.available()?;
-                let files = job.source.take(&names, None);
-                if !files.is_empty() {
-                    job.run_batch(files).await?;
+                let names = job.list_files()?;
+                let files = job.take_files(&names, None);
+                let wal = job.take_wal(None)?;
+                if !files.is_empty() || !wal.is_empty() {
+                    job.run_batch(files, wal).await?;
                 }
             }
             Trigger::AvailableNow => {
-                let mut names = job.source.available()?;
-                let max = config.args.max_files_per_trigger.map(|m| m as usize);
-                while !names.is_empty() && !stop.load(Ordering::SeqCst) {
-                    let files = job.source.take(&names, max);
+                // Everything there now: the files listed and the lines logged at start.
+                let mut names = job.list_files()?;
+                let mut wal = job.take_wal(None)?;
+                while !stop.load(Ordering::SeqCst) {
+                    let files = job.take_files(&names, max_files);
                     names.drain(..files.len());
-                    job.run_batch(files).await?;
+                    if files.is_empty() && wal.is_empty() {
+                        break;
+                    }
+                    job.run_batch(files, std::mem::take(&mut wal)).await?;
                 }
             }
-            Trigger::Interval(interval) => {
-                let max = config.args.max_files_per_trigger.map(|m| m as usize);
+            Trigger::Interval(_) | Trigger::Continuous => {
+                let interval = match config.args.trigger {
+                    Trigger::Interval(interval) => interval,
+                    _ => Duration::ZERO,
+                };
                 while !stop.load(Ordering::SeqCst) {
                     let started = Instant::now();
-                    let names = job.source.available()?;
-                    let ran = !names.is_empty();
+                    let names = job.list_files()?;
+                    let files = job.take_files(&names, max_files);
+                    let wal = job.take_wal(max_rows)?;
+                    let ran = !files.is_empty() || !wal.is_empty();
                     if ran {
-                        let files = job.source.take(&names, max);
-                        job.run_batch(files).await?;
+                        job.run_batch(files, wal).await?;
                     }
                     if stop.load(Ordering::SeqCst) {
                         break;
@@ -111,13 +124,17 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         _ = &mut shutdown => unreachable!("the shutdown future never completes"),
     }
     let counters = job.counters.snapshot();
+    let socket_long_lines = job
+        .socket
+        .as_ref()
+        .map_or(0, |s| s.counters.long_lines.load(Ordering::Relaxed));
     log::info!(
         "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished",
         job.batches_run,
         counters.rows,
         counters.bytes,
         counters.lossy_lines,
-        counters.long_lines,
+        counters.long_lines + socket_long_lines,
         counters.vanished_files
     );
     Ok(RunSummary {
@@ -129,7 +146,14 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
 /// A started pipeline.
 struct Job {
     query: StreamingQuery,
-    source: DirSource,
+    /// The directory source (`--input`), if any.
+    source: Option<DirSource>,
+    /// The socket source (`--socket`), if any.
+    socket: Option<SocketSource>,
+    /// Signalled when a source has new input.
+    wake: Arc<Notify>,
+    /// Where the socket log's taken lines end (recorded in each commit).
+    wal_end: Option<WalPosition>,
     checkpoint: Checkpoint,
     sinks: Vec<Box<dyn Sink>>,
     counters: Arc<TextCounters>,
@@ -160,7 +184,23 @@ impl Job {
             slot,
         )
         .await?;
-        let mut source = DirSource::open(&args.input, args.glob.as_deref(), args.max_file_age)?;
+        let wake = Arc::new(Notify::new());
+        let input = match (&args.input, &args.socket) {
+            (Some(dir), _) => Some(dir.clone()),
+            (None, None) => Some(std::path::PathBuf::from("input")),
+            (None, Some(_)) => None,
+        };
+        let mut source = input
+            .as_deref()
+            .map(|dir| {
+                DirSource::open(
+                    dir,
+                    args.glob.as_deref(),
+                    args.max_file_age,
+                    Arc::clone(&wake),
+                )
+            })
+            .transpose()?;
         let state_schema = query.state_schema();
         let meta = Metadata {
             format_version: FORMAT_VERSION,
@@ -182,21 +222,42 @@ impl Job {
         for rows in recovered.state {
             query.restore_state(rows)?;
         }
-        source.mark_taken(recovered.taken);
-        for offsets in &recovered.replay {
-            source.mark_taken(
-                offsets
-                    .files
-                    .iter()
-                    .map(|f| (f.name.clone(), f.mtime_micros)),
-            );
+        if let Some(source) = &mut source {
+            source.mark_taken(recovered.taken);
+            for offsets in &recovered.replay {
+                source.mark_taken(
+                    offsets
+                        .files
+                        .iter()
+                        .map(|f| (f.name.clone(), f.mtime_micros)),
+                );
+            }
         }
+        let wal_end = recovered.wal_taken;
+        let replayed_wal = recovered
+            .replay
+            .iter()
+            .flat_map(|o| o.wal.iter().map(WalRange::end_position))
+            .max();
+        let socket = args
+            .socket
+            .as_deref()
+            .map(|address| {
+                SocketSource::start(
+                    address,
+                    &args.checkpoint.join("wal"),
+                    wal_end.max(replayed_wal).unwrap_or_default(),
+                    args.max_line_bytes,
+                    Arc::clone(&wake),
+                )
+            })
+            .transpose()?;
         let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
         if let Some(last) = recovered.last_commit {
             log::info!(
                 "resuming from {} after batch {last}: {} files already taken, {} groups in state",
                 args.checkpoint.display(),
-                source.taken_count(),
+                source.as_ref().map_or(0, |s| s.taken_count()),
                 query.state().map_or(0, |s| s.len())
             );
         }
@@ -213,17 +274,25 @@ impl Job {
         for sink in &mut sinks {
             sink.discard_from(first_unrecoverable)?;
         }
+        let inputs: Vec<String> = input
+            .iter()
+            .map(|d| d.display().to_string())
+            .chain(args.socket.iter().map(|s| format!("socket {s}")))
+            .collect();
         log::info!(
             "running {} in {} mode over {} (trigger {:?}, {} partitions)",
             args.query.display(),
             query.mode(),
-            args.input.display(),
+            inputs.join(" and "),
             args.trigger,
             config.partitions
         );
         Ok(Self {
             query,
             source,
+            socket,
+            wake,
+            wal_end,
             checkpoint,
             sinks,
             counters,
@@ -238,25 +307,64 @@ impl Job {
     }
 
     /// Runs one batch over `files` and commits it.
-    async fn run_batch(&mut self, files: Vec<NewFile>) -> Result<()> {
+    fn list_files(&mut self) -> Result<Vec<String>> {
+        match &mut self.source {
+            Some(source) => source.available(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn take_files(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
+        match &mut self.source {
+            Some(source) => source.take(names, max),
+            None => Vec::new(),
+        }
+    }
+
+    fn take_wal(&mut self, max_rows: Option<u64>) -> Result<Vec<WalRange>> {
+        match &mut self.socket {
+            Some(socket) => socket.take(
+                max_rows,
+                crate::source::dir::micros_since_epoch(std::time::SystemTime::now()),
+            ),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn run_batch(&mut self, files: Vec<NewFile>, wal: Vec<WalRange>) -> Result<()> {
         let batch_id = self.next_batch;
         let started = Instant::now();
         let before = self.counters.snapshot();
-        let offsets = Offsets { batch_id, files };
+        let offsets = Offsets {
+            batch_id,
+            files,
+            wal,
+        };
         self.checkpoint.write_offsets(&offsets)?;
         pause(self.step_pause).await;
-        let dir = self.source.dir();
-        self.query.slot().set(
-            offsets
-                .files
-                .iter()
-                .map(|f| TriggerFile {
-                    path: dir.join(&f.name),
-                    display: dir.join(&f.name).display().to_string(),
-                    ts_micros: f.ts_micros,
-                })
-                .collect(),
-        );
+        let mut inputs = Vec::new();
+        if let Some(source) = &self.source {
+            let dir = source.dir();
+            inputs.extend(offsets.files.iter().map(|f| TriggerFile {
+                path: dir.join(&f.name),
+                display: dir.join(&f.name).display().to_string(),
+                ts_micros: f.ts_micros,
+                range: None,
+            }));
+        }
+        if let Some(socket) = &mut self.socket {
+            for range in &offsets.wal {
+                inputs.push(TriggerFile {
+                    path: socket.segment_path(range.segment),
+                    display: socket.address().to_string(),
+                    ts_micros: range.ts_micros,
+                    range: Some((range.start, range.end)),
+                });
+                socket.mark_taken(range.end_position());
+            }
+            self.wal_end = Some(socket.taken());
+        }
+        self.query.slot().set(inputs);
         let output = self.query.run_trigger().await?;
         let queried = started.elapsed();
         pause(self.step_pause).await;
@@ -283,8 +391,10 @@ impl Job {
                 ),
                 None => None,
             };
+            let empty = Default::default();
+            let taken = self.source.as_ref().map_or(&empty, |s| s.taken());
             self.checkpoint
-                .write_snapshot(batch_id, state.as_ref(), self.source.taken())?;
+                .write_snapshot(batch_id, state.as_ref(), taken)?;
         }
         let groups = self.query.state().map_or(0, |s| s.len() as u64);
         let counts = self.counters.snapshot() - before;
@@ -298,7 +408,11 @@ impl Job {
             input_bytes: counts.bytes,
             output_rows: sink_batch.num_rows() as u64,
             state_groups: groups,
+            wal_end: self.wal_end,
         })?;
+        if let (Some(socket), Some(end)) = (&self.socket, self.wal_end) {
+            socket.committed(end);
+        }
         let t = output.timings;
         log::info!(
             "batch {batch_id}: {} files, {} rows, {} bytes -> {} result rows, {} groups; \

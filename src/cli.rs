@@ -226,18 +226,22 @@ pub struct ResetArgs {
 pub struct RunArgs {
     /// The query file: one SELECT over the table `lines` (value, ts, file).
     pub query: PathBuf,
-    /// Directory to watch for new files.
-    #[arg(long, default_value = "input")]
-    pub input: PathBuf,
+    /// Directory to watch for new files. Default: input, unless --socket is given.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Also read lines from a TCP server (HOST:PORT), e.g. `nc -lk 9999` or
+    /// `dfstream generate serve`. Lines are logged in the checkpoint before they count.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub socket: Option<String>,
     /// Also write results as Parquet under this directory.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Where to keep progress and state, so that a restart continues.
     #[arg(long, default_value = "checkpoint")]
     pub checkpoint: PathBuf,
-    /// When to run a batch: 0 (as soon as there is new data), an interval such as 500ms, 10s
-    /// or 1m, once (one batch of what is there, then exit) or available-now (everything there
-    /// now, in as many batches as --max-files-per-trigger needs, then exit).
+    /// When to run a batch: 0 or continuous (as soon as there is new data), an interval such
+    /// as 500ms, 10s or 1m, once (one batch of what is there, then exit) or available-now
+    /// (everything there now, in as many batches as --max-files-per-trigger needs, then exit).
     #[arg(long, default_value = "0", value_parser = parse_trigger)]
     pub trigger: Trigger,
     /// Which rows each trigger emits. Default: complete for aggregations, append otherwise.
@@ -252,6 +256,9 @@ pub struct RunArgs {
     /// A value for a `$name` placeholder in the query: --param name=value (repeatable).
     #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// At most this many socket lines per batch (bounds a batch when input outpaces it).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batch_rows: Option<u64>,
     /// At most this many new files per batch.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_files_per_trigger: Option<u64>,
@@ -285,6 +292,9 @@ pub enum Trigger {
     Once,
     /// Everything there at start, in batches of --max-files-per-trigger, then exit.
     AvailableNow,
+    /// A batch as soon as input arrives (a line on the socket, a file in the directory),
+    /// formed from whatever arrived while the previous batch ran.
+    Continuous,
 }
 
 /// The validated settings of `dfstream run`.
@@ -323,8 +333,9 @@ pub fn parse_trigger(text: &str) -> Result<Trigger, String> {
     match text {
         "once" => Ok(Trigger::Once),
         "available-now" | "availablenow" => Ok(Trigger::AvailableNow),
+        "continuous" => Ok(Trigger::Continuous),
         _ => parse_duration(text).map(Trigger::Interval).map_err(|e| {
-            format!("{e}; use 0, an interval such as 500ms, 10s or 1m, once or available-now")
+            format!("{e}; use 0, an interval such as 500ms, 10s or 1m, once, available-now or continuous")
         }),
     }
 }

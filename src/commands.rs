@@ -75,6 +75,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             display: path.display().to_string(),
             path,
             ts_micros: ts.get(name).copied().unwrap_or(0),
+            range: None,
         };
         read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
             lines.push(b);

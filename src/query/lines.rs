@@ -39,6 +39,9 @@ pub struct TriggerFile {
     pub display: String,
     /// The `ts` of every row of the file, microseconds since the epoch.
     pub ts_micros: i64,
+    /// Read only these bytes `[start, end)` (a range of the socket source's log), not the
+    /// whole file. A range holds whole lines.
+    pub range: Option<(u64, u64)>,
 }
 
 /// The input of one trigger, with a generation number that tells executions apart.
@@ -234,8 +237,17 @@ pub fn read_file(
     max_line_bytes: usize,
     mut emit: impl FnMut(datafusion::arrow::array::RecordBatch) -> bool,
 ) -> Result<bool> {
-    let mut reader = match std::fs::File::open(&file.path) {
-        Ok(f) => f,
+    let opened = std::fs::File::open(&file.path).and_then(|mut f| {
+        if let Some((start, _)) = file.range {
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
+        }
+        Ok(f)
+    });
+    let mut reader: Box<dyn Read> = match opened {
+        Ok(f) => match file.range {
+            Some((start, end)) => Box::new(f.take(end.saturating_sub(start))),
+            None => Box::new(f),
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             counters
                 .vanished_files

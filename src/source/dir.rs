@@ -45,7 +45,6 @@ pub struct DirSource {
     ignored_old: usize,
     /// Names seen by a listing but not yet taken: (modification time, first seen), in micros.
     waiting: HashMap<String, (i64, i64)>,
-    wake: Arc<Notify>,
     /// Kept alive for its events; `None` if the platform watcher could not start.
     _watcher: Option<RecommendedWatcher>,
 }
@@ -56,6 +55,7 @@ impl DirSource {
         dir: &Path,
         glob: Option<&str>,
         max_age: Option<std::time::Duration>,
+        wake: Arc<Notify>,
     ) -> Result<Self> {
         let meta = std::fs::metadata(dir).map_err(|e| {
             Error::Usage(format!(
@@ -76,7 +76,6 @@ impl DirSource {
                     .map_err(|e| Error::Usage(format!("invalid --glob '{g}': {e}")))
             })
             .transpose()?;
-        let wake = Arc::new(Notify::new());
         let watcher = start_watcher(dir, Arc::clone(&wake));
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -86,18 +85,12 @@ impl DirSource {
             max_age_micros: max_age.map(|a| a.as_micros() as i64),
             ignored_old: 0,
             waiting: HashMap::new(),
-            wake,
             _watcher: watcher,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    /// Signalled when the directory changes.
-    pub fn wake(&self) -> Arc<Notify> {
-        Arc::clone(&self.wake)
     }
 
     /// Marks files as taken (restored from a checkpoint): name and modification time.
@@ -253,7 +246,7 @@ mod tests {
         for name in ["a.txt", ".hidden", "_temp", "b.log"] {
             std::fs::write(dir.path().join(name), "x\n").unwrap();
         }
-        let mut source = DirSource::open(dir.path(), None, None).unwrap();
+        let mut source = DirSource::open(dir.path(), None, None, Arc::default()).unwrap();
         let mut names = source.available().unwrap();
         names.sort();
         assert_eq!(names, ["a.txt", "b.log"]);
@@ -281,8 +274,13 @@ mod tests {
         };
         set_mtime("old.txt", 3600);
         set_mtime("new.txt", 0);
-        let mut source =
-            DirSource::open(dir.path(), None, Some(std::time::Duration::from_secs(60))).unwrap();
+        let mut source = DirSource::open(
+            dir.path(),
+            None,
+            Some(std::time::Duration::from_secs(60)),
+            Arc::default(),
+        )
+        .unwrap();
         // The first listing has no newest file yet: both are taken, oldest first.
         let names = source.available().unwrap();
         assert_eq!(names, ["old.txt", "new.txt"]);
@@ -302,13 +300,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.txt"), "x").unwrap();
         std::fs::write(dir.path().join("b.csv"), "x").unwrap();
-        let mut source = DirSource::open(dir.path(), Some("*.txt"), None).unwrap();
+        let mut source = DirSource::open(dir.path(), Some("*.txt"), None, Arc::default()).unwrap();
         assert_eq!(source.available().unwrap(), ["a.txt"]);
     }
 
     #[test]
     fn missing_directory_is_a_usage_error() {
-        let err = DirSource::open(Path::new("/no/such/dir"), None, None)
+        let err = DirSource::open(Path::new("/no/such/dir"), None, None, Arc::default())
             .err()
             .unwrap();
         assert!(err.to_string().contains("/no/such/dir"), "{err}");

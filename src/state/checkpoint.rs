@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::store::{LocalStore, Store};
 use crate::error::{Error, Result};
 use crate::source::dir::NewFile;
+use crate::source::socket::{WalPosition, WalRange};
 
 /// Version of the layout above; a checkpoint of another version is refused.
 pub const FORMAT_VERSION: u32 = 1;
@@ -54,6 +55,9 @@ pub struct Metadata {
 pub struct Offsets {
     pub batch_id: u64,
     pub files: Vec<NewFile>,
+    /// Ranges of the socket source's log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wal: Vec<WalRange>,
 }
 
 /// Written once a batch is fully done; also what `dfstream checkpoint show` reports.
@@ -66,6 +70,9 @@ pub struct Commit {
     pub input_bytes: u64,
     pub output_rows: u64,
     pub state_groups: u64,
+    /// Where the socket log's taken lines end after this batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_end: Option<WalPosition>,
 }
 
 /// What a restart needs to continue.
@@ -80,6 +87,8 @@ pub struct Recovered {
     /// Batches started (or committed but not restorable) after `last_commit`, to re-run in
     /// order with exactly these files.
     pub replay: Vec<Offsets>,
+    /// Where the socket log's lines taken by `last_commit` end.
+    pub wal_taken: Option<WalPosition>,
 }
 
 /// The per-batch files: folder and name suffix.
@@ -218,9 +227,13 @@ impl Checkpoint {
     pub fn recover(&self, state_schema: Option<&SchemaRef>) -> Result<Recovered> {
         let mut good_commits = Vec::new();
         let all_commits = self.batch_ids("commits", "")?;
+        let mut wal_ends = BTreeMap::new();
         for &n in &all_commits {
             match self.read_json::<Commit>(&format!("commits/{n}")) {
-                Ok(Some(_)) => good_commits.push(n),
+                Ok(Some(commit)) => {
+                    wal_ends.insert(n, commit.wal_end);
+                    good_commits.push(n);
+                }
                 Ok(None) => {}
                 Err(damage) => log::warn!("{damage}; batch {n} will be re-run"),
             }
@@ -252,6 +265,7 @@ impl Checkpoint {
             )));
         }
         recovered.last_commit = restored;
+        recovered.wal_taken = restored.and_then(|c| wal_ends.get(&c).copied().flatten());
         if let Some(c) = restored
             && all_commits.last().is_some_and(|&last| last > c)
         {
@@ -789,6 +803,7 @@ mod tests {
                     ts_micros: 0,
                     mtime_micros: 0,
                 }],
+                wal: vec![],
             })
             .unwrap();
             taken.insert(name, 0);
@@ -805,6 +820,7 @@ mod tests {
         cp.write_offsets(&Offsets {
             batch_id: 5,
             files: vec![],
+            wal: vec![],
         })
         .unwrap();
         let recovered = cp.recover(None).unwrap();

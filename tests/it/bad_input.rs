@@ -187,6 +187,7 @@ fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
         path: "/no/such/file.txt".into(),
         display: "file.txt".into(),
         ts_micros: 0,
+        range: None,
     };
     let projection = Projection::new(None).unwrap();
     let mut batches = 0;

@@ -128,6 +128,7 @@ async fn stream(
                     path: dir.join(name),
                     display: name.clone(),
                     ts_micros: ts_of(range.start + i),
+                    range: None,
                 })
                 .collect(),
         );

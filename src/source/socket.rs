@@ -1,0 +1,532 @@
+//! Reads newline-terminated lines from a TCP server into a write-ahead log (WAL) inside the
+//! checkpoint, and hands out ranges of that log as batch input.
+//!
+//! A thread connects (retrying with backoff while the server is away), appends only whole
+//! lines to `wal/NNNNNNNNNNNNNNNNNNNN.log`, syncs them, and only then makes them available, so
+//! every line that reached the log survives a crash and is counted exactly once: a batch's
+//! offsets are positions in the log. A line cut by a disconnect is ended there; a line longer
+//! than the limit is skipped and counted, and the connection stays usable. Segments whose
+//! lines are all committed are deleted. Never plans SQL or decodes text (the `lines` scan
+//! reads the ranges like files).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::error::{Error, Result};
+
+/// A segment is closed and a new one begun past this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+
+/// A position in the log: segment number and byte offset.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WalPosition {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// Bytes `[start, end)` of one segment: whole lines, read as one input of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalRange {
+    pub segment: u64,
+    pub start: u64,
+    pub end: u64,
+    /// The arrival time recorded for the range's rows.
+    pub ts_micros: i64,
+}
+
+impl WalRange {
+    pub fn end_position(&self) -> WalPosition {
+        WalPosition {
+            segment: self.segment,
+            offset: self.end,
+        }
+    }
+}
+
+/// Counts the socket source keeps.
+#[derive(Debug, Default)]
+pub struct SocketCounters {
+    pub connections: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Lines over `--max-line-bytes`, skipped before they reach the log.
+    pub long_lines: AtomicU64,
+}
+
+/// See the module docs.
+pub struct SocketSource {
+    address: String,
+    wal_dir: PathBuf,
+    /// The end of what is synced to the log (what may be taken).
+    durable: Arc<Mutex<WalPosition>>,
+    /// The end of what batches have taken.
+    taken: WalPosition,
+    stop: Arc<AtomicBool>,
+    pub counters: Arc<SocketCounters>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SocketSource {
+    /// Starts reading from `address` (HOST:PORT) into the log in `wal_dir`. `taken` is where
+    /// committed (or replayed) batches end; anything logged after it is input still to take.
+    pub fn start(
+        address: &str,
+        wal_dir: &Path,
+        taken: WalPosition,
+        max_line_bytes: usize,
+        wake: Arc<Notify>,
+    ) -> Result<Self> {
+        if address.to_socket_addrs().is_err() && !address.contains(':') {
+            return Err(Error::Usage(format!(
+                "--socket {address}: expected HOST:PORT"
+            )));
+        }
+        std::fs::create_dir_all(wal_dir)
+            .map_err(|e| Error::io(format!("creating {}", wal_dir.display()), e))?;
+        let end = recover_log(wal_dir)?;
+        let durable = Arc::new(Mutex::new(end));
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(SocketCounters::default());
+        let writer = Writer {
+            address: address.to_string(),
+            wal_dir: wal_dir.to_path_buf(),
+            durable: Arc::clone(&durable),
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+            max_line_bytes,
+            wake,
+        };
+        let thread = std::thread::Builder::new()
+            .name("dfstream-socket".into())
+            .spawn(move || writer.run(end))
+            .map_err(|e| Error::io("starting the socket reader", e))?;
+        Ok(Self {
+            address: address.to_string(),
+            wal_dir: wal_dir.to_path_buf(),
+            durable,
+            taken: taken.min(end),
+            stop,
+            counters,
+            thread: Some(thread),
+        })
+    }
+
+    /// What the `file` column says for socket rows.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The path of a log segment, for the scan.
+    pub fn segment_path(&self, segment: u64) -> PathBuf {
+        segment_path(&self.wal_dir, segment)
+    }
+
+    /// Marks everything up to `position` as taken (after a replay).
+    pub fn mark_taken(&mut self, position: WalPosition) {
+        self.taken = self.taken.max(position);
+    }
+
+    pub fn taken(&self) -> WalPosition {
+        self.taken
+    }
+
+    /// Whether lines are waiting to be taken.
+    pub fn has_input(&self) -> bool {
+        *self.durable.lock().expect("wal position poisoned") > self.taken
+    }
+
+    /// Takes the logged lines not yet taken (at most `max_rows` lines), as ranges.
+    pub fn take(&mut self, max_rows: Option<u64>, ts_micros: i64) -> Result<Vec<WalRange>> {
+        let durable = *self.durable.lock().expect("wal position poisoned");
+        let mut ranges = Vec::new();
+        let mut rows_left = max_rows.unwrap_or(u64::MAX);
+        while self.taken < durable && rows_left > 0 {
+            let segment = self.taken.segment;
+            let segment_end = if segment == durable.segment {
+                durable.offset
+            } else {
+                std::fs::metadata(self.segment_path(segment))
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+            };
+            let mut end = segment_end;
+            if max_rows.is_some() {
+                let (cut, rows) = cut_after_lines(
+                    &self.segment_path(segment),
+                    self.taken.offset,
+                    end,
+                    rows_left,
+                )?;
+                end = cut;
+                rows_left -= rows;
+            }
+            if end > self.taken.offset {
+                ranges.push(WalRange {
+                    segment,
+                    start: self.taken.offset,
+                    end,
+                    ts_micros,
+                });
+            }
+            if end < segment_end {
+                self.taken.offset = end;
+                break;
+            }
+            self.taken = if segment < durable.segment {
+                WalPosition {
+                    segment: segment + 1,
+                    offset: 0,
+                }
+            } else {
+                WalPosition {
+                    segment,
+                    offset: end,
+                }
+            };
+        }
+        Ok(ranges)
+    }
+
+    /// Deletes log segments whose lines are all committed (before `committed`'s segment).
+    pub fn committed(&self, committed: WalPosition) {
+        let Ok(entries) = std::fs::read_dir(&self.wal_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if let Some(segment) = segment_number(&entry.path())
+                && segment < committed.segment
+                && let Err(e) = std::fs::remove_file(entry.path())
+            {
+                log::warn!(
+                    "could not remove committed log segment {}: {e}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for SocketSource {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:020}.log"))
+}
+
+fn segment_number(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".log")?
+        .parse()
+        .ok()
+}
+
+/// Finds the end of the log, cutting a torn last line (a crash during an append).
+fn recover_log(dir: &Path) -> Result<WalPosition> {
+    let mut segments: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
+        .flatten()
+        .filter_map(|e| segment_number(&e.path()))
+        .collect();
+    segments.sort_unstable();
+    let Some(&last) = segments.last() else {
+        return Ok(WalPosition::default());
+    };
+    let path = segment_path(dir, last);
+    let bytes =
+        std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if whole < bytes.len() {
+        log::warn!(
+            "{}: cutting {} bytes of a line torn by a crash",
+            path.display(),
+            bytes.len() - whole
+        );
+        let file = File::options()
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        file.set_len(whole as u64)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(format!("truncating {}", path.display()), e))?;
+    }
+    Ok(WalPosition {
+        segment: last,
+        offset: whole as u64,
+    })
+}
+
+/// The offset just after the `max_rows`-th line from `start` (or `end`), and the lines counted.
+fn cut_after_lines(path: &Path, start: u64, end: u64, max_rows: u64) -> Result<(u64, u64)> {
+    let fail = |e| Error::io(format!("reading {}", path.display()), e);
+    let mut file = File::open(path).map_err(fail)?;
+    file.seek(SeekFrom::Start(start)).map_err(fail)?;
+    let mut reader = file.take(end - start);
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut pos, mut rows) = (start, 0u64);
+    loop {
+        let n = reader.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            return Ok((end, rows));
+        }
+        for nl in memchr::memchr_iter(b'\n', &buf[..n]) {
+            rows += 1;
+            if rows == max_rows {
+                return Ok((pos + nl as u64 + 1, rows));
+            }
+        }
+        pos += n as u64;
+    }
+}
+
+/// The thread that owns the connection and the log's tail.
+struct Writer {
+    address: String,
+    wal_dir: PathBuf,
+    durable: Arc<Mutex<WalPosition>>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<SocketCounters>,
+    max_line_bytes: usize,
+    wake: Arc<Notify>,
+}
+
+impl Writer {
+    fn run(self, mut end: WalPosition) {
+        let mut backoff = Duration::from_millis(100);
+        while !self.stop.load(Ordering::SeqCst) {
+            match self.connect() {
+                Ok(stream) => {
+                    backoff = Duration::from_millis(100);
+                    self.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    log::info!("connected to {}", self.address);
+                    match self.read_lines(stream, &mut end) {
+                        Ok(()) => {
+                            log::warn!("{} closed the connection; reconnecting", self.address)
+                        }
+                        Err(e) => {
+                            log::warn!("connection to {} failed: {e}; reconnecting", self.address)
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot connect to {}: {e}; retrying in {} ms",
+                        self.address,
+                        backoff.as_millis()
+                    );
+                    self.sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn sleep(&self, total: Duration) {
+        let step = Duration::from_millis(50);
+        let mut slept = Duration::ZERO;
+        while slept < total && !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(step);
+            slept += step;
+        }
+    }
+
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let mut last = std::io::Error::other("no address");
+        for addr in self.address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+                Ok(stream) => {
+                    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+                    stream.set_nodelay(true)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Appends whole lines from `stream` to the log until it closes.
+    fn read_lines(&self, mut stream: TcpStream, end: &mut WalPosition) -> std::io::Result<()> {
+        let mut segment = self.open_segment(end)?;
+        let mut partial: Vec<u8> = Vec::new();
+        let mut skipping = false;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            let n = match stream.read(&mut buf) {
+                Ok(0) => {
+                    // A last line without a newline ends at the disconnect.
+                    if !partial.is_empty() && !skipping {
+                        partial.push(b'\n');
+                        self.append(&mut segment, end, &partial)?;
+                    }
+                    return Ok(());
+                }
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            out.clear();
+            let mut rest = &buf[..n];
+            while let Some(nl) = memchr::memchr(b'\n', rest) {
+                let (line, after) = rest.split_at(nl + 1);
+                if skipping || partial.len() + line.len() - 1 > self.max_line_bytes {
+                    if !skipping {
+                        self.skip_long_line();
+                    }
+                    skipping = false;
+                    partial.clear();
+                } else {
+                    out.extend_from_slice(&partial);
+                    out.extend_from_slice(line);
+                    partial.clear();
+                }
+                rest = after;
+            }
+            if !skipping {
+                if partial.len() + rest.len() > self.max_line_bytes {
+                    self.skip_long_line();
+                    skipping = true;
+                    partial.clear();
+                } else {
+                    partial.extend_from_slice(rest);
+                }
+            }
+            if !out.is_empty() {
+                self.append(&mut segment, end, &out)?;
+                if end.offset >= SEGMENT_BYTES {
+                    *end = WalPosition {
+                        segment: end.segment + 1,
+                        offset: 0,
+                    };
+                    segment = self.open_segment(end)?;
+                }
+            }
+        }
+    }
+
+    fn skip_long_line(&self) {
+        self.counters.long_lines.fetch_add(1, Ordering::Relaxed);
+        log::warn!(
+            "{}: a line longer than --max-line-bytes {} was skipped",
+            self.address,
+            self.max_line_bytes
+        );
+    }
+
+    fn open_segment(&self, end: &WalPosition) -> std::io::Result<File> {
+        let path = segment_path(&self.wal_dir, end.segment);
+        let mut file = File::options().create(true).append(true).open(&path)?;
+        // The recovered end is authoritative (a torn tail was cut).
+        file.seek(SeekFrom::End(0))?;
+        if end.offset == 0 {
+            crate::state::store::sync_dir(&self.wal_dir)?;
+        }
+        Ok(file)
+    }
+
+    /// Appends whole lines, syncs them, then makes them available.
+    fn append(&self, file: &mut File, end: &mut WalPosition, bytes: &[u8]) -> std::io::Result<()> {
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        end.offset += bytes.len() as u64;
+        *self.durable.lock().expect("wal position poisoned") = *end;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn wait_until(mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn lines_reach_the_log_whole_and_ranges_cover_them_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = SocketSource::start(
+            &addr,
+            dir.path(),
+            WalPosition::default(),
+            20,
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"one\r\ntwo\nthis line is too long\nthr")
+            .unwrap();
+        conn.write_all(b"ee\nlast without newline").unwrap();
+        drop(conn); // disconnect: the last line ends here
+        wait_until(|| {
+            std::fs::read(segment_path(dir.path(), 0))
+                .unwrap_or_default()
+                .ends_with(b"newline\n")
+        });
+        let ranges = source.take(Some(2), 0).unwrap();
+        let log = std::fs::read(segment_path(dir.path(), 0)).unwrap();
+        assert_eq!(log, b"one\r\ntwo\nthree\nlast without newline\n");
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(
+            &log[ranges[0].start as usize..ranges[0].end as usize],
+            b"one\r\ntwo\n"
+        );
+        let rest = source.take(None, 0).unwrap();
+        assert_eq!(rest[0].start, ranges[0].end);
+        assert_eq!(rest[0].end as usize, log.len());
+        assert!(source.take(None, 0).unwrap().is_empty());
+        assert_eq!(source.counters.long_lines.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(segment_path(dir.path(), 3), b"a\nb\npart").unwrap();
+        assert_eq!(
+            recover_log(dir.path()).unwrap(),
+            WalPosition {
+                segment: 3,
+                offset: 4
+            }
+        );
+        assert_eq!(
+            std::fs::read(segment_path(dir.path(), 3)).unwrap(),
+            b"a\nb\n"
+        );
+    }
+}
