@@ -466,11 +466,22 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
              feature, which has not landed yet"
                 .into(),
         )),
-        Command::Socket { .. } => Err(Error::Usage(
-            "the socket mode runs sql/wordcount.sql with --socket HOST:PORT, and the socket \
-             source (--socket) has not landed yet; use the file mode meanwhile"
-                .into(),
-        )),
+        Command::Socket {
+            host,
+            port,
+            run_flags,
+        } => {
+            argv.push("sql/wordcount.sql".into());
+            argv.extend(["--socket".into(), format!("{host}:{port}")]);
+            if !run_flags
+                .iter()
+                .any(|f| f == "--trigger" || f.starts_with("--trigger="))
+            {
+                argv.extend(["--trigger".into(), "continuous".into()]);
+            }
+            argv.extend(run_flags.iter().cloned());
+            Ok(argv)
+        }
         _ => unreachable!("only mode shortcuts"),
     }
 }
@@ -478,25 +489,17 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
 /// `dfstream demo`: a generator writing into a fresh directory and the job watching it.
 pub async fn demo(args: DemoArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     match args.mode.as_str() {
-        "file" => {}
-        "window" | "socket" => {
+        "file" | "socket" => {}
+        "window" => {
             return Err(Error::Usage(format!(
                 "demo --mode {}: {}",
                 args.mode,
-                shortcut(&if args.mode == "window" {
-                    Command::Window {
-                        input: "input".into(),
-                        output: "output".into(),
-                        size: String::new(),
-                        slide: String::new(),
-                        run_flags: vec![],
-                    }
-                } else {
-                    Command::Socket {
-                        host: String::new(),
-                        port: 0,
-                        run_flags: vec![],
-                    }
+                shortcut(&Command::Window {
+                    input: "input".into(),
+                    output: "output".into(),
+                    size: String::new(),
+                    slide: String::new(),
+                    run_flags: vec![],
                 })
                 .err()
                 .map(|e| e.to_string())
@@ -516,37 +519,59 @@ pub async fn demo(args: DemoArgs, shutdown: impl Future<Output = ()>) -> Result<
     let input = dir.join("input");
     std::fs::create_dir_all(&input)
         .map_err(|e| Error::io(format!("creating {}", input.display()), e))?;
-    eprintln!(
-        "dfstream demo: a file of {} lines every {:?} into {}; counts below; Parquet in {}; Ctrl-C stops",
-        args.lines,
-        args.every,
-        input.display(),
-        dir.join("output").display()
-    );
     let seed = crate::source::dir::micros_since_epoch(std::time::SystemTime::now()) as u64;
-    let generator = tokio::spawn(write_continuously(
-        input.clone(),
-        LineMaker::new(Shape::new(seed)),
-        args.lines,
-        args.every,
-        None,
-    ));
-    let argv = [
-        "dfstream",
-        "run",
-        "sql/wordcount.sql",
-        "--num-rows",
-        "10",
-        "--input",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([input.display().to_string()])
-    .chain(["--output".into(), dir.join("output").display().to_string()])
-    .chain([
+    let mut argv: Vec<String> = ["dfstream", "run", "sql/wordcount.sql", "--num-rows", "10"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.extend(["--output".into(), dir.join("output").display().to_string()]);
+    argv.extend([
         "--checkpoint".into(),
         dir.join("checkpoint").display().to_string(),
     ]);
+    let generator = if args.mode == "socket" {
+        // The line server on a free port, a few lines a second, and the socket source.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| Error::io("starting the line server", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        let rate = (args.lines as f64 / args.every.as_secs_f64())
+            .ceil()
+            .max(1.0) as u64;
+        eprintln!(
+            "dfstream demo: a line server on {addr} sends {rate} lines a second; the job reads them \
+             through --socket --trigger continuous; Parquet in {}; Ctrl-C stops",
+            dir.join("output").display()
+        );
+        argv.extend([
+            "--socket".into(),
+            addr.to_string(),
+            "--trigger".into(),
+            "continuous".into(),
+        ]);
+        tokio::spawn(async move {
+            generate::serve::serve(listener, Shape::new(seed), rate, std::future::pending()).await
+        })
+    } else {
+        eprintln!(
+            "dfstream demo: a file of {} lines every {:?} into {}; counts below; Parquet in {}; \
+             Ctrl-C stops",
+            args.lines,
+            args.every,
+            input.display(),
+            dir.join("output").display()
+        );
+        argv.extend(["--input".into(), input.display().to_string()]);
+        tokio::spawn(write_continuously(
+            input.clone(),
+            LineMaker::new(Shape::new(seed)),
+            args.lines,
+            args.every,
+            None,
+        ))
+    };
     let Command::Run(run_args) = Cli::try_parse_from(argv)
         .map_err(|e| Error::Usage(e.to_string()))?
         .command

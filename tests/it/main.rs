@@ -5,5 +5,6 @@ mod crash;
 mod golden;
 mod oracle;
 mod process;
+mod socket;
 mod tools;
 mod util;

@@ -136,14 +136,30 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// Reads every Parquet file under `dir` with DataFusion, as a user would.
 pub fn read_parquet(dir: &Path) -> Vec<RecordBatch> {
+    try_read_parquet(dir).unwrap()
+}
+
+/// Reads Parquet that a running job may be replacing: DataFusion opens a file once per range
+/// it reads, so a read that overlaps an (atomic) replacement can fail; it is retried.
+pub fn read_parquet_live(dir: &Path) -> Vec<RecordBatch> {
+    let mut last = None;
+    for _ in 0..20 {
+        match try_read_parquet(dir) {
+            Ok(batches) => return batches,
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{}: {}", dir.display(), last.unwrap());
+}
+
+fn try_read_parquet(dir: &Path) -> datafusion::common::Result<Vec<RecordBatch>> {
     runtime().block_on(async {
         let ctx = datafusion::prelude::SessionContext::new();
         ctx.read_parquet(dir.to_str().unwrap(), ParquetReadOptions::default())
-            .await
-            .unwrap()
+            .await?
             .collect()
             .await
-            .unwrap()
     })
 }
 
