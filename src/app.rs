@@ -109,14 +109,19 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     } else {
                         started + interval
                     };
+                    let commit_at = job.commit_deadline();
                     tokio::select! {
                         _ = tokio::time::sleep_until(next.into()) => {}
                         _ = wake.notified(), if interval.is_zero() => {}
                         _ = stopped.notified() => {}
+                        _ = tokio::time::sleep_until(commit_at.unwrap_or(next).into()), if commit_at.is_some() => {
+                            job.commit().await?;
+                        }
                     }
                 }
             }
         }
+        job.commit().await?;
         Ok::<_, crate::error::Error>(())
     };
     tokio::select! {
@@ -154,6 +159,12 @@ struct Job {
     wake: Arc<Notify>,
     /// Where the socket log's taken lines end (recorded in each commit).
     wal_end: Option<WalPosition>,
+    /// Batches run but not yet committed (`--checkpoint-interval`), oldest first.
+    uncommitted: Vec<Uncommitted>,
+    /// Whether one of them asked for a snapshot.
+    snapshot_due: bool,
+    last_commit: Instant,
+    checkpoint_interval: Duration,
     checkpoint: Checkpoint,
     sinks: Vec<Box<dyn Sink>>,
     counters: Arc<TextCounters>,
@@ -293,6 +304,10 @@ impl Job {
             socket,
             wake,
             wal_end,
+            uncommitted: Vec::new(),
+            snapshot_due: false,
+            last_commit: Instant::now(),
+            checkpoint_interval: args.checkpoint_interval,
             checkpoint,
             sinks,
             counters,
@@ -378,41 +393,22 @@ impl Job {
             sink.write(&sink_batch)?;
             pause(self.step_pause).await;
         }
-        if let Some(delta) = &output.state_delta {
-            self.checkpoint.write_state_delta(batch_id, delta)?;
-            pause(self.step_pause).await;
-        }
-        if self.checkpoint.wants_snapshot(batch_id) {
-            let state = match self.query.state() {
-                Some(state) => Some(
-                    state
-                        .live_rows()
-                        .context(|| "reading the state for a snapshot".into())?,
-                ),
-                None => None,
-            };
-            let empty = Default::default();
-            let taken = self.source.as_ref().map_or(&empty, |s| s.taken());
-            self.checkpoint
-                .write_snapshot(batch_id, state.as_ref(), taken)?;
-        }
         let groups = self.query.state().map_or(0, |s| s.len() as u64);
         let counts = self.counters.snapshot() - before;
-        self.checkpoint.commit(&Commit {
-            batch_id,
-            committed_at_micros: crate::source::dir::micros_since_epoch(
-                std::time::SystemTime::now(),
-            ),
-            input_files: offsets.files.len() as u64,
-            input_rows: counts.rows,
-            input_bytes: counts.bytes,
-            output_rows: sink_batch.num_rows() as u64,
-            state_groups: groups,
-            wal_end: self.wal_end,
-        })?;
-        if let (Some(socket), Some(end)) = (&self.socket, self.wal_end) {
-            socket.committed(end);
-        }
+        self.snapshot_due |= self.checkpoint.wants_snapshot(batch_id);
+        self.uncommitted.push(Uncommitted {
+            delta: output.state_delta.clone(),
+            commit: Commit {
+                batch_id,
+                committed_at_micros: 0,
+                input_files: offsets.files.len() as u64,
+                input_rows: counts.rows,
+                input_bytes: counts.bytes,
+                output_rows: sink_batch.num_rows() as u64,
+                state_groups: groups,
+                wal_end: self.wal_end,
+            },
+        });
         let t = output.timings;
         log::info!(
             "batch {batch_id}: {} files, {} rows, {} bytes -> {} result rows, {} groups; \
@@ -431,8 +427,66 @@ impl Job {
         );
         self.next_batch += 1;
         self.batches_run += 1;
+        if self.last_commit.elapsed() >= self.checkpoint_interval {
+            self.commit().await?;
+        }
         Ok(())
     }
+}
+
+impl Job {
+    /// When the uncommitted batches must be committed, if there are any.
+    fn commit_deadline(&self) -> Option<Instant> {
+        (!self.uncommitted.is_empty()).then(|| self.last_commit + self.checkpoint_interval)
+    }
+
+    /// Makes the finished batches durable: their state deltas (and a snapshot when one is
+    /// due), then their commits, in order. Input was made durable (offsets) before each ran.
+    async fn commit(&mut self) -> Result<()> {
+        let uncommitted = std::mem::take(&mut self.uncommitted);
+        let Some(last) = uncommitted.last().map(|u| u.commit.batch_id) else {
+            return Ok(());
+        };
+        for batch in &uncommitted {
+            if let Some(delta) = &batch.delta {
+                self.checkpoint
+                    .write_state_delta(batch.commit.batch_id, delta)?;
+                pause(self.step_pause).await;
+            }
+        }
+        if std::mem::take(&mut self.snapshot_due) {
+            let state = match self.query.state() {
+                Some(state) => Some(
+                    state
+                        .live_rows()
+                        .context(|| "reading the state for a snapshot".into())?,
+                ),
+                None => None,
+            };
+            let empty = Default::default();
+            let taken = self.source.as_ref().map_or(&empty, |s| s.taken());
+            self.checkpoint
+                .write_snapshot(last, state.as_ref(), taken)?;
+        }
+        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+        for batch in uncommitted {
+            self.checkpoint.commit(&Commit {
+                committed_at_micros: now,
+                ..batch.commit
+            })?;
+        }
+        if let (Some(socket), Some(end)) = (&self.socket, self.wal_end) {
+            socket.committed(end);
+        }
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
+
+/// A batch whose output is written but whose state and commit are not yet durable.
+struct Uncommitted {
+    delta: Option<datafusion::arrow::array::RecordBatch>,
+    commit: Commit,
 }
 
 fn ms(d: Duration) -> f64 {

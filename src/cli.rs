@@ -275,6 +275,10 @@ pub struct RunArgs {
     /// Parallelism: files read and aggregated at once. Default: the number of cores.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..1025))]
     pub partitions: Option<u64>,
+    /// Commit finished batches (state delta and commit record) at most this often; batches
+    /// in between are re-run from their logged input after a crash. 0 commits every batch.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
     /// Write a full state snapshot every this many batches (deltas in between).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_interval: u64,

@@ -97,6 +97,15 @@ const RUN_ARGS: &[&str] = &[
     "--no-console",
 ];
 
+/// [`RUN_ARGS`], committing every batch on its own so that kills land around commits too.
+fn every_batch_committed() -> Vec<&'static str> {
+    RUN_ARGS
+        .iter()
+        .copied()
+        .chain(["--checkpoint-interval", "0"])
+        .collect()
+}
+
 #[test]
 fn sigkill_at_random_moments_keeps_the_result_exact() {
     let seed = seed();
@@ -114,7 +123,7 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
             next_file += 1;
         }
         let mut child = ws
-            .command(&repo("sql/wordcount.sql"), RUN_ARGS)
+            .command(&repo("sql/wordcount.sql"), &every_batch_committed())
             // Widen the windows between the steps of a batch (offsets, query, sink, state,
             // commit) so that kills land inside each of them.
             .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
@@ -132,7 +141,7 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
         kills += 1;
     }
     assert!(kills >= 20, "only {kills} kills (seed {seed})");
-    let out = ws.run(&repo("sql/wordcount.sql"), RUN_ARGS);
+    let out = ws.run(&repo("sql/wordcount.sql"), &every_batch_committed());
     assert_ok(&out);
     assert_exact(
         &ws,
@@ -224,6 +233,8 @@ fn damaged_restart(
         snapshot_interval,
         "--retain-batches",
         retain,
+        "--checkpoint-interval",
+        "0",
     ];
     assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
     assert_eq!(ws.commits().last(), Some(&5));
