@@ -83,6 +83,18 @@ impl SocketSource {
         max_line_bytes: usize,
         wake: Arc<Notify>,
     ) -> Result<Self> {
+        Self::start_with_segments(address, wal_dir, taken, max_line_bytes, wake, SEGMENT_BYTES)
+    }
+
+    /// [`Self::start`] with log segments of `segment_bytes` (small in tests).
+    fn start_with_segments(
+        address: &str,
+        wal_dir: &Path,
+        taken: WalPosition,
+        max_line_bytes: usize,
+        wake: Arc<Notify>,
+        segment_bytes: u64,
+    ) -> Result<Self> {
         if address.to_socket_addrs().is_err() && !address.contains(':') {
             return Err(Error::Usage(format!(
                 "--socket {address}: expected HOST:PORT"
@@ -101,6 +113,7 @@ impl SocketSource {
             stop: Arc::clone(&stop),
             counters: Arc::clone(&counters),
             max_line_bytes,
+            segment_bytes,
             wake,
         };
         let thread = std::thread::Builder::new()
@@ -300,6 +313,7 @@ struct Writer {
     stop: Arc<AtomicBool>,
     counters: Arc<SocketCounters>,
     max_line_bytes: usize,
+    segment_bytes: u64,
     wake: Arc<Notify>,
 }
 
@@ -420,7 +434,7 @@ impl Writer {
             }
             if !out.is_empty() {
                 self.append(&mut segment, end, &out)?;
-                if end.offset >= SEGMENT_BYTES {
+                if end.offset >= self.segment_bytes {
                     *end = WalPosition {
                         segment: end.segment + 1,
                         offset: 0,
@@ -511,6 +525,48 @@ mod tests {
         assert_eq!(rest[0].end as usize, log.len());
         assert!(source.take(None, 0).unwrap().is_empty());
         assert_eq!(source.counters.long_lines.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn segments_roll_and_committed_ones_are_deleted() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = SocketSource::start_with_segments(
+            &addr,
+            dir.path(),
+            WalPosition::default(),
+            100,
+            Arc::new(Notify::new()),
+            8,
+        )
+        .unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        for i in 0..5 {
+            conn.write_all(format!("line {i}\n").as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        wait_until(|| {
+            let logged: usize = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| std::fs::read(e.unwrap().path()).unwrap().len())
+                .sum();
+            logged == 35 && source.has_input()
+        });
+        let ranges = source.take(None, 0).unwrap();
+        let text: Vec<u8> = ranges
+            .iter()
+            .flat_map(|r| {
+                std::fs::read(segment_path(dir.path(), r.segment)).unwrap()
+                    [r.start as usize..r.end as usize]
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(text, b"line 0\nline 1\nline 2\nline 3\nline 4\n");
+        assert_eq!(ranges.len(), 3, "two lines a segment: {ranges:?}");
+        source.committed(source.taken());
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 1, "only the open segment is left");
     }
 
     #[test]
