@@ -318,53 +318,22 @@ impl Checkpoint {
 
     /// File names taken up to batch `c`: the newest good sources snapshot, then offsets.
     fn taken_at(&self, c: u64) -> std::result::Result<BTreeMap<String, i64>, String> {
-        let snapshots = self
-            .batch_ids("sources", ".snapshot")
-            .map_err(|e| e.to_string())?;
-        let mut last_problem = String::from("no sources snapshot and no offsets from batch 0");
-        for start in snapshots
-            .iter()
-            .rev()
-            .filter(|&&s| s <= c)
-            .map(Some)
-            .chain([None])
-        {
-            let mut taken = BTreeMap::new();
-            if let Some(&s) = start {
-                match self.read_json::<Vec<(String, i64)>>(&format!("sources/{s}.snapshot")) {
-                    Ok(Some(names)) => taken.extend(names),
-                    Ok(None) => continue,
-                    Err(damage) => {
-                        log::warn!("{damage}; trying an older snapshot");
-                        last_problem = damage;
-                        continue;
-                    }
-                }
-            }
-            let first = start.map_or(0, |&s| s + 1);
-            let mut complete = true;
-            for n in first..=c {
-                match self.read_json::<Offsets>(&format!("offsets/{n}")) {
-                    Ok(Some(offsets)) => {
-                        taken.extend(offsets.files.into_iter().map(|f| (f.name, f.mtime_micros)))
-                    }
-                    Ok(None) => {
-                        last_problem = format!("offsets/{n} is missing");
-                        complete = false;
-                        break;
-                    }
-                    Err(damage) => {
-                        last_problem = damage;
-                        complete = false;
-                        break;
-                    }
-                }
-            }
-            if complete {
-                return Ok(taken);
-            }
-        }
-        Err(last_problem)
+        let taken = self.rebuild(
+            c,
+            "sources",
+            |s| self.read_json::<Vec<(String, i64)>>(&format!("sources/{s}.snapshot")),
+            |n| {
+                let offsets = self.read_json::<Offsets>(&format!("offsets/{n}"))?;
+                Ok(offsets.map(|o| {
+                    o.files
+                        .into_iter()
+                        .map(|f| (f.name, f.mtime_micros))
+                        .collect()
+                }))
+            },
+            |n| format!("offsets/{n}"),
+        )?;
+        Ok(taken.into_iter().collect())
     }
 
     /// State rows after batch `c`: the newest good snapshot, then every delta after it.
@@ -376,21 +345,41 @@ impl Checkpoint {
         let Some(schema) = schema else {
             return Ok(Vec::new());
         };
+        self.rebuild(
+            c,
+            "state",
+            |s| self.read_ipc(&format!("state/{s}.snapshot"), schema),
+            |n| self.read_ipc(&format!("state/{n}.delta"), schema),
+            |n| format!("state/{n}.delta"),
+        )
+    }
+
+    /// Rebuilds something as of batch `c` from the newest good snapshot in `folder` at or
+    /// before `c` (or from nothing), then the per-batch pieces after it, falling back to older
+    /// snapshots past damaged or missing files. Readers give `Ok(None)` for a missing file.
+    fn rebuild<T>(
+        &self,
+        c: u64,
+        folder: &str,
+        read_snapshot: impl Fn(u64) -> std::result::Result<Option<Vec<T>>, String>,
+        read_batch: impl Fn(u64) -> std::result::Result<Option<Vec<T>>, String>,
+        batch_file: impl Fn(u64) -> String,
+    ) -> std::result::Result<Vec<T>, String> {
         let snapshots = self
-            .batch_ids("state", ".snapshot")
+            .batch_ids(folder, ".snapshot")
             .map_err(|e| e.to_string())?;
-        let mut last_problem = String::from("no state snapshot and no deltas from batch 0");
-        for start in snapshots
+        let mut last_problem = format!("no {folder} snapshot and no history from batch 0");
+        let starts = snapshots
             .iter()
             .rev()
             .filter(|&&s| s <= c)
             .map(Some)
-            .chain([None])
-        {
-            let mut rows = Vec::new();
+            .chain([None]);
+        'start: for start in starts {
+            let mut items = Vec::new();
             if let Some(&s) = start {
-                match self.read_ipc(&format!("state/{s}.snapshot"), schema) {
-                    Ok(Some(batches)) => rows.extend(batches),
+                match read_snapshot(s) {
+                    Ok(Some(snapshot)) => items.extend(snapshot),
                     Ok(None) => continue,
                     Err(damage) => {
                         log::warn!("{damage}; trying an older snapshot");
@@ -399,26 +388,20 @@ impl Checkpoint {
                     }
                 }
             }
-            let first = start.map_or(0, |&s| s + 1);
-            let mut complete = true;
-            for n in first..=c {
-                match self.read_ipc(&format!("state/{n}.delta"), schema) {
-                    Ok(Some(batches)) => rows.extend(batches),
+            for n in start.map_or(0, |&s| s + 1)..=c {
+                match read_batch(n) {
+                    Ok(Some(batch)) => items.extend(batch),
                     Ok(None) => {
-                        last_problem = format!("state/{n}.delta is missing");
-                        complete = false;
-                        break;
+                        last_problem = format!("{} is missing", batch_file(n));
+                        continue 'start;
                     }
                     Err(damage) => {
                         last_problem = damage;
-                        complete = false;
-                        break;
+                        continue 'start;
                     }
                 }
             }
-            if complete {
-                return Ok(rows);
-            }
+            return Ok(items);
         }
         Err(last_problem)
     }
