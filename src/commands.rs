@@ -460,12 +460,27 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
             argv.extend(flags.iter().cloned());
             Ok(argv)
         }
-        Command::Window { .. } => Err(Error::Usage(
-            "the window mode runs sql/window_wordcount.sql with --param size=SIZE --param \
-             slide=SLIDE, and needs the window functions and --watermark of the time-windows \
-             feature, which has not landed yet"
-                .into(),
-        )),
+        Command::Window {
+            input,
+            output,
+            size,
+            slide,
+            run_flags,
+        } => {
+            argv.push("sql/window_wordcount.sql".into());
+            argv.extend(["--input".into(), input.display().to_string()]);
+            argv.extend(["--output".into(), output.display().to_string()]);
+            argv.extend(["--param".into(), format!("size={size}")]);
+            argv.extend(["--param".into(), format!("slide={slide}")]);
+            if !run_flags
+                .iter()
+                .any(|f| f == "--mode" || f.starts_with("--mode="))
+            {
+                argv.extend(["--mode".into(), "complete".into()]);
+            }
+            argv.extend(run_flags.iter().cloned());
+            Ok(argv)
+        }
         Command::Socket {
             host,
             port,
@@ -489,23 +504,7 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
 /// `dfstream demo`: a generator writing into a fresh directory and the job watching it.
 pub async fn demo(args: DemoArgs, shutdown: impl Future<Output = ()>) -> Result<()> {
     match args.mode.as_str() {
-        "file" | "socket" => {}
-        "window" => {
-            return Err(Error::Usage(format!(
-                "demo --mode {}: {}",
-                args.mode,
-                shortcut(&Command::Window {
-                    input: "input".into(),
-                    output: "output".into(),
-                    size: String::new(),
-                    slide: String::new(),
-                    run_flags: vec![],
-                })
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default()
-            )));
-        }
+        "file" | "socket" | "window" => {}
         other => {
             return Err(Error::Usage(format!(
                 "demo --mode {other}: use file, window or socket"
@@ -520,10 +519,19 @@ pub async fn demo(args: DemoArgs, shutdown: impl Future<Output = ()>) -> Result<
     std::fs::create_dir_all(&input)
         .map_err(|e| Error::io(format!("creating {}", input.display()), e))?;
     let seed = crate::source::dir::micros_since_epoch(std::time::SystemTime::now()) as u64;
-    let mut argv: Vec<String> = ["dfstream", "run", "sql/wordcount.sql", "--num-rows", "10"]
+    let query = if args.mode == "window" {
+        "sql/window_wordcount.sql"
+    } else {
+        "sql/wordcount.sql"
+    };
+    let mut argv: Vec<String> = ["dfstream", "run", query, "--num-rows", "10"]
         .iter()
         .map(|s| s.to_string())
         .collect();
+    if args.mode == "window" {
+        // Sliding windows of 10 s every 5 s over arrival time, newest first.
+        argv.extend(["--param", "size=10 seconds", "--param", "slide=5 seconds"].map(String::from));
+    }
     argv.extend(["--output".into(), dir.join("output").display().to_string()]);
     argv.extend([
         "--checkpoint".into(),

@@ -51,7 +51,17 @@ impl QueryFile {
 }
 
 /// The queries shipped in `sql/`, built into the binary.
-const SHIPPED: &[(&str, &str)] = &[("sql/wordcount.sql", include_str!("../../sql/wordcount.sql"))];
+const SHIPPED: &[(&str, &str)] = &[
+    ("sql/wordcount.sql", include_str!("../../sql/wordcount.sql")),
+    (
+        "sql/window_wordcount.sql",
+        include_str!("../../sql/window_wordcount.sql"),
+    ),
+    (
+        "sql/tumbling_wordcount.sql",
+        include_str!("../../sql/tumbling_wordcount.sql"),
+    ),
+];
 
 fn shipped(path: &Path) -> Option<&'static str> {
     SHIPPED

@@ -213,3 +213,36 @@ fn glob_selects_files() {
     assert_ok(&out);
     assert_eq!(sorted_rows(&read_parquet(&ws.output)), ["yes|1"]);
 }
+
+#[test]
+fn wrong_window_arguments_fail_at_start() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x\n");
+    let window = repo("sql/window_wordcount.sql");
+    for (params, needle) in [
+        (
+            ["size=0 seconds", "slide=1 second"],
+            "size must be longer than zero",
+        ),
+        (
+            ["size=-5 seconds", "slide=1 second"],
+            "size must be longer than zero",
+        ),
+        (["size=1 minute", "slide=2 minutes"], "longer than the size"),
+        (["size=lots", "slide=1 second"], "is not an interval"),
+        (["size=1 month", "slide=1 day"], "months"),
+    ] {
+        let out = ws.run(
+            &window,
+            &[
+                "--trigger",
+                "once",
+                "--param",
+                params[0],
+                "--param",
+                params[1],
+            ],
+        );
+        assert_usage_error(&out, &[needle]);
+    }
+}

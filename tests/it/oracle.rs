@@ -329,3 +329,22 @@ fn stateless_query_appends_exactly_the_input_rows() {
         assert_eq!(got, expected, "seed {seed}");
     }
 }
+
+#[test]
+fn sliding_window_wordcount_matches_batch() {
+    // Files arrive 7 s apart (see ts_of); 25 s windows every 10 s: size not a multiple of slide.
+    let sql = std::fs::read_to_string(crate::util::repo("sql/window_wordcount.sql")).unwrap();
+    check(
+        &sql,
+        &[("size", "25 seconds"), ("slide", "10 seconds")],
+        3,
+        false,
+        25,
+    );
+}
+
+#[test]
+fn tumbling_window_wordcount_matches_batch() {
+    let sql = std::fs::read_to_string(crate::util::repo("sql/tumbling_wordcount.sql")).unwrap();
+    check(&sql, &[("size", "20 seconds")], 3, false, 25);
+}

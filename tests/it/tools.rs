@@ -247,18 +247,34 @@ fn the_file_shortcut_runs_wordcount_with_the_trigger_given() {
 }
 
 #[test]
-fn the_window_shortcut_says_what_is_missing() {
-    let out = dfstream(&["window", "in", "out", "1 minute", "30 seconds"])
+fn the_window_shortcut_runs_sliding_windows_with_its_parameters() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "to be or not to be\n");
+    let out = dfstream(&["window"])
+        .arg(&ws.input)
+        .arg(&ws.output)
+        .args([
+            "1 minute",
+            "30 seconds",
+            "--trigger",
+            "once",
+            "--checkpoint",
+        ])
+        .arg(&ws.checkpoint)
+        .current_dir(ws.dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("--param size=SIZE") && stderr(&out).contains("--watermark"),
-        "{}",
-        stderr(&out)
-    );
-    let out = dfstream(&["demo", "--mode", "window"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_ok(&out);
+    let (_, meta) =
+        dfstream::state::checkpoint::Checkpoint::open_read_only(&ws.checkpoint).unwrap();
+    assert_eq!(meta.query_file, "sql/window_wordcount.sql");
+    assert_eq!(meta.mode, "complete");
+    assert_eq!(meta.params["size"], "1 minute");
+    assert_eq!(meta.params["slide"], "30 seconds");
+    // Every word is in two windows of a minute, 30 s apart.
+    let rows = crate::util::rows(&read_parquet(&ws.output));
+    assert_eq!(rows.len(), 8, "{rows:?}");
+    assert!(rows.iter().any(|r| r.ends_with("|to|2")), "{rows:?}");
     let help = dfstream(&["file", "--help"]).output().unwrap();
     assert!(
         stdout(&help).contains("Any `run` flag may follow"),
