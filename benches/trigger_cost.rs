@@ -84,6 +84,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             params: &Params::new(),
             mode: Some(mode),
             partitions: 2,
+            event_time: None,
         },
         slot.clone(),
     )
@@ -110,6 +111,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             sql,
             params: Default::default(),
             mode: mode.to_string(),
+            event_time: None,
             state_schema: None,
             output_schema: String::new(),
         },

@@ -134,13 +134,14 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         .as_ref()
         .map_or(0, |s| s.counters.long_lines.load(Ordering::Relaxed));
     log::info!(
-        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished",
+        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} lines without an event time",
         job.batches_run,
         counters.rows,
         counters.bytes,
         counters.lossy_lines,
         counters.long_lines + socket_long_lines,
-        counters.vanished_files
+        counters.vanished_files,
+        counters.bad_event_times
     );
     Ok(RunSummary {
         batches: job.batches_run,
@@ -191,6 +192,7 @@ impl Job {
                 params: &config.params,
                 mode: args.mode,
                 partitions: config.partitions,
+                event_time: args.event_time.as_deref(),
             },
             slot,
         )
@@ -220,6 +222,7 @@ impl Job {
             sql: file.sql.clone(),
             params: config.params.clone(),
             mode: query.mode().to_string(),
+            event_time: args.event_time.clone(),
             state_schema: state_schema.as_ref().map(|s| s.to_string()),
             output_schema: query.output_schema().to_string(),
         };

@@ -50,6 +50,8 @@ pub struct TextCounters {
     pub vanished_files: AtomicU64,
     /// Time spent reading and decoding files, summed over the threads that read them.
     pub read_nanos: AtomicU64,
+    /// Lines whose `--event-time` expression gave NULL or failed, skipped.
+    pub bad_event_times: AtomicU64,
 }
 
 impl TextCounters {
@@ -61,6 +63,7 @@ impl TextCounters {
             bytes: self.bytes.load(Ordering::Relaxed),
             vanished_files: self.vanished_files.load(Ordering::Relaxed),
             read_nanos: self.read_nanos.load(Ordering::Relaxed),
+            bad_event_times: self.bad_event_times.load(Ordering::Relaxed),
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct TextCountersSnapshot {
     pub bytes: u64,
     pub vanished_files: u64,
     pub read_nanos: u64,
+    pub bad_event_times: u64,
 }
 
 impl std::ops::Sub for TextCountersSnapshot {
@@ -86,6 +90,7 @@ impl std::ops::Sub for TextCountersSnapshot {
             bytes: self.bytes - o.bytes,
             vanished_files: self.vanished_files - o.vanished_files,
             read_nanos: self.read_nanos - o.read_nanos,
+            bad_event_times: self.bad_event_times - o.bad_event_times,
         }
     }
 }
@@ -110,6 +115,11 @@ impl Projection {
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// Indexes of the projected `lines` columns.
+    pub fn columns(&self) -> &[usize] {
+        &self.columns
     }
 }
 

@@ -247,6 +247,11 @@ pub struct RunArgs {
     /// Which rows each trigger emits. Default: complete for aggregations, append otherwise.
     #[arg(long, value_enum)]
     pub mode: Option<OutputMode>,
+    /// Make `ts` the event time: a SQL expression over the line, e.g.
+    /// "to_timestamp(split_part(value, ' ', 1))" for lines that begin with an ISO-8601 time.
+    /// Lines where it is NULL or fails are skipped and counted.
+    #[arg(long, value_name = "EXPR")]
+    pub event_time: Option<String>,
     /// Rows shown per batch on the console.
     #[arg(long, default_value_t = 20)]
     pub num_rows: usize,

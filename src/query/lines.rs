@@ -25,6 +25,14 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
 };
 
+use std::sync::atomic::Ordering;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::{cast, filter, filter_record_batch, is_not_null};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+
 use crate::batch::{LineDecoder, Projection, TextCounters, lines_schema};
 
 /// Bytes read from a file at a time.
@@ -57,6 +65,70 @@ pub struct TriggerSlot {
     input: Arc<Mutex<TriggerInput>>,
     counters: Arc<TextCounters>,
     max_line_bytes: usize,
+    /// `--event-time`: replaces `ts` with an expression over the line.
+    event_time: Arc<std::sync::OnceLock<Arc<EventTime>>>,
+}
+
+/// An `--event-time` expression, evaluated over each decoded batch of `lines`.
+#[derive(Debug)]
+pub struct EventTime {
+    pub text: String,
+    pub expr: Arc<dyn PhysicalExpr>,
+}
+
+impl EventTime {
+    /// Sets `ts` (column 1 of a full `lines` batch) to the expression's value; rows where it
+    /// is NULL or fails are dropped and counted, with the first few logged.
+    fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
+        let ts_type = lines_schema().field(1).data_type().clone();
+        let evaluate = |rows: &RecordBatch| -> Result<ArrayRef> {
+            let value = self.expr.evaluate(rows)?.into_array(rows.num_rows())?;
+            Ok(cast(&value, &ts_type)?)
+        };
+        let times = match evaluate(&batch) {
+            Ok(times) => times,
+            Err(_) => {
+                // Some row fails (e.g. an unparsable timestamp): find which, one by one.
+                let mut builder = TimestampMicrosecondBuilder::with_capacity(batch.num_rows())
+                    .with_timezone("UTC");
+                for i in 0..batch.num_rows() {
+                    match evaluate(&batch.slice(i, 1)) {
+                        Ok(t) if t.is_valid(0) => builder
+                            .append_value(t.as_primitive::<TimestampMicrosecondType>().value(0)),
+                        _ => builder.append_null(),
+                    }
+                }
+                Arc::new(builder.finish())
+            }
+        };
+        let bad = times.null_count();
+        if bad > 0 {
+            let before = counters
+                .bad_event_times
+                .fetch_add(bad as u64, Ordering::Relaxed);
+            if before < 3 {
+                let values = batch.column(0).as_string::<i32>();
+                if let Some(i) = (0..times.len()).find(|&i| times.is_null(i)) {
+                    log::warn!(
+                        "--event-time {} gives no timestamp for the line {:?} (of {}); such \
+                         lines are skipped and counted",
+                        self.text,
+                        values.value(i),
+                        batch.column(2).as_string::<i32>().value(i)
+                    );
+                }
+            }
+        }
+        let (batch, times) = if bad == 0 {
+            (batch, times)
+        } else {
+            let keep = is_not_null(&times)?;
+            (filter_record_batch(&batch, &keep)?, filter(&times, &keep)?)
+        };
+        let mut columns = batch.columns().to_vec();
+        columns[1] = times;
+        Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    }
 }
 
 impl TriggerSlot {
@@ -65,7 +137,13 @@ impl TriggerSlot {
             input: Arc::default(),
             counters,
             max_line_bytes,
+            event_time: Arc::default(),
         }
+    }
+
+    /// Makes `ts` the value of `event_time` for every row read from now on.
+    pub fn set_event_time(&self, event_time: EventTime) {
+        let _ = self.event_time.set(Arc::new(event_time));
     }
 
     /// Makes `files` the input of the next plan execution.
@@ -197,9 +275,18 @@ impl ExecutionPlan for LinesExec {
         let mut builder = RecordBatchReceiverStream::builder(schema, 2);
         let tx = builder.tx();
         let cursor = Arc::clone(&self.cursor);
-        let projection = self.projection.clone();
+        let projection = &self.projection;
         let counters = Arc::clone(&self.slot.counters);
         let max_line_bytes = self.slot.max_line_bytes;
+        let event_time = self.slot.event_time.get().cloned();
+        // With an event time, decode every column, set `ts`, then keep the projected ones.
+        let (decoded, keep) = match &event_time {
+            Some(_) => (
+                Projection::new(None)?,
+                Some(self.projection.columns().to_vec()),
+            ),
+            None => (projection.clone(), None),
+        };
         builder.spawn_blocking(move || {
             loop {
                 let index = {
@@ -216,8 +303,14 @@ impl ExecutionPlan for LinesExec {
                 let Some(file) = files.get(index) else {
                     return Ok(());
                 };
-                let sent = read_file(file, &projection, &counters, max_line_bytes, |batch| {
-                    tx.blocking_send(Ok(batch)).is_ok()
+                let sent = read_file(file, &decoded, &counters, max_line_bytes, |batch| {
+                    let batch = match (&event_time, &keep) {
+                        (Some(event_time), Some(keep)) => event_time
+                            .apply(batch, &counters)
+                            .and_then(|b| Ok(b.project(keep)?)),
+                        _ => Ok(batch),
+                    };
+                    tx.blocking_send(batch).is_ok()
                 })?;
                 if !sent {
                     return Ok(()); // the consumer went away
@@ -235,7 +328,7 @@ pub fn read_file(
     projection: &Projection,
     counters: &TextCounters,
     max_line_bytes: usize,
-    mut emit: impl FnMut(datafusion::arrow::array::RecordBatch) -> bool,
+    mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<bool> {
     let opened = std::fs::File::open(&file.path).and_then(|mut f| {
         if let Some((start, _)) = file.range {

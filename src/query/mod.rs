@@ -95,6 +95,8 @@ pub struct QuerySpec<'a> {
     /// `None`: complete for aggregations, append otherwise.
     pub mode: Option<OutputMode>,
     pub partitions: usize,
+    /// `--event-time`: a SQL expression over `lines` whose value becomes `ts`.
+    pub event_time: Option<&'a str>,
 }
 
 impl StreamingQuery {
@@ -106,6 +108,9 @@ impl StreamingQuery {
             Arc::new(LinesTable::new(slot.clone(), spec.partitions)),
         )
         .context(|| "registering the lines table".into())?;
+        if let Some(text) = spec.event_time {
+            slot.set_event_time(event_time(&ctx, text)?);
+        }
         let logical = plan::logical_plan(&ctx, spec.file, spec.params).await?;
         let optimized = ctx
             .state()
@@ -198,6 +203,34 @@ impl StreamingQuery {
             Shape::Stateless(_) => Ok(Vec::new()),
         }
     }
+}
+
+/// Compiles an `--event-time` expression over the `lines` columns.
+fn event_time(ctx: &SessionContext, text: &str) -> Result<lines::EventTime> {
+    let bad = |e: &dyn std::fmt::Display| Error::Usage(format!("--event-time {text:?}: {e}"));
+    let schema = crate::batch::lines_schema();
+    let df_schema =
+        datafusion::common::DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(&e))?;
+    let expr = ctx.parse_sql_expr(text, &df_schema).map_err(|e| bad(&e))?;
+    let expr = ctx
+        .create_physical_expr(expr, &df_schema)
+        .map_err(|e| bad(&e))?;
+    let data_type = expr.data_type(&schema).map_err(|e| bad(&e))?;
+    if !matches!(
+        data_type,
+        datafusion::arrow::datatypes::DataType::Timestamp(..)
+            | datafusion::arrow::datatypes::DataType::Utf8
+            | datafusion::arrow::datatypes::DataType::Utf8View
+            | datafusion::arrow::datatypes::DataType::LargeUtf8
+    ) {
+        return Err(bad(&format!(
+            "gives {data_type}, not a timestamp; e.g. to_timestamp(split_part(value, ' ', 1))"
+        )));
+    }
+    Ok(lines::EventTime {
+        text: text.to_string(),
+        expr,
+    })
 }
 
 /// A DataFusion session set up for per-trigger execution of one plan.

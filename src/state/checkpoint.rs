@@ -46,6 +46,8 @@ pub struct Metadata {
     pub sql: String,
     pub params: BTreeMap<String, String>,
     pub mode: String,
+    #[serde(default)]
+    pub event_time: Option<String>,
     pub state_schema: Option<String>,
     pub output_schema: String,
 }
@@ -202,6 +204,11 @@ impl Checkpoint {
             format!(
                 "its parameters differ: checkpoint {:?}, now {:?}",
                 stored.params, meta.params
+            )
+        } else if stored.event_time != meta.event_time {
+            format!(
+                "its --event-time differs: checkpoint {:?}, now {:?}",
+                stored.event_time, meta.event_time
             )
         } else if stored.mode != meta.mode {
             format!(
@@ -723,6 +730,7 @@ mod tests {
             sql: sql.into(),
             params: Default::default(),
             mode: "complete".into(),
+            event_time: None,
             state_schema: None,
             output_schema: "x".into(),
         }

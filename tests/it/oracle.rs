@@ -113,6 +113,7 @@ async fn stream(
             params,
             mode: Some(mode),
             partitions,
+            event_time: None,
         },
         slot.clone(),
     )

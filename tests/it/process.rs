@@ -367,3 +367,68 @@ fn max_file_age_bounds_the_taken_record_without_recounting() {
     );
     assert_eq!(ws.commits(), [0]);
 }
+
+#[test]
+fn event_time_drives_windows_and_lines_without_one_are_counted_skips() {
+    let ws = Workspace::new();
+    let text = "2026-01-01T00:00:05Z alpha beta\n2026-01-01T00:00:25Z alpha\nnot-a-time gamma\n\n2026-01-01T00:00:15Z beta\n";
+    ws.add_file("a.txt", text);
+    let expr = "to_timestamp(split_part(value, ' ', 1))";
+    let out = ws.run(
+        &repo("sql/tumbling_wordcount.sql"),
+        &[
+            "--trigger",
+            "once",
+            "--param",
+            "size=20 seconds",
+            "--event-time",
+            expr,
+        ],
+    );
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("2 lines without an event time"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("not-a-time gamma"),
+        "a sample is logged: {}",
+        stderr(&out)
+    );
+    let second = 1_000_000;
+    let base = 1_767_225_600 * second; // 2026-01-01T00:00:00Z
+    let file = ws.file_column("a.txt");
+    let lines: Vec<Line> = [(5, "alpha beta"), (25, "alpha"), (15, "beta")]
+        .iter()
+        .map(|(s, words)| Line {
+            value: format!("2026-01-01T00:00:{s:02}Z {words}"),
+            ts_micros: base + s * second,
+            file: file.clone(),
+        })
+        .collect();
+    let sql = std::fs::read_to_string(repo("sql/tumbling_wordcount.sql")).unwrap();
+    let expected = runtime().block_on(batch_query(&sql, &lines, &[("size", "20 seconds")], 2));
+    let got = sorted_rows(&read_parquet(&ws.output));
+    assert_eq!(got, sorted_rows(&expected));
+    assert!(
+        got.contains(&"2026-01-01T00:00:00Z|2026-01-01T00:00:20Z|beta|2".to_string()),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn an_event_time_that_is_not_a_timestamp_is_refused() {
+    let ws = Workspace::new();
+    for (expr, needle) in [
+        ("length(value)", "not a timestamp"),
+        ("to_timestamp(", "--event-time"),
+    ] {
+        let out = ws.run(
+            &repo("sql/wordcount.sql"),
+            &["--trigger", "once", "--event-time", expr],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+    }
+}
