@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{filter_record_batch, interleave_record_batch};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::{Result, internal_err};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
@@ -18,6 +18,8 @@ use datafusion::physical_plan::aggregates::order::GroupOrdering;
 /// Where a group's latest row lives: (chunk, row).
 type Location = (u32, u32);
 const NOWHERE: Location = (u32::MAX, u32::MAX);
+/// A group removed by [`GroupState::evict`] (its key stays in the index until compaction).
+const EVICTED: Location = (u32::MAX - 1, 0);
 
 /// See the module docs.
 pub struct GroupState {
@@ -28,8 +30,11 @@ pub struct GroupState {
     rows_in_chunks: usize,
     /// Group key -> dense group id. `None` when the query has no GROUP BY keys (one group).
     index: Option<Box<dyn GroupValues>>,
-    /// Latest row of each group, by group id. Every id below `locations.len()` has a row.
+    /// Latest row of each group, by group id. Every id below `locations.len()` has a row, or
+    /// is `EVICTED`.
     locations: Vec<Location>,
+    /// How many groups are `EVICTED`.
+    evicted: usize,
     /// Scratch for interning.
     ids: Vec<usize>,
 }
@@ -60,6 +65,7 @@ impl GroupState {
             rows_in_chunks: 0,
             index,
             locations: Vec::new(),
+            evicted: 0,
             ids: Vec::new(),
         })
     }
@@ -70,11 +76,11 @@ impl GroupState {
 
     /// Number of groups.
     pub fn len(&self) -> usize {
-        self.locations.len()
+        self.locations.len() - self.evicted
     }
 
     pub fn is_empty(&self) -> bool {
-        self.locations.is_empty()
+        self.len() == 0
     }
 
     /// Rows stored, live and dead.
@@ -87,7 +93,12 @@ impl GroupState {
     pub fn existing_rows(&mut self, rows: &RecordBatch) -> Result<Option<RecordBatch>> {
         let known = self.locations.len();
         self.intern(rows)?;
-        let mut wanted: Vec<usize> = self.ids.iter().copied().filter(|&id| id < known).collect();
+        let mut wanted: Vec<usize> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|&id| id < known && self.locations[id] != EVICTED)
+            .collect();
         // A key can occur more than once in `rows` (several partitions, or skipped partial
         // aggregation); gathering its old row twice would count it twice.
         wanted.sort_unstable();
@@ -118,6 +129,9 @@ impl GroupState {
             self.locations.resize(groups, NOWHERE);
         }
         for (row, &id) in self.ids.iter().enumerate() {
+            if self.locations[id] == EVICTED {
+                self.evicted -= 1; // the group starts again
+            }
             self.locations[id] = (chunk, row as u32);
         }
         if let Some(missing) = self.locations.iter().position(|l| *l == NOWHERE) {
@@ -133,18 +147,57 @@ impl GroupState {
         let picks: Vec<(usize, usize)> = self
             .locations
             .iter()
+            .filter(|&&l| l != EVICTED)
             .map(|&(c, r)| (c as usize, r as usize))
             .collect();
         self.gather(&picks)
     }
 
-    /// Rewrites the log as one chunk of live rows when dead rows outnumber live ones.
+    /// Removes the groups whose rows `is_final` selects (closed windows), returning their rows.
+    pub fn evict(
+        &mut self,
+        is_final: impl Fn(&RecordBatch) -> Result<BooleanArray>,
+    ) -> Result<RecordBatch> {
+        let live: Vec<usize> = (0..self.locations.len())
+            .filter(|&id| self.locations[id] != EVICTED)
+            .collect();
+        let picks: Vec<(usize, usize)> = live
+            .iter()
+            .map(|&id| (self.locations[id].0 as usize, self.locations[id].1 as usize))
+            .collect();
+        let rows = self.gather(&picks)?;
+        let mask = is_final(&rows)?;
+        let finals = filter_record_batch(&rows, &mask)?;
+        if finals.num_rows() > 0 {
+            for (i, &id) in live.iter().enumerate() {
+                if mask.is_valid(i) && mask.value(i) {
+                    self.locations[id] = EVICTED;
+                    self.evicted += 1;
+                }
+            }
+            self.compact_if_sparse()?;
+        }
+        Ok(finals)
+    }
+
+    /// Rewrites the log as one chunk of live rows when dead rows outnumber live ones, and
+    /// forgets evicted keys when they outnumber live groups.
     fn compact_if_sparse(&mut self) -> Result<()> {
-        let live = self.locations.len();
-        if self.chunks.len() < 2 || self.rows_in_chunks <= 2 * live.max(1024) {
+        let live = self.len();
+        let sparse = self.chunks.len() >= 2 && self.rows_in_chunks > 2 * live.max(1024);
+        let evicted_many = self.evicted > live.max(1024);
+        if !sparse && !evicted_many {
             return Ok(());
         }
         let compacted = self.live_rows()?;
+        if self.evicted > 0 {
+            // A fresh index of the live keys only: ids 0..live in row order.
+            let mut fresh = GroupState::new(Arc::clone(&self.schema), self.num_keys)?;
+            fresh.intern(&compacted)?;
+            self.index = fresh.index.take();
+            self.evicted = 0;
+            self.locations = vec![NOWHERE; live];
+        }
         self.chunks = vec![compacted];
         self.rows_in_chunks = live;
         for (id, location) in self.locations.iter_mut().enumerate() {
@@ -262,6 +315,47 @@ mod tests {
         }
         assert!(state.stored_rows() <= 2 * 1024 + 1);
         assert_eq!(live(&state), [("x".into(), 2999)]);
+    }
+
+    #[test]
+    fn evicted_groups_leave_and_can_start_again() {
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        state.append(rows(&["a", "b", "c"], &[1, 2, 3])).unwrap();
+        let gone = state
+            .evict(|rows| {
+                let v = rows.column(1).as_primitive::<Int64Type>();
+                Ok(v.iter().map(|x| x.map(|x| x <= 2)).collect())
+            })
+            .unwrap();
+        assert_eq!(gone.num_rows(), 2);
+        assert_eq!(live(&state), [("c".into(), 3)]);
+        assert_eq!(state.len(), 1);
+        assert!(state.existing_rows(&rows(&["a"], &[0])).unwrap().is_none());
+        state.append(rows(&["a"], &[9])).unwrap();
+        assert_eq!(live(&state), [("a".into(), 9), ("c".into(), 3)]);
+    }
+
+    #[test]
+    fn many_evictions_rebuild_the_index() {
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        for round in 0..5i64 {
+            let keys: Vec<String> = (0..1000).map(|i| format!("r{round}-{i}")).collect();
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            state
+                .existing_rows(&rows(&refs, &vec![round; 1000]))
+                .unwrap();
+            state.append(rows(&refs, &vec![round; 1000])).unwrap();
+            state
+                .evict(|rows| Ok(BooleanArray::from(vec![true; rows.num_rows()])))
+                .unwrap();
+        }
+        state.append(rows(&["last"], &[7])).unwrap();
+        assert_eq!(live(&state), [("last".into(), 7)]);
+        assert!(
+            state.locations.len() < 2100,
+            "{} ids kept",
+            state.locations.len()
+        );
     }
 
     #[test]
