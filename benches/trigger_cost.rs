@@ -85,6 +85,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             mode: Some(mode),
             partitions: 2,
             event_time: None,
+            watermark: None,
         },
         slot.clone(),
     )
@@ -112,6 +113,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             params: Default::default(),
             mode: mode.to_string(),
             event_time: None,
+            watermark: None,
             state_schema: None,
             output_schema: String::new(),
         },

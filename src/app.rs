@@ -121,6 +121,13 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 }
             }
         }
+        let ends = matches!(config.args.trigger, Trigger::Once | Trigger::AvailableNow);
+        if config.args.final_flush && ends && !stop.load(Ordering::SeqCst) {
+            // Backfill: the input is complete, so every open window is final.
+            log::info!("--final-flush: closing every open window");
+            job.query.slot().restore_watermark(i64::MAX);
+            job.run_batch(Vec::new(), Vec::new()).await?;
+        }
         job.commit().await?;
         Ok::<_, crate::error::Error>(())
     };
@@ -134,14 +141,15 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         .as_ref()
         .map_or(0, |s| s.counters.long_lines.load(Ordering::Relaxed));
     log::info!(
-        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} lines without an event time",
+        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} lines without an event time, {} late rows dropped",
         job.batches_run,
         counters.rows,
         counters.bytes,
         counters.lossy_lines,
         counters.long_lines + socket_long_lines,
         counters.vanished_files,
-        counters.bad_event_times
+        counters.bad_event_times,
+        counters.late_rows
     );
     Ok(RunSummary {
         batches: job.batches_run,
@@ -193,6 +201,7 @@ impl Job {
                 mode: args.mode,
                 partitions: config.partitions,
                 event_time: args.event_time.as_deref(),
+                watermark: args.watermark,
             },
             slot,
         )
@@ -223,6 +232,7 @@ impl Job {
             params: config.params.clone(),
             mode: query.mode().to_string(),
             event_time: args.event_time.clone(),
+            watermark: args.watermark.map(|w| format!("{w:?}")),
             state_schema: state_schema.as_ref().map(|s| s.to_string()),
             output_schema: query.output_schema().to_string(),
         };
@@ -235,6 +245,10 @@ impl Job {
         let recovered = checkpoint.recover(state_schema.as_ref())?;
         for rows in recovered.state {
             query.restore_state(rows)?;
+        }
+        if let Some(watermark) = recovered.watermark {
+            query.slot().restore_watermark(watermark);
+            query.forget_closed_windows()?;
         }
         if let Some(source) = &mut source {
             source.mark_taken(recovered.taken);
@@ -410,14 +424,16 @@ impl Job {
                 output_rows: sink_batch.num_rows() as u64,
                 state_groups: groups,
                 wal_end: self.wal_end,
+                watermark: self.query.slot().watermark(),
             },
         });
         let t = output.timings;
         log::info!(
-            "batch {batch_id}: {} files, {} rows, {} bytes -> {} result rows, {} groups; \
+            "batch {batch_id}: {} files, {} rows ({} late), {} bytes -> {} result rows, {} groups; \
              {:.1} ms (read {:.1}, aggregate {:.1}, merge {:.1}, emit {:.1}, sinks+checkpoint {:.1})",
             offsets.files.len(),
             counts.rows,
+            counts.late_rows,
             counts.bytes,
             sink_batch.num_rows(),
             groups,

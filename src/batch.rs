@@ -52,6 +52,8 @@ pub struct TextCounters {
     pub read_nanos: AtomicU64,
     /// Lines whose `--event-time` expression gave NULL or failed, skipped.
     pub bad_event_times: AtomicU64,
+    /// Rows older than the watermark, dropped.
+    pub late_rows: AtomicU64,
 }
 
 impl TextCounters {
@@ -64,6 +66,7 @@ impl TextCounters {
             vanished_files: self.vanished_files.load(Ordering::Relaxed),
             read_nanos: self.read_nanos.load(Ordering::Relaxed),
             bad_event_times: self.bad_event_times.load(Ordering::Relaxed),
+            late_rows: self.late_rows.load(Ordering::Relaxed),
         }
     }
 }
@@ -78,6 +81,7 @@ pub struct TextCountersSnapshot {
     pub vanished_files: u64,
     pub read_nanos: u64,
     pub bad_event_times: u64,
+    pub late_rows: u64,
 }
 
 impl std::ops::Sub for TextCountersSnapshot {
@@ -91,6 +95,7 @@ impl std::ops::Sub for TextCountersSnapshot {
             vanished_files: self.vanished_files - o.vanished_files,
             read_nanos: self.read_nanos - o.read_nanos,
             bad_event_times: self.bad_event_times - o.bad_event_times,
+            late_rows: self.late_rows - o.late_rows,
         }
     }
 }

@@ -252,6 +252,15 @@ pub struct RunArgs {
     /// Lines where it is NULL or fails are skipped and counted.
     #[arg(long, value_name = "EXPR")]
     pub event_time: Option<String>,
+    /// Event-time watermark delay (e.g. 10s): rows more than this behind the largest `ts`
+    /// seen are late, dropped and counted; windows ending at or before the watermark are final
+    /// (emitted once in append mode, and removed from the state in append and update modes).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub watermark: Option<Duration>,
+    /// With --trigger once or available-now: when the input is done, close every open window
+    /// (for backfills). The checkpoint is then finished: later rows would all be late.
+    #[arg(long)]
+    pub final_flush: bool,
     /// Rows shown per batch on the console.
     #[arg(long, default_value_t = 20)]
     pub num_rows: usize,

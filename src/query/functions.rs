@@ -90,6 +90,11 @@ impl WindowFunc {
     }
 }
 
+/// The size argument of a tumble()/hop() call, in microseconds.
+pub fn window_size(function: &str, value: &ScalarValue) -> Result<i64> {
+    interval_micros(function, "size", value)
+}
+
 /// An interval argument in microseconds: positive, without months (their length varies).
 fn interval_micros(function: &str, name: &str, value: &ScalarValue) -> Result<i64> {
     let interval = match value {

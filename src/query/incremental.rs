@@ -28,12 +28,26 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::displayable;
 
+use super::lines::TriggerSlot;
 use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use crate::error::{Context, Error, Result};
 use crate::state::groups::GroupState;
 
+/// The GROUP BY key that holds a window's start, and the windows' length: a group is final
+/// once `start + size` is at or before the watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowKey {
+    pub index: usize,
+    pub size_micros: i64,
+}
+
 /// The split plan and its state; see the module docs.
 pub struct IncrementalAggregate {
+    /// Set when closed windows leave the state (append and update modes with a watermark).
+    closes_windows: Option<WindowKey>,
     /// `Partial` aggregation over the trigger's rows.
     partial: Arc<dyn ExecutionPlan>,
     /// Group-by over state rows (`as_final` of the query's group-by).
@@ -101,6 +115,7 @@ impl IncrementalAggregate {
         )
         .context(|| "creating the aggregation state".into())?;
         Ok(Self {
+            closes_windows: None,
             state_group_by: Arc::new(partial_exec.group_expr().as_final()),
             aggr_expr: partial_exec.aggr_expr().to_vec(),
             filter_expr: partial_exec.filter_expr().to_vec(),
@@ -115,6 +130,33 @@ impl IncrementalAggregate {
         &self.state
     }
 
+    /// Makes windows closed by the watermark leave the state (and, in append mode, the output).
+    pub fn evict_closed_windows(&mut self, window: Option<WindowKey>) {
+        self.closes_windows = window;
+    }
+
+    /// Removes the windows closed at `watermark` from the state, returning their rows.
+    pub fn evict_closed(&mut self, watermark: i64) -> Result<Option<RecordBatch>> {
+        let Some(window) = self.closes_windows else {
+            return Ok(None);
+        };
+        let closed = self
+            .state
+            .evict(|rows| {
+                let starts = cast(
+                    rows.column(window.index),
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                )?;
+                let starts = starts.as_primitive::<TimestampMicrosecondType>();
+                Ok(starts
+                    .iter()
+                    .map(|s| Some(s.is_some_and(|s| s.saturating_add(window.size_micros) <= watermark)))
+                    .collect())
+            })
+            .context(|| "removing closed windows from the state".into())?;
+        Ok(Some(closed))
+    }
+
     /// Adds stored state rows during recovery: the same path a trigger's merged rows take.
     pub fn restore(&mut self, rows: RecordBatch) -> Result<()> {
         self.state
@@ -126,9 +168,11 @@ impl IncrementalAggregate {
         &mut self,
         mode: OutputMode,
         task: Arc<TaskContext>,
+        slot: &TriggerSlot,
     ) -> Result<TriggerOutput> {
         let started = Instant::now();
         let new_rows = execute(Arc::clone(&self.partial), Arc::clone(&task)).await?;
+        let watermark = slot.advance_watermark();
         let aggregated = Instant::now();
         let new_rows = concat_batches(self.state.schema(), &new_rows)
             .context(|| "collecting the trigger's partial aggregates".into())?;
@@ -145,10 +189,22 @@ impl IncrementalAggregate {
         self.state
             .append(merged.clone())
             .context(|| "updating the aggregation state".into())?;
+        let closed = match watermark {
+            Some(watermark) => self.evict_closed(watermark)?,
+            None => None,
+        };
         let merged_at = Instant::now();
         let rows = match mode {
             OutputMode::Complete => self.complete_result(task).await?,
-            _ => {
+            // Each window once, with its final value, when the watermark closes it.
+            OutputMode::Append => {
+                let closed = closed.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(self.state.schema())));
+                let finals = self
+                    .aggregate_state_rows(AggregateMode::Final, vec![closed], Arc::clone(&task))
+                    .await?;
+                self.run_above(finals, task).await?
+            }
+            OutputMode::Update => {
                 let changed = self
                     .aggregate_state_rows(
                         AggregateMode::Final,

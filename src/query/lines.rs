@@ -28,7 +28,7 @@ use datafusion::physical_plan::{
 use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, TimestampMicrosecondBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::{cast, filter, filter_record_batch, is_not_null};
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
@@ -67,6 +67,54 @@ pub struct TriggerSlot {
     max_line_bytes: usize,
     /// `--event-time`: replaces `ts` with an expression over the line.
     event_time: Arc<std::sync::OnceLock<Arc<EventTime>>>,
+    /// `--watermark`: rows older than it are dropped.
+    watermark: Arc<Watermark>,
+}
+
+/// The event-time watermark: the largest `ts` seen minus a delay, only moving forward. Rows
+/// older than the watermark at the start of a trigger are late: dropped and counted.
+#[derive(Debug)]
+pub struct Watermark {
+    /// Microseconds; `None`: no watermark.
+    delay: std::sync::OnceLock<i64>,
+    current: std::sync::atomic::AtomicI64,
+    /// The largest `ts` read in the current trigger.
+    trigger_max: std::sync::atomic::AtomicI64,
+}
+
+impl Default for Watermark {
+    fn default() -> Self {
+        Self {
+            delay: std::sync::OnceLock::new(),
+            current: std::sync::atomic::AtomicI64::new(i64::MIN),
+            trigger_max: std::sync::atomic::AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+impl Watermark {
+    fn enabled(&self) -> bool {
+        self.delay.get().is_some()
+    }
+
+    /// Notes a trigger's rows and drops the late ones (column 1 is `ts`).
+    fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
+        let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+        if let Some(max) = datafusion::arrow::compute::max(ts) {
+            self.trigger_max.fetch_max(max, Ordering::Relaxed);
+        }
+        let current = self.current.load(Ordering::Relaxed);
+        if current == i64::MIN {
+            return Ok(batch);
+        }
+        let on_time: BooleanArray = ts.iter().map(|t| Some(t.is_some_and(|t| t >= current))).collect();
+        let late = batch.num_rows() - on_time.true_count();
+        if late == 0 {
+            return Ok(batch);
+        }
+        counters.late_rows.fetch_add(late as u64, Ordering::Relaxed);
+        Ok(filter_record_batch(&batch, &on_time)?)
+    }
 }
 
 /// An `--event-time` expression, evaluated over each decoded batch of `lines`.
@@ -138,7 +186,36 @@ impl TriggerSlot {
             counters,
             max_line_bytes,
             event_time: Arc::default(),
+            watermark: Arc::default(),
         }
+    }
+
+    /// Enables the watermark with this delay (microseconds).
+    pub fn set_watermark_delay(&self, delay_micros: i64) {
+        let _ = self.watermark.delay.set(delay_micros);
+    }
+
+    /// The watermark in microseconds, if enabled and known yet.
+    pub fn watermark(&self) -> Option<i64> {
+        let w = self.watermark.current.load(Ordering::Relaxed);
+        (self.watermark.enabled() && w != i64::MIN).then_some(w)
+    }
+
+    /// Sets the watermark (restored from a checkpoint, or `i64::MAX` to close every window).
+    pub fn restore_watermark(&self, micros: i64) {
+        self.watermark.current.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// Moves the watermark after a trigger: the largest `ts` it read minus the delay.
+    pub fn advance_watermark(&self) -> Option<i64> {
+        let delay = *self.watermark.delay.get()?;
+        let max = self.watermark.trigger_max.load(Ordering::Relaxed);
+        if max != i64::MIN {
+            self.watermark
+                .current
+                .fetch_max(max.saturating_sub(delay), Ordering::Relaxed);
+        }
+        self.watermark()
     }
 
     /// Makes `ts` the value of `event_time` for every row read from now on.
@@ -148,6 +225,7 @@ impl TriggerSlot {
 
     /// Makes `files` the input of the next plan execution.
     pub fn set(&self, files: Vec<TriggerFile>) {
+        self.watermark.trigger_max.store(i64::MIN, Ordering::Relaxed);
         let mut input = self.input.lock().expect("trigger slot poisoned");
         input.generation += 1;
         input.files = Arc::new(files);
@@ -279,13 +357,17 @@ impl ExecutionPlan for LinesExec {
         let counters = Arc::clone(&self.slot.counters);
         let max_line_bytes = self.slot.max_line_bytes;
         let event_time = self.slot.event_time.get().cloned();
-        // With an event time, decode every column, set `ts`, then keep the projected ones.
-        let (decoded, keep) = match &event_time {
-            Some(_) => (
-                Projection::new(None)?,
-                Some(self.projection.columns().to_vec()),
-            ),
-            None => (projection.clone(), None),
+        let watermark = self
+            .slot
+            .watermark
+            .enabled()
+            .then(|| Arc::clone(&self.slot.watermark));
+        // With an event time or a watermark, decode every column, set `ts` and drop late rows,
+        // then keep the projected columns.
+        let (decoded, keep) = if event_time.is_some() || watermark.is_some() {
+            (Projection::new(None)?, Some(self.projection.columns().to_vec()))
+        } else {
+            (projection.clone(), None)
         };
         builder.spawn_blocking(move || {
             loop {
@@ -304,11 +386,18 @@ impl ExecutionPlan for LinesExec {
                     return Ok(());
                 };
                 let sent = read_file(file, &decoded, &counters, max_line_bytes, |batch| {
-                    let batch = match (&event_time, &keep) {
-                        (Some(event_time), Some(keep)) => event_time
-                            .apply(batch, &counters)
-                            .and_then(|b| Ok(b.project(keep)?)),
-                        _ => Ok(batch),
+                    let batch = match &keep {
+                        None => Ok(batch),
+                        Some(keep) => (|| {
+                            let mut batch = batch;
+                            if let Some(event_time) = &event_time {
+                                batch = event_time.apply(batch, &counters)?;
+                            }
+                            if let Some(watermark) = &watermark {
+                                batch = watermark.apply(batch, &counters)?;
+                            }
+                            Ok(batch.project(keep)?)
+                        })(),
                     };
                     tx.blocking_send(batch).is_ok()
                 })?;

@@ -97,6 +97,8 @@ pub struct QuerySpec<'a> {
     pub partitions: usize,
     /// `--event-time`: a SQL expression over `lines` whose value becomes `ts`.
     pub event_time: Option<&'a str>,
+    /// `--watermark`: how far behind the largest `ts` seen rows may still arrive.
+    pub watermark: Option<std::time::Duration>,
 }
 
 impl StreamingQuery {
@@ -111,6 +113,9 @@ impl StreamingQuery {
         if let Some(text) = spec.event_time {
             slot.set_event_time(event_time(&ctx, text)?);
         }
+        if let Some(delay) = spec.watermark {
+            slot.set_watermark_delay(delay.as_micros() as i64);
+        }
         let logical = plan::logical_plan(&ctx, spec.file, spec.params).await?;
         let optimized = ctx
             .state()
@@ -121,7 +126,8 @@ impl StreamingQuery {
             reason,
         };
         let analysis = analyze(&optimized).map_err(unsupported)?;
-        let mode = choose_mode(spec.mode, &analysis).map_err(unsupported)?;
+        let mode =
+            choose_mode(spec.mode, &analysis, spec.watermark.is_some()).map_err(unsupported)?;
         let physical = ctx
             .state()
             .create_physical_plan(&optimized)
@@ -131,7 +137,11 @@ impl StreamingQuery {
         let shape = if analysis.aggregates == 0 {
             Shape::Stateless(physical)
         } else {
-            Shape::Aggregate(Box::new(IncrementalAggregate::split(physical)?))
+            let mut aggregate = IncrementalAggregate::split(physical)?;
+            if spec.watermark.is_some() && mode != OutputMode::Complete {
+                aggregate.evict_closed_windows(analysis.window);
+            }
+            Shape::Aggregate(Box::new(aggregate))
         };
         Ok(Self {
             ctx,
@@ -183,6 +193,7 @@ impl StreamingQuery {
             Shape::Stateless(plan) => {
                 let started = std::time::Instant::now();
                 let rows = execute(Arc::clone(plan), task).await?;
+                self.slot.advance_watermark();
                 Ok(TriggerOutput {
                     rows,
                     state_delta: None,
@@ -192,7 +203,15 @@ impl StreamingQuery {
                     },
                 })
             }
-            Shape::Aggregate(agg) => agg.run_trigger(self.mode, task).await,
+            Shape::Aggregate(agg) => agg.run_trigger(self.mode, task, &self.slot).await,
+        }
+    }
+
+    /// Drops the windows the (restored) watermark has closed: they were emitted before.
+    pub fn forget_closed_windows(&mut self) -> Result<()> {
+        match (&mut self.shape, self.slot.watermark()) {
+            (Shape::Aggregate(agg), Some(watermark)) => agg.evict_closed(watermark).map(|_| ()),
+            _ => Ok(()),
         }
     }
 
@@ -268,6 +287,8 @@ struct Analysis {
     sort_or_limit: bool,
     /// A window function (OVER) above the aggregation.
     window_above_aggregate: bool,
+    /// The GROUP BY key `window_start` made by tumble()/hop(): (key index, window size).
+    window: Option<incremental::WindowKey>,
 }
 
 /// Walks the optimized plan from the root and refuses what cannot be maintained incrementally.
@@ -323,10 +344,42 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| e.to_string())?;
-    match problem {
-        Some(p) => Err(format!("cannot run this query as a stream: {p}")),
-        None => Ok(analysis),
+    if let Some(p) = problem {
+        return Err(format!("cannot run this query as a stream: {p}"));
     }
+    analysis.window = window_key(plan);
+    Ok(analysis)
+}
+
+/// Finds the GROUP BY key named `window_start` and the size of the tumble()/hop() windows.
+fn window_key(plan: &LogicalPlan) -> Option<incremental::WindowKey> {
+    let mut index = None;
+    let mut size = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node
+            && index.is_none()
+        {
+            index = aggregate
+                .group_expr
+                .iter()
+                .position(|e| e.schema_name().to_string() == "window_start");
+        }
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let datafusion::logical_expr::Expr::ScalarFunction(f) = e
+                    && matches!(f.name(), "tumble" | "hop")
+                    && let Some(datafusion::logical_expr::Expr::Literal(value, _)) = f.args.get(1)
+                {
+                    size = functions::window_size(f.name(), value).ok().or(size);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    Some(incremental::WindowKey {
+        index: index?,
+        size_micros: size?,
+    })
 }
 
 fn has_aggregate_below(node: &LogicalPlan) -> bool {
@@ -338,6 +391,7 @@ fn has_aggregate_below(node: &LogicalPlan) -> bool {
 fn choose_mode(
     requested: Option<OutputMode>,
     analysis: &Analysis,
+    watermark: bool,
 ) -> std::result::Result<OutputMode, String> {
     let aggregating = analysis.aggregates > 0;
     let mode = requested.unwrap_or(if aggregating {
@@ -346,11 +400,18 @@ fn choose_mode(
         OutputMode::Append
     });
     match (mode, aggregating) {
-        (OutputMode::Append, true) => Err(
+        (OutputMode::Append, true) if !watermark => Err(
             "--mode append emits only rows that will never change, and a running aggregation \
-             changes its rows on every trigger; append mode for aggregations needs event-time \
-             windows and a watermark, which dfstream does not have yet. Use --mode complete \
-             (the whole table each trigger) or --mode update (the changed rows)."
+             changes its rows on every trigger: add a --watermark DURATION (and GROUP BY a \
+             window_start made by tumble() or hop()) so that each window is emitted once, when \
+             the watermark passes its end; or use --mode complete (the whole table each \
+             trigger) or --mode update (the changed rows)."
+                .to_string(),
+        ),
+        (OutputMode::Append, true) if analysis.window.is_none() => Err(
+            "--mode append for an aggregation emits each window once, when the watermark passes \
+             its end: GROUP BY a column named window_start made by tumble(ts, size) or \
+             hop(ts, size, slide) (see sql/tumbling_wordcount.sql)"
                 .to_string(),
         ),
         (OutputMode::Complete, false) => Err(

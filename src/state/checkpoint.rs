@@ -48,6 +48,8 @@ pub struct Metadata {
     pub mode: String,
     #[serde(default)]
     pub event_time: Option<String>,
+    #[serde(default)]
+    pub watermark: Option<String>,
     pub state_schema: Option<String>,
     pub output_schema: String,
 }
@@ -75,6 +77,9 @@ pub struct Commit {
     /// Where the socket log's taken lines end after this batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wal_end: Option<WalPosition>,
+    /// The event-time watermark after this batch (microseconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<i64>,
 }
 
 /// What a restart needs to continue.
@@ -91,6 +96,8 @@ pub struct Recovered {
     pub replay: Vec<Offsets>,
     /// Where the socket log's lines taken by `last_commit` end.
     pub wal_taken: Option<WalPosition>,
+    /// The watermark after `last_commit`.
+    pub watermark: Option<i64>,
 }
 
 /// The per-batch files: folder and name suffix.
@@ -205,6 +212,11 @@ impl Checkpoint {
                 "its parameters differ: checkpoint {:?}, now {:?}",
                 stored.params, meta.params
             )
+        } else if stored.watermark != meta.watermark {
+            format!(
+                "its --watermark differs: checkpoint {:?}, now {:?}",
+                stored.watermark, meta.watermark
+            )
         } else if stored.event_time != meta.event_time {
             format!(
                 "its --event-time differs: checkpoint {:?}, now {:?}",
@@ -235,10 +247,12 @@ impl Checkpoint {
         let mut good_commits = Vec::new();
         let all_commits = self.batch_ids("commits", "")?;
         let mut wal_ends = BTreeMap::new();
+        let mut watermarks = BTreeMap::new();
         for &n in &all_commits {
             match self.read_json::<Commit>(&format!("commits/{n}")) {
                 Ok(Some(commit)) => {
                     wal_ends.insert(n, commit.wal_end);
+                    watermarks.insert(n, commit.watermark);
                     good_commits.push(n);
                 }
                 Ok(None) => {}
@@ -273,6 +287,7 @@ impl Checkpoint {
         }
         recovered.last_commit = restored;
         recovered.wal_taken = restored.and_then(|c| wal_ends.get(&c).copied().flatten());
+        recovered.watermark = restored.and_then(|c| watermarks.get(&c).copied().flatten());
         if let Some(c) = restored
             && all_commits.last().is_some_and(|&last| last > c)
         {
@@ -731,6 +746,7 @@ mod tests {
             params: Default::default(),
             mode: "complete".into(),
             event_time: None,
+            watermark: None,
             state_schema: None,
             output_schema: "x".into(),
         }

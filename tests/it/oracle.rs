@@ -114,6 +114,7 @@ async fn stream(
             mode: Some(mode),
             partitions,
             event_time: None,
+            watermark: None,
         },
         slot.clone(),
     )
