@@ -30,11 +30,11 @@ use datafusion::physical_plan::displayable;
 
 use super::lines::TriggerSlot;
 use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
+use crate::error::{Context, Error, Result};
+use crate::state::groups::GroupState;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use crate::error::{Context, Error, Result};
-use crate::state::groups::GroupState;
 
 /// The GROUP BY key that holds a window's start, and the windows' length: a group is final
 /// once `start + size` is at or before the watermark.
@@ -150,7 +150,9 @@ impl IncrementalAggregate {
                 let starts = starts.as_primitive::<TimestampMicrosecondType>();
                 Ok(starts
                     .iter()
-                    .map(|s| Some(s.is_some_and(|s| s.saturating_add(window.size_micros) <= watermark)))
+                    .map(|s| {
+                        Some(s.is_some_and(|s| s.saturating_add(window.size_micros) <= watermark))
+                    })
                     .collect())
             })
             .context(|| "removing closed windows from the state".into())?;
@@ -198,7 +200,8 @@ impl IncrementalAggregate {
             OutputMode::Complete => self.complete_result(task).await?,
             // Each window once, with its final value, when the watermark closes it.
             OutputMode::Append => {
-                let closed = closed.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(self.state.schema())));
+                let closed = closed
+                    .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(self.state.schema())));
                 let finals = self
                     .aggregate_state_rows(AggregateMode::Final, vec![closed], Arc::clone(&task))
                     .await?;

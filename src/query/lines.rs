@@ -107,7 +107,10 @@ impl Watermark {
         if current == i64::MIN {
             return Ok(batch);
         }
-        let on_time: BooleanArray = ts.iter().map(|t| Some(t.is_some_and(|t| t >= current))).collect();
+        let on_time: BooleanArray = ts
+            .iter()
+            .map(|t| Some(t.is_some_and(|t| t >= current)))
+            .collect();
         let late = batch.num_rows() - on_time.true_count();
         if late == 0 {
             return Ok(batch);
@@ -225,7 +228,9 @@ impl TriggerSlot {
 
     /// Makes `files` the input of the next plan execution.
     pub fn set(&self, files: Vec<TriggerFile>) {
-        self.watermark.trigger_max.store(i64::MIN, Ordering::Relaxed);
+        self.watermark
+            .trigger_max
+            .store(i64::MIN, Ordering::Relaxed);
         let mut input = self.input.lock().expect("trigger slot poisoned");
         input.generation += 1;
         input.files = Arc::new(files);
@@ -365,7 +370,10 @@ impl ExecutionPlan for LinesExec {
         // With an event time or a watermark, decode every column, set `ts` and drop late rows,
         // then keep the projected columns.
         let (decoded, keep) = if event_time.is_some() || watermark.is_some() {
-            (Projection::new(None)?, Some(self.projection.columns().to_vec()))
+            (
+                Projection::new(None)?,
+                Some(self.projection.columns().to_vec()),
+            )
         } else {
             (projection.clone(), None)
         };
