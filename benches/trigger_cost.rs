@@ -153,6 +153,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
                 mtime_micros: 0,
             }],
             wal: vec![],
+            force_watermark: None,
         };
         checkpoint.write_offsets(&offsets).unwrap();
         let offsets_done = start.elapsed();

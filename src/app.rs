@@ -60,7 +60,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 offsets.files.len(),
                 offsets.wal.len()
             );
-            job.run_batch(offsets.files, offsets.wal).await?;
+            job.run_batch(offsets.files, offsets.wal, offsets.force_watermark)
+                .await?;
         }
         match config.args.trigger {
             Trigger::Once => {
@@ -68,7 +69,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 let files = job.take_files(&names, None);
                 let wal = job.take_wal(None)?;
                 if !files.is_empty() || !wal.is_empty() {
-                    job.run_batch(files, wal).await?;
+                    job.run_batch(files, wal, None).await?;
                 }
             }
             Trigger::AvailableNow => {
@@ -81,7 +82,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     if files.is_empty() && wal.is_empty() {
                         break;
                     }
-                    job.run_batch(files, std::mem::take(&mut wal)).await?;
+                    job.run_batch(files, std::mem::take(&mut wal), None).await?;
                 }
             }
             Trigger::Interval(_) | Trigger::Continuous => {
@@ -89,6 +90,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     Trigger::Interval(interval) => interval,
                     _ => Duration::ZERO,
                 };
+                let idle_timeout = config.args.idle_timeout;
+                let mut last_input = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
                     let started = Instant::now();
                     let names = job.list_files()?;
@@ -96,12 +99,29 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     let wal = job.take_wal(max_rows)?;
                     let ran = !files.is_empty() || !wal.is_empty();
                     if ran {
-                        job.run_batch(files, wal).await?;
+                        job.run_batch(files, wal, None).await?;
+                        last_input = Instant::now();
+                    } else if let (Some(idle), Some(watermark)) =
+                        (idle_timeout, job.query.slot().watermark())
+                        && last_input.elapsed() >= idle
+                        && job.query.state().is_some_and(|s| !s.is_empty())
+                    {
+                        // No input for a while: let event time follow the wall clock, so
+                        // open windows close although the source is idle.
+                        let advanced =
+                            watermark.saturating_add(last_input.elapsed().as_micros() as i64);
+                        log::info!(
+                            "idle for {:?}: advancing the watermark by wall-clock time",
+                            last_input.elapsed()
+                        );
+                        job.run_batch(Vec::new(), Vec::new(), Some(advanced))
+                            .await?;
+                        last_input = Instant::now();
                     }
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let next = if interval.is_zero() {
+                    let mut next = if interval.is_zero() {
                         if ran {
                             continue; // more may have arrived meanwhile
                         }
@@ -109,6 +129,9 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     } else {
                         started + interval
                     };
+                    if let Some(idle) = idle_timeout {
+                        next = next.min((last_input + idle).max(started));
+                    }
                     let commit_at = job.commit_deadline();
                     tokio::select! {
                         _ = tokio::time::sleep_until(next.into()) => {}
@@ -125,8 +148,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         if config.args.final_flush && ends && !stop.load(Ordering::SeqCst) {
             // Backfill: the input is complete, so every open window is final.
             log::info!("--final-flush: closing every open window");
-            job.query.slot().restore_watermark(i64::MAX);
-            job.run_batch(Vec::new(), Vec::new()).await?;
+            job.run_batch(Vec::new(), Vec::new(), Some(i64::MAX))
+                .await?;
         }
         job.commit().await?;
         Ok::<_, crate::error::Error>(())
@@ -363,7 +386,14 @@ impl Job {
         }
     }
 
-    async fn run_batch(&mut self, files: Vec<NewFile>, wal: Vec<WalRange>) -> Result<()> {
+    /// Runs one batch over `files` and `wal`; `force_watermark` (recorded with the input, so a
+    /// replay does the same) moves the watermark first: idle time, or a final flush.
+    async fn run_batch(
+        &mut self,
+        files: Vec<NewFile>,
+        wal: Vec<WalRange>,
+        force_watermark: Option<i64>,
+    ) -> Result<()> {
         let batch_id = self.next_batch;
         let started = Instant::now();
         let before = self.counters.snapshot();
@@ -371,8 +401,12 @@ impl Job {
             batch_id,
             files,
             wal,
+            force_watermark,
         };
         self.checkpoint.write_offsets(&offsets)?;
+        if let Some(watermark) = force_watermark {
+            self.query.slot().restore_watermark(watermark);
+        }
         pause(self.step_pause).await;
         let mut inputs = Vec::new();
         if let Some(source) = &self.source {

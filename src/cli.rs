@@ -257,6 +257,10 @@ pub struct RunArgs {
     /// (emitted once in append mode, and removed from the state in append and update modes).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub watermark: Option<Duration>,
+    /// With a watermark: when no input arrives for this long, advance the watermark by the
+    /// wall-clock time that passed, so open windows close although the source is idle.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
     /// With --trigger once or available-now: when the input is done, close every open window
     /// (for backfills). The checkpoint is then finished: later rows would all be late.
     #[arg(long)]

@@ -62,6 +62,9 @@ pub struct Offsets {
     /// Ranges of the socket source's log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wal: Vec<WalRange>,
+    /// A watermark set before the batch runs (idle time, or a final flush).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_watermark: Option<i64>,
 }
 
 /// Written once a batch is fully done; also what `dfstream checkpoint show` reports.
@@ -811,6 +814,7 @@ mod tests {
                     mtime_micros: 0,
                 }],
                 wal: vec![],
+                force_watermark: None,
             })
             .unwrap();
             taken.insert(name, 0);
@@ -828,6 +832,7 @@ mod tests {
             batch_id: 5,
             files: vec![],
             wal: vec![],
+            force_watermark: None,
         })
         .unwrap();
         let recovered = cp.recover(None).unwrap();

@@ -1,7 +1,7 @@
 //! The real binary on real directories: triggers, output modes, Parquet read back with
 //! DataFusion, files dropped in while it runs, and stop/restart continuing exactly.
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{
@@ -511,4 +511,72 @@ fn append_mode_with_a_watermark_emits_each_window_once_across_restarts() {
     let mut expected = expected;
     expected.sort();
     assert_eq!(all, expected, "each window once, the late line dropped");
+}
+
+#[test]
+fn an_idle_timeout_closes_windows_when_input_stops() {
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("tumbling.sql");
+    let sql = std::fs::read_to_string(repo("sql/tumbling_wordcount.sql")).unwrap();
+    std::fs::write(
+        &query,
+        sql.replace("lower(value)", "lower(substr(value, 22))"),
+    )
+    .unwrap();
+    let mut child = ws
+        .command(
+            &query,
+            &[
+                "--param",
+                "size=2 seconds",
+                "--event-time",
+                "to_timestamp(split_part(value, ' ', 1))",
+                "--watermark",
+                "1s",
+                "--mode",
+                "append",
+                "--idle-timeout",
+                "200ms",
+                "--no-console",
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One file, then silence: the window [0 s, 2 s) needs the watermark at 2 s, but the data
+    // only takes it to 0 s.
+    ws.add_file(
+        "a.txt",
+        "2026-01-01T00:00:00Z quiet\n2026-01-01T00:00:01Z quiet\n",
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let rows = loop {
+        let files = std::fs::read_dir(&ws.output)
+            .map(|d| d.count())
+            .unwrap_or(0);
+        if files > 0 {
+            let rows = sorted_rows(&read_parquet(&ws.output));
+            if !rows.is_empty() {
+                break rows;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window never closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains("advancing the watermark by wall-clock time"),
+        "{log}"
+    );
+    assert_eq!(rows, ["2026-01-01T00:00:00Z|2026-01-01T00:00:02Z|quiet|2"]);
 }
