@@ -87,6 +87,7 @@ fn main() {
         total_words,
         count2.1
     );
+    windows(&root, &corpus, mb, run);
     let startup = startup_to_first_result(&root, 10);
     println!(
         "start-up to first result (tiny input, --trigger once, median of 10): {:.1} ms",
@@ -97,6 +98,69 @@ fn main() {
         "file renamed into the input to its counts in the Parquet sink (--trigger 0, update mode, median of 20): {:.1} ms",
         latency * 1e3
     );
+}
+
+/// Sliding windows (10 minutes every minute: each row in 10 windows) against the plain word
+/// count, and append-mode memory as the corpus grows.
+fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
+    let window_sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/window_wordcount.sql");
+    // Event times spread over a day, from the line's content.
+    let over_a_day = "to_timestamp_seconds(1700000000 + (character_length(value) * 7919 + ascii(value)) % 86400)";
+    let (secs, rss) = best_of_query(
+        root,
+        corpus,
+        1,
+        &window_sql,
+        &[
+            "--param",
+            "size=10 minutes",
+            "--param",
+            "slide=1 minute",
+            "--event-time",
+            over_a_day,
+        ],
+    );
+    println!(
+        "sliding windows (10 min / 1 min, event times over a day, complete mode): {secs:.2} s, {:.1} MB/s, {:.1}x the plain word count's time, peak RSS {:.0} MB",
+        mb / secs,
+        secs / plain,
+        rss as f64 / 1024.0
+    );
+    // Event time advancing file by file (1.5 h a file), a 10 minute watermark, append mode: the
+    // state holds only open windows, so memory should not grow with the corpus.
+    let advancing = "to_timestamp_seconds(1700000000 + CAST(substr(file, character_length(file) - 7, 4) AS BIGINT) * 5400 + character_length(value) * 61 % 5400)";
+    for (label, glob) in [
+        ("1x", "part-000[0-3].txt"),
+        ("2x", "part-000[0-7].txt"),
+        ("4x", "*.txt"),
+    ] {
+        let (secs, rss) = best_of_query(
+            root,
+            corpus,
+            1,
+            &window_sql,
+            &[
+                "--param",
+                "size=10 minutes",
+                "--param",
+                "slide=1 minute",
+                "--event-time",
+                advancing,
+                "--watermark",
+                "10 minutes",
+                "--mode",
+                "append",
+                "--max-files-per-trigger",
+                "1",
+                "--glob",
+                glob,
+            ],
+        );
+        println!(
+            "append mode with a watermark, {label} the corpus quarter: {secs:.2} s, peak RSS {:.0} MB",
+            rss as f64 / 1024.0
+        );
+    }
 }
 
 fn dfstream() -> &'static str {
@@ -259,6 +323,17 @@ fn yardstick(dir: &Path, threads: usize) -> (u64, usize) {
 
 /// Runs dfstream over the corpus `runs` times; best wall time and the largest peak RSS (KiB).
 fn best_of_dfstream(root: &Path, corpus: &Path, runs: usize) -> (f64, u64) {
+    best_of_query(root, corpus, runs, &wordcount_sql(), &[])
+}
+
+/// Runs `query` over the corpus `runs` times with `extra` flags; best time, largest peak RSS.
+fn best_of_query(
+    root: &Path,
+    corpus: &Path,
+    runs: usize,
+    query: &Path,
+    extra: &[&str],
+) -> (f64, u64) {
     let mut best = f64::MAX;
     let mut peak = 0;
     for _ in 0..runs {
@@ -268,20 +343,20 @@ fn best_of_dfstream(root: &Path, corpus: &Path, runs: usize) -> (f64, u64) {
         let start = Instant::now();
         let mut child = Command::new(dfstream())
             .arg("run")
-            .arg(wordcount_sql())
+            .arg(query)
             .arg("--input")
             .arg(corpus)
             .arg("--checkpoint")
             .arg(work.join("checkpoint"))
             .arg("--output")
             .arg(work.join("output"))
-            .args([
-                "--trigger",
-                "available-now",
-                "--no-console",
-                "--glob",
-                "*.txt",
-            ])
+            .args(["--trigger", "available-now", "--no-console"])
+            .args(if extra.contains(&"--glob") {
+                &[][..]
+            } else {
+                &["--glob", "*.txt"][..]
+            })
+            .args(extra)
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap();
