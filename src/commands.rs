@@ -261,8 +261,7 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
 }
 
 fn format_micros(micros: i64) -> String {
-    datafusion::common::ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
-        .to_string()
+    generate::iso8601(micros)
 }
 
 /// `dfstream reset`: deletes the checkpoint's contents so that the next run starts over.

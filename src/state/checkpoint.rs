@@ -650,26 +650,26 @@ fn lock(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
-/// Deletes everything in the checkpoint directory `dir` (refusing while a process holds it).
+/// Deletes what dfstream keeps in the checkpoint directory `dir` (refusing while a process
+/// holds it); other files there are left alone.
 pub fn reset(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
     let _lock = lock(dir)?;
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
-        let path = entry.path();
-        if entry.file_name() == "lock" {
-            continue;
-        }
+    for name in ["metadata", "offsets", "commits", "state", "sources", "wal"] {
+        let path = dir.join(name);
         let removed = if path.is_dir() {
             std::fs::remove_dir_all(&path)
         } else {
             std::fs::remove_file(&path)
         };
-        removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("removing {}", path.display()), e));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
