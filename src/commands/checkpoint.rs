@@ -1,0 +1,89 @@
+//! `dfstream checkpoint show` (what a checkpoint holds) and `dfstream reset` (start over).
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::ShowArgs;
+use crate::error::{Error, Result};
+use crate::generate;
+use crate::state::checkpoint::{Checkpoint, reset};
+
+/// `dfstream checkpoint show`: the query, committed batches, state size and files.
+pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
+    let (checkpoint, meta) = Checkpoint::open_read_only(&args.checkpoint)?;
+    let commits = checkpoint.commits()?;
+    let mut text = String::new();
+    text.push_str(&format!("checkpoint {}\n", args.checkpoint.display()));
+    text.push_str(&format!(
+        "query      {} (id {}), --mode {}, format version {}\n",
+        meta.query_file, meta.query_id, meta.mode, meta.format_version
+    ));
+    for (name, value) in &meta.params {
+        text.push_str(&format!("param      {name}={value}\n"));
+    }
+    text.push_str("sql        ");
+    text.push_str(&meta.sql.trim_end().replace('\n', "\n           "));
+    text.push('\n');
+    match commits.last() {
+        Some(last) => text.push_str(&format!(
+            "last batch {} committed at {} ({} groups in state)\n",
+            last.batch_id,
+            format_micros(last.committed_at_micros),
+            last.state_groups
+        )),
+        None => text.push_str("last batch none committed\n"),
+    }
+    text.push_str("\n batch  files     rows      bytes  out rows   groups  committed at\n");
+    for c in &commits {
+        text.push_str(&format!(
+            "{:>6} {:>6} {:>8} {:>10} {:>9} {:>8}  {}\n",
+            c.batch_id,
+            c.input_files,
+            c.input_rows,
+            c.input_bytes,
+            c.output_rows,
+            c.state_groups,
+            format_micros(c.committed_at_micros)
+        ));
+    }
+    let next = commits.last().map_or(0, |c| c.batch_id + 1);
+    if let Some(offsets) = checkpoint.offsets(next) {
+        text.push_str(&format!(
+            "{:>6} {:>6}  (started, not committed: re-run on the next start)\n",
+            next,
+            offsets.files.len()
+        ));
+    }
+    let files = checkpoint.files()?;
+    let state_bytes: u64 = files
+        .iter()
+        .filter(|(name, _)| name.starts_with("state/"))
+        .map(|(_, size)| size)
+        .sum();
+    text.push_str(&format!(
+        "\nfiles ({} in all, state files {} bytes)\n",
+        files.len(),
+        state_bytes
+    ));
+    for (name, size) in files {
+        text.push_str(&format!("  {name:<28} {size:>10}\n"));
+    }
+    out.write_all(text.as_bytes())
+        .map_err(|e| Error::io("writing to the console", e))
+}
+
+fn format_micros(micros: i64) -> String {
+    generate::iso8601(micros)
+}
+
+/// `dfstream reset`: deletes the checkpoint's contents so that the next run starts over.
+pub fn reset_checkpoint(dir: &Path, out: &mut impl Write) -> Result<()> {
+    reset(dir)?;
+    writeln!(
+        out,
+        "reset {}: the next run starts from batch 0 and reads every file again \
+         (empty the output directory too if it should not keep old batches)",
+        dir.display()
+    )
+    .map_err(|e| Error::io("writing to the console", e))
+}

@@ -1,0 +1,189 @@
+//! `dfstream verify`: the batch oracle against the streaming output, for users and the
+//! crash tests.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::ParquetReadOptions;
+
+use crate::batch::{Projection, TextCounters, lines_schema};
+use crate::cli::VerifyArgs;
+use crate::error::{Context, Error, Result};
+use crate::query::lines::{TriggerFile, read_file};
+use crate::query::plan::{self, QueryFile};
+use crate::sink::parquet::COMPLETE_FILE;
+use crate::state::checkpoint::Checkpoint;
+
+/// `dfstream verify`: runs the query once as a batch over every file the checkpoint says was
+/// taken and compares the result with the streaming output. Returns whether they match.
+pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
+    let (checkpoint, meta) = Checkpoint::open_read_only(&args.checkpoint)?;
+    let file = QueryFile::read(&args.query)?;
+    let params: BTreeMap<String, String> = args.params.iter().cloned().collect();
+    if file.sql != meta.sql || params != meta.params {
+        return Err(Error::Usage(format!(
+            "checkpoint {} was made by another query or parameters than {} {params:?}",
+            args.checkpoint.display(),
+            args.query.display()
+        )));
+    }
+    let recovered = checkpoint.recover(None)?;
+    let Some(last) = recovered.last_commit else {
+        writeln!(
+            out,
+            "nothing committed yet in {}",
+            args.checkpoint.display()
+        )
+        .ok();
+        return Ok(true);
+    };
+    if let Some(unfinished) = recovered.replay.first() {
+        writeln!(
+            out,
+            "note: batch {} was started but not committed; its output may be partly written. \
+             Run the job to finish it, then verify.",
+            unfinished.batch_id
+        )
+        .ok();
+    }
+    // Arrival times, where the offsets still record them.
+    let mut ts = BTreeMap::new();
+    for batch_id in 0..=last {
+        if let Some(offsets) = checkpoint.offsets(batch_id) {
+            ts.extend(offsets.files.into_iter().map(|f| (f.name, f.ts_micros)));
+        }
+    }
+    let projection = Projection::new(None).context(|| "the lines schema".into())?;
+    let counters = TextCounters::default();
+    let mut lines: Vec<RecordBatch> = Vec::new();
+    for name in recovered.taken.keys() {
+        let path = args.input.join(name);
+        let file = TriggerFile {
+            display: path.display().to_string(),
+            path,
+            ts_micros: ts.get(name).copied().unwrap_or(0),
+            range: None,
+        };
+        read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
+            lines.push(b);
+            true
+        })
+        .context(|| format!("reading {name}"))?;
+    }
+    let vanished = counters.snapshot().vanished_files;
+    if vanished > 0 {
+        writeln!(
+            out,
+            "note: {vanished} input files no longer exist; the batch result cannot include them"
+        )
+        .ok();
+    }
+    let ctx = crate::query::session(2);
+    let table =
+        MemTable::try_new(lines_schema(), vec![lines]).context(|| "the lines table".into())?;
+    ctx.register_table("lines", Arc::new(table))
+        .context(|| "registering lines".into())?;
+    let logical = plan::logical_plan(&ctx, &file, &params).await?;
+    let expected = ctx
+        .execute_logical_plan(logical)
+        .await
+        .context(|| "planning the batch query".into())?
+        .collect()
+        .await
+        .context(|| "running the batch query".into())?;
+    let actual = match meta.mode.as_str() {
+        "complete" => read_output(&args.output.join(COMPLETE_FILE)).await?,
+        "append" => read_output(&args.output).await?,
+        other => {
+            return Err(Error::Usage(format!(
+                "verify compares the whole result, which --mode {other} output does not hold; \
+                 run the query in --mode complete (or append) to verify it"
+            )));
+        }
+    };
+    let expected = row_strings(&expected);
+    let actual = row_strings(&actual);
+    let missing: Vec<_> = difference(&expected, &actual);
+    let unexpected: Vec<_> = difference(&actual, &expected);
+    if missing.is_empty() && unexpected.is_empty() {
+        writeln!(
+            out,
+            "OK: {} rows, as the batch query over the {} files taken up to batch {last}",
+            expected.len(),
+            recovered.taken.len()
+        )
+        .ok();
+        return Ok(true);
+    }
+    writeln!(
+        out,
+        "DIFFERENT: the streaming output has {} rows the batch query does not, and lacks {} of its rows",
+        unexpected.len(),
+        missing.len()
+    )
+    .ok();
+    for row in missing.iter().take(20) {
+        writeln!(out, "  batch only:  {row}").ok();
+    }
+    for row in unexpected.iter().take(20) {
+        writeln!(out, "  stream only: {row}").ok();
+    }
+    Ok(false)
+}
+
+async fn read_output(path: &Path) -> Result<Vec<RecordBatch>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default())
+        .await
+        .context(|| format!("reading {}", path.display()))?
+        .collect()
+        .await
+        .context(|| format!("reading {}", path.display()))
+}
+
+/// Each row as `a | b | c`, sorted (a multiset, as a sorted list).
+fn row_strings(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .filter_map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok())
+            .collect();
+        for row in 0..batch.num_rows() {
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
+            rows.push(cells.join(" | "));
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// Rows of sorted `a` not matched in sorted `b` (multiset difference).
+fn difference<'a>(a: &'a [String], b: &[String]) -> Vec<&'a String> {
+    let mut out = Vec::new();
+    let mut j = 0;
+    for row in a {
+        while j < b.len() && b[j] < *row {
+            j += 1;
+        }
+        if j < b.len() && b[j] == *row {
+            j += 1;
+        } else {
+            out.push(row);
+        }
+    }
+    out
+}
