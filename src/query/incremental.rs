@@ -48,6 +48,9 @@ pub struct WindowKey {
 pub struct IncrementalAggregate {
     /// Set when closed windows leave the state (append and update modes with a watermark).
     closes_windows: Option<WindowKey>,
+    /// The earliest window start that may be in the state (`i64::MIN`: unknown), so that the
+    /// state is scanned for closed windows only when one can have closed.
+    earliest_open: i64,
     /// `Partial` aggregation over the trigger's rows.
     partial: Arc<dyn ExecutionPlan>,
     /// Group-by over state rows (`as_final` of the query's group-by).
@@ -116,6 +119,7 @@ impl IncrementalAggregate {
         .context(|| "creating the aggregation state".into())?;
         Ok(Self {
             closes_windows: None,
+            earliest_open: i64::MIN,
             state_group_by: Arc::new(partial_exec.group_expr().as_final()),
             aggr_expr: partial_exec.aggr_expr().to_vec(),
             filter_expr: partial_exec.filter_expr().to_vec(),
@@ -140,27 +144,51 @@ impl IncrementalAggregate {
         let Some(window) = self.closes_windows else {
             return Ok(None);
         };
+        if self.earliest_open != i64::MIN
+            && self.earliest_open.saturating_add(window.size_micros) > watermark
+        {
+            return Ok(None); // nothing can have closed: no need to scan the state
+        }
+        let mut earliest_left = i64::MAX;
         let closed = self
             .state
             .evict(|rows| {
-                let starts = cast(
-                    rows.column(window.index),
-                    &DataType::Timestamp(TimeUnit::Microsecond, None),
-                )?;
+                let starts = window_starts(rows, window)?;
                 let starts = starts.as_primitive::<TimestampMicrosecondType>();
                 Ok(starts
                     .iter()
                     .map(|s| {
-                        Some(s.is_some_and(|s| s.saturating_add(window.size_micros) <= watermark))
+                        let closed =
+                            s.is_some_and(|s| s.saturating_add(window.size_micros) <= watermark);
+                        if let (Some(s), false) = (s, closed) {
+                            earliest_left = earliest_left.min(s);
+                        }
+                        Some(closed)
                     })
                     .collect())
             })
             .context(|| "removing closed windows from the state".into())?;
+        self.earliest_open = earliest_left;
         Ok(Some(closed))
+    }
+
+    /// Notes the windows of rows entering the state (they may start before any open one).
+    fn note_windows(&mut self, rows: &RecordBatch) -> Result<()> {
+        let Some(window) = self.closes_windows else {
+            return Ok(());
+        };
+        let starts = window_starts(rows, window).context(|| "reading window starts".into())?;
+        if let Some(min) =
+            datafusion::arrow::compute::min(starts.as_primitive::<TimestampMicrosecondType>())
+        {
+            self.earliest_open = self.earliest_open.min(min);
+        }
+        Ok(())
     }
 
     /// Adds stored state rows during recovery: the same path a trigger's merged rows take.
     pub fn restore(&mut self, rows: RecordBatch) -> Result<()> {
+        self.earliest_open = i64::MIN; // unknown: the next eviction scans the state
         self.state
             .append(rows)
             .context(|| "restoring the aggregation state".into())
@@ -188,6 +216,7 @@ impl IncrementalAggregate {
             .await?;
         let merged = concat_batches(self.state.schema(), &merged)
             .context(|| "collecting the merged groups".into())?;
+        self.note_windows(&merged)?;
         self.state
             .append(merged.clone())
             .context(|| "updating the aggregation state".into())?;
@@ -290,6 +319,17 @@ fn with_child(
     child: Arc<dyn ExecutionPlan>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     parent.with_new_children(vec![child])
+}
+
+/// The window-start key column of state rows, as raw microseconds.
+fn window_starts(
+    rows: &RecordBatch,
+    window: WindowKey,
+) -> DfResult<datafusion::arrow::array::ArrayRef> {
+    Ok(cast(
+        rows.column(window.index),
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+    )?)
 }
 
 /// Finds the `Partial` aggregation under a final one, through repartitions and coalesces.

@@ -156,7 +156,7 @@ impl GroupState {
     /// Removes the groups whose rows `is_final` selects (closed windows), returning their rows.
     pub fn evict(
         &mut self,
-        is_final: impl Fn(&RecordBatch) -> Result<BooleanArray>,
+        mut is_final: impl FnMut(&RecordBatch) -> Result<BooleanArray>,
     ) -> Result<RecordBatch> {
         let live: Vec<usize> = (0..self.locations.len())
             .filter(|&id| self.locations[id] != EVICTED)
