@@ -33,6 +33,20 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
         )),
         None => text.push_str("last batch none committed\n"),
     }
+    if let Some(watermark) = commits.last().and_then(|c| c.watermark) {
+        let shown = if watermark == i64::MAX {
+            "closed (--final-flush)".to_string()
+        } else {
+            format_micros(watermark)
+        };
+        text.push_str(&format!("watermark  {shown}\n"));
+    }
+    if let Some(end) = commits.last().and_then(|c| c.wal_end) {
+        text.push_str(&format!(
+            "socket log taken up to segment {} offset {}\n",
+            end.segment, end.offset
+        ));
+    }
     text.push_str("\n batch  files     rows      bytes  out rows   groups  committed at\n");
     for c in &commits {
         text.push_str(&format!(
