@@ -151,6 +151,13 @@ async fn read_output(path: &Path) -> Result<Vec<RecordBatch>> {
 
 /// Each row as `a | b | c`, sorted (a multiset, as a sorted list).
 fn row_strings(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows = rows_as_text(batches, " | ");
+    rows.sort();
+    rows
+}
+
+/// Each row as its cells' display text joined by `separator` (NULL for nulls), in order.
+pub fn rows_as_text(batches: &[RecordBatch], separator: &str) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
@@ -164,10 +171,9 @@ fn row_strings(batches: &[RecordBatch]) -> Vec<String> {
                 .iter()
                 .map(|f| f.value(row).to_string())
                 .collect();
-            rows.push(cells.join(" | "));
+            rows.push(cells.join(separator));
         }
     }
-    rows.sort();
     rows
 }
 

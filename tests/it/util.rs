@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::ParquetReadOptions;
 
@@ -165,23 +164,7 @@ fn try_read_parquet(dir: &Path) -> datafusion::common::Result<Vec<RecordBatch>> 
 
 /// Each row as `a|b|c`, in the batches' order.
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
-            .collect();
-        for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            out.push(cells.join("|"));
-        }
-    }
-    out
+    dfstream::commands::verify::rows_as_text(batches, "|")
 }
 
 /// Rows sorted, for results without ORDER BY.
