@@ -33,6 +33,13 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )));
     }
     let recovered = checkpoint.recover(None)?;
+    if recovered.wal_taken.is_some() {
+        return Err(Error::Usage(format!(
+            "checkpoint {} also read lines from a socket; verify rebuilds the input from files \
+             only (the socket log is deleted once committed), so it cannot check this job",
+            args.checkpoint.display()
+        )));
+    }
     let Some(last) = recovered.last_commit else {
         writeln!(
             out,

@@ -289,3 +289,31 @@ fn the_socket_shortcut_runs_wordcount_continuously() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trigger Continuous"));
 }
+
+#[test]
+fn verify_says_it_cannot_check_socket_input() {
+    let ws = Workspace::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let job = start_job(
+        &ws,
+        &repo("sql/wordcount.sql"),
+        &addr,
+        &["--checkpoint-interval", "0"],
+    );
+    let (mut conn, _) = listener.accept().unwrap();
+    conn.write_all(b"a b\n").unwrap();
+    wait_for_result(&ws, |rows| total_count(rows) >= 2);
+    stop(job);
+    let out = Command::new(bin())
+        .arg("verify")
+        .arg(repo("sql/wordcount.sql"))
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("socket"));
+}
