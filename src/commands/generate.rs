@@ -36,6 +36,29 @@ fn lines_given(positional: Option<usize>, shape: &ShapeArgs, default: usize) -> 
     positional.or(shape.lines_per_file).unwrap_or(default)
 }
 
+/// Writes `files` files named `{kind}-{clock}-NNNNN.txt` (single and batch modes).
+fn write_files(
+    dir: &std::path::Path,
+    kind: &str,
+    files: usize,
+    lines: usize,
+    bytes_per_file: Option<u64>,
+    args: &ShapeArgs,
+) -> Result<()> {
+    let mut maker = LineMaker::new(shape(args)?);
+    let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+    let paths = generate::write_batch(
+        dir,
+        &mut maker,
+        files,
+        lines,
+        bytes_per_file,
+        &format!("{kind}-{now}"),
+    )?;
+    log::info!("wrote {} files into {}", paths.len(), dir.display());
+    Ok(())
+}
+
 /// `dfstream generate ...`.
 pub async fn generate(command: GenerateCommand, shutdown: impl Future<Output = ()>) -> Result<()> {
     match command {
@@ -43,22 +66,7 @@ pub async fn generate(command: GenerateCommand, shutdown: impl Future<Output = (
             dir,
             lines,
             shape: args,
-        } => {
-            let mut maker = LineMaker::new(shape(&args)?);
-            let name = format!(
-                "single-{}",
-                crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
-            );
-            let paths = generate::write_batch(
-                &dir,
-                &mut maker,
-                1,
-                lines_given(lines, &args, 3),
-                None,
-                &name,
-            )?;
-            log::info!("wrote {}", paths[0].display());
-        }
+        } => write_files(&dir, "single", 1, lines_given(lines, &args, 3), None, &args)?,
         GenerateCommand::Batch {
             dir,
             files,
@@ -74,20 +82,8 @@ pub async fn generate(command: GenerateCommand, shutdown: impl Future<Output = (
                 ));
             }
             let per_file = size.map(|s| (s as u64).div_ceil(files as u64));
-            let mut maker = LineMaker::new(shape(&args)?);
-            let name = format!(
-                "batch-{}",
-                crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
-            );
-            let paths = generate::write_batch(
-                &dir,
-                &mut maker,
-                files,
-                lines_given(lines, &args, 5),
-                per_file,
-                &name,
-            )?;
-            log::info!("wrote {} files into {}", paths.len(), dir.display());
+            let lines = lines_given(lines, &args, 5);
+            write_files(&dir, "batch", files, lines, per_file, &args)?
         }
         GenerateCommand::Continuous {
             dir,

@@ -23,13 +23,8 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
             argv.extend(["--output".into(), output.display().to_string()]);
             let mut flags = run_flags.as_slice();
             if let Some(secs) = flags.first().and_then(|s| s.parse::<f64>().ok()) {
-                if !flags
-                    .iter()
-                    .any(|f| f == "--trigger" || f.starts_with("--trigger="))
-                {
-                    argv.extend(["--trigger".into(), format!("{secs}s")]);
-                }
                 flags = &flags[1..];
+                default_flag(&mut argv, flags, "--trigger", format!("{secs}s"));
             }
             argv.extend(flags.iter().cloned());
             Ok(argv)
@@ -46,12 +41,7 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
             argv.extend(["--output".into(), output.display().to_string()]);
             argv.extend(["--param".into(), format!("size={size}")]);
             argv.extend(["--param".into(), format!("slide={slide}")]);
-            if !run_flags
-                .iter()
-                .any(|f| f == "--mode" || f.starts_with("--mode="))
-            {
-                argv.extend(["--mode".into(), "complete".into()]);
-            }
+            default_flag(&mut argv, run_flags, "--mode", "complete".into());
             argv.extend(run_flags.iter().cloned());
             Ok(argv)
         }
@@ -62,16 +52,21 @@ pub fn shortcut(command: &Command) -> Result<Vec<String>> {
         } => {
             argv.push("sql/wordcount.sql".into());
             argv.extend(["--socket".into(), format!("{host}:{port}")]);
-            if !run_flags
-                .iter()
-                .any(|f| f == "--trigger" || f.starts_with("--trigger="))
-            {
-                argv.extend(["--trigger".into(), "continuous".into()]);
-            }
+            default_flag(&mut argv, run_flags, "--trigger", "continuous".into());
             argv.extend(run_flags.iter().cloned());
             Ok(argv)
         }
         _ => unreachable!("only mode shortcuts"),
+    }
+}
+
+/// Adds `flag value` to `argv` unless the user's `run_flags` set that flag themselves.
+fn default_flag(argv: &mut Vec<String>, run_flags: &[String], flag: &str, value: String) {
+    let given = run_flags
+        .iter()
+        .any(|f| f == flag || f.starts_with(&format!("{flag}=")));
+    if !given {
+        argv.extend([flag.to_string(), value]);
     }
 }
 

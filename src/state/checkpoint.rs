@@ -316,12 +316,15 @@ impl Checkpoint {
     /// Deletes every file of batches `first` and later: after a fall-back, batches that will
     /// not be replayed must not be mistaken for done (their inputs are taken again instead).
     pub fn discard_from(&self, first: u64) -> Result<()> {
+        self.remove_batches(|n| n >= first, "of an unrecoverable batch")
+    }
+
+    /// Deletes the per-batch files of every batch `doomed` selects, saying `why` in the log.
+    fn remove_batches(&self, doomed: impl Fn(u64) -> bool, why: &str) -> Result<()> {
         for (sub, suffix) in BATCH_FILES {
             for n in self.batch_ids(sub, suffix)? {
-                if n >= first {
-                    log::warn!(
-                        "discarding checkpoint file {sub}/{n}{suffix} of an unrecoverable batch"
-                    );
+                if doomed(n) {
+                    log::debug!("removing checkpoint file {sub}/{n}{suffix} {why}");
                     self.store
                         .delete(&format!("{sub}/{n}{suffix}"))
                         .map_err(|e| {
@@ -523,14 +526,9 @@ impl Checkpoint {
             return Ok(());
         };
         let keep_from = snapshot.min(last.saturating_sub(self.retain_batches));
-        for (sub, suffix) in BATCH_FILES {
-            for n in self.batch_ids(sub, suffix)? {
-                if n < keep_from
-                    && let Err(e) = self.store.delete(&format!("{sub}/{n}{suffix}"))
-                {
-                    log::warn!("could not remove old checkpoint file {sub}/{n}{suffix}: {e}");
-                }
-            }
+        if let Err(e) = self.remove_batches(|n| n < keep_from, "older than the retained history") {
+            // The batch is committed; old files only cost space, and the next commit retries.
+            log::warn!("could not remove old checkpoint files: {e}");
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The real binary on real directories: triggers, output modes, Parquet read back with
 //! DataFusion, files dropped in while it runs, and stop/restart continuing exactly.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::{
@@ -263,11 +263,7 @@ fn watches_the_directory_and_updates_the_result_as_files_arrive() {
         wordcount_oracle(&ws, &[("1.txt", "hello world\n"), ("2.txt", "partial")])
     );
     // SIGTERM: a clean stop with exit code 0.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::util::signal(&child, "TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
@@ -567,9 +563,7 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    crate::util::signal(&child, "TERM");
     let status = child.wait().unwrap();
     assert!(status.success());
     let mut log = String::new();

@@ -32,9 +32,7 @@ fn start_job(ws: &Workspace, query: &std::path::Path, addr: &str, extra: &[&str]
 
 /// Stops a job with SIGTERM and returns its log.
 fn stop(child: Child) -> String {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    crate::util::signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
@@ -282,9 +280,7 @@ fn the_socket_shortcut_runs_wordcount_continuously() {
     conn.write_all(b"to be or not to be\n").unwrap();
     let got = wait_for_result(&ws, |rows| total_count(rows) >= 6);
     assert_eq!(got, ["be|2", "not|1", "or|1", "to|2"]);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    crate::util::signal(&child, "TERM");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("trigger Continuous"));

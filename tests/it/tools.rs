@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Workspace, assert_ok, bin, read_parquet, repo, sorted_rows, stderr, stdout};
+use crate::util::{
+    Workspace, assert_ok, bin, read_parquet, repo, signal, sorted_rows, stderr, stdout, wait_for,
+};
 
 fn dfstream(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
@@ -24,23 +26,21 @@ fn contents(dir: &Path) -> Vec<String> {
     all
 }
 
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
+/// Starts the word count watching `ws` with `pause_ms` between the steps of a batch, adds a
+/// file, and returns once that batch has begun (its offsets are written).
+fn start_slow_batch(ws: &Workspace, pause_ms: &str) -> Child {
+    let child = ws
+        .command(&repo("sql/wordcount.sql"), &["--no-console"])
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", pause_ms)
+        .stderr(Stdio::null())
+        .spawn()
         .unwrap();
-    assert!(status.success());
-}
-
-fn wait_for(path: &Path, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if path.exists() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
+    ws.add_file("a.txt", "one two\n");
+    assert!(wait_for(
+        &ws.checkpoint.join("offsets/0"),
+        Duration::from_secs(20)
+    ));
+    child
 }
 
 #[test]
@@ -286,17 +286,7 @@ fn the_window_shortcut_runs_sliding_windows_with_its_parameters() {
 #[test]
 fn sigint_finishes_the_current_batch_and_exits_0() {
     let ws = Workspace::new();
-    let mut child = ws
-        .command(&repo("sql/wordcount.sql"), &["--no-console"])
-        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "300")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ws.add_file("a.txt", "one two\n");
-    assert!(wait_for(
-        &ws.checkpoint.join("offsets/0"),
-        Duration::from_secs(20)
-    ));
+    let mut child = start_slow_batch(&ws, "300");
     signal(&child, "INT");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
@@ -310,17 +300,7 @@ fn sigint_finishes_the_current_batch_and_exits_0() {
 #[test]
 fn a_second_sigint_stops_at_once_and_the_batch_is_rerun_later() {
     let ws = Workspace::new();
-    let mut child = ws
-        .command(&repo("sql/wordcount.sql"), &["--no-console"])
-        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "2000")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ws.add_file("a.txt", "one two\n");
-    assert!(wait_for(
-        &ws.checkpoint.join("offsets/0"),
-        Duration::from_secs(20)
-    ));
+    let mut child = start_slow_batch(&ws, "2000");
     let started = Instant::now();
     signal(&child, "INT");
     std::thread::sleep(Duration::from_millis(200));

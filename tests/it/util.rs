@@ -95,15 +95,32 @@ impl Workspace {
 
     /// Waits until batch `id` is committed.
     pub fn wait_for_commit(&self, id: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.commits().contains(&id) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        wait_for(
+            &self.checkpoint.join("commits").join(id.to_string()),
+            timeout,
+        )
     }
+}
+
+/// Waits until `path` exists.
+pub fn wait_for(path: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if path.exists() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Sends signal `name` (INT, TERM, ...) to `child`.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 pub fn stdout(output: &Output) -> String {
