@@ -10,16 +10,21 @@
 //! every `slide`) that holds `ts`, as a list to `unnest`. Windows are aligned to the Unix epoch;
 //! sizes are intervals (`INTERVAL '1 minute'`, or strings such as `'30 seconds'`, e.g. from
 //! `--param`), checked when the query is planned.
+//!
+//! `session(ts, gap)` returns the session window a lone row at `ts` opens: a struct
+//! `{start: ts, end: ts + gap}`. Grouped by it (with other keys), the incremental aggregation
+//! merges a key's sessions that overlap, so a session lasts while rows keep coming less than
+//! `gap` apart (see `query::session`); it means nothing outside a GROUP BY key.
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, StringBuilder, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, ListArray, StringBuilder, StructArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Field, FieldRef, IntervalUnit, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, FieldRef, Fields, IntervalUnit, TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::common::{
     Result, ScalarValue, exec_err, internal_err, plan_datafusion_err, plan_err,
@@ -35,6 +40,115 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(WordsFunc::new()));
     ctx.register_udf(ScalarUDF::from(WindowFunc::tumble()));
     ctx.register_udf(ScalarUDF::from(WindowFunc::hop()));
+    ctx.register_udf(ScalarUDF::from(SessionFunc::new()));
+}
+
+/// The type `session()` returns for timestamps of `ts_type`: `{start, end}`.
+pub fn session_type(ts_type: &DataType) -> DataType {
+    DataType::Struct(Fields::from(vec![
+        Field::new("start", ts_type.clone(), true),
+        Field::new("end", ts_type.clone(), true),
+    ]))
+}
+
+/// Whether `data_type` is what `session()` returns.
+pub fn is_session_type(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Struct(fields) => {
+            fields.len() == 2
+                && fields[0].name() == "start"
+                && fields[1].name() == "end"
+                && matches!(fields[0].data_type(), DataType::Timestamp(..))
+                && fields[0].data_type() == fields[1].data_type()
+        }
+        _ => false,
+    }
+}
+
+/// `session(ts, gap)`; see the module docs.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SessionFunc {
+    signature: Signature,
+}
+
+impl SessionFunc {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+}
+
+impl Default for SessionFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for SessionFunc {
+    fn name(&self) -> &str {
+        "session"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        internal_err!("return_field_from_args is used")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let ts = args.arg_fields[0].data_type();
+        if !matches!(ts, DataType::Timestamp(..)) {
+            return plan_err!("session: the first argument must be a timestamp, not {ts}");
+        }
+        if let Some(Some(gap)) = args.scalar_arguments.get(1) {
+            interval_micros("session", "gap", gap)?;
+        }
+        Ok(Arc::new(Field::new("session", session_type(ts), true)))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let ColumnarValue::Scalar(gap) = &args.args[1] else {
+            return exec_err!("session: the gap must be a constant");
+        };
+        let gap = interval_micros("session", "gap", gap)?;
+        let ts_type = args.arg_fields[0].data_type().clone();
+        let micros = cast(
+            &args.args[0].to_array(args.number_rows)?,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let starts = micros.as_primitive::<TimestampMicrosecondType>().clone();
+        let ends: TimestampMicrosecondArray = starts.unary(|t| t.saturating_add(gap));
+        let result = session_array(&ts_type, starts, ends)?;
+        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
+            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+                &result, 0,
+            )?));
+        }
+        Ok(ColumnarValue::Array(result))
+    }
+}
+
+/// Builds `session()` values of `ts_type` from raw microsecond bounds (NULL where `starts` is).
+pub fn session_array(
+    ts_type: &DataType,
+    starts: TimestampMicrosecondArray,
+    ends: TimestampMicrosecondArray,
+) -> Result<ArrayRef> {
+    let nulls = starts.nulls().cloned();
+    let DataType::Struct(fields) = session_type(ts_type) else {
+        unreachable!("session_type is a struct")
+    };
+    Ok(Arc::new(StructArray::try_new(
+        fields,
+        vec![
+            cast(&(Arc::new(starts) as ArrayRef), ts_type)?,
+            cast(&(Arc::new(ends) as ArrayRef), ts_type)?,
+        ],
+        nulls,
+    )?))
 }
 
 /// `tumble(ts, size)` and `hop(ts, size, slide)`; see the module docs.

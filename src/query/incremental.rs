@@ -32,25 +32,36 @@ use super::lines::TriggerSlot;
 use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
 use crate::error::{Context, Error, Result};
 use crate::state::groups::GroupState;
-use datafusion::arrow::array::AsArray;
+use super::session::{SessionMerge, Sessions};
+use datafusion::arrow::array::{ArrayRef, AsArray, PrimitiveArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 
-/// The GROUP BY key that holds a window's start, and the windows' length: a group is final
-/// once `start + size` is at or before the watermark.
+/// The GROUP BY key that holds a row's window: a group is final once the window's end is
+/// at or before the watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowKey {
     pub index: usize,
-    pub size_micros: i64,
+    pub kind: WindowKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    /// `window_start` made by tumble()/hop(): windows end `size_micros` after they start.
+    Fixed { size_micros: i64 },
+    /// `session()`: a struct holding the session's start and end.
+    Session,
 }
 
 /// The split plan and its state; see the module docs.
 pub struct IncrementalAggregate {
     /// Set when closed windows leave the state (append and update modes with a watermark).
     closes_windows: Option<WindowKey>,
-    /// The earliest window start that may be in the state (`i64::MIN`: unknown), so that the
+    /// The earliest window end that may be in the state (`i64::MIN`: unknown), so that the
     /// state is scanned for closed windows only when one can have closed.
-    earliest_open: i64,
+    earliest_end: i64,
+    /// Open session windows, when the query groups by `session()`.
+    sessions: Option<Sessions>,
     /// `Partial` aggregation over the trigger's rows.
     partial: Arc<dyn ExecutionPlan>,
     /// Group-by over state rows (`as_final` of the query's group-by).
@@ -65,8 +76,9 @@ pub struct IncrementalAggregate {
 }
 
 impl IncrementalAggregate {
-    /// Splits a physical plan with exactly one aggregation (checked by the caller).
-    pub fn split(plan: Arc<dyn ExecutionPlan>) -> Result<Self> {
+    /// Splits a physical plan with exactly one aggregation (checked by the caller); `session`
+    /// is the GROUP BY key made by `session()`, if any.
+    pub fn split(plan: Arc<dyn ExecutionPlan>, session: Option<usize>) -> Result<Self> {
         let mut above = Vec::new();
         let mut node = plan;
         let aggregate = loop {
@@ -117,9 +129,14 @@ impl IncrementalAggregate {
             partial_exec.group_expr().num_group_exprs(),
         )
         .context(|| "creating the aggregation state".into())?;
+        let sessions = session
+            .map(|column| Sessions::new(state.schema(), state.num_keys(), column))
+            .transpose()
+            .context(|| "reading the session key".into())?;
         Ok(Self {
             closes_windows: None,
-            earliest_open: i64::MIN,
+            earliest_end: i64::MIN,
+            sessions,
             state_group_by: Arc::new(partial_exec.group_expr().as_final()),
             aggr_expr: partial_exec.aggr_expr().to_vec(),
             filter_expr: partial_exec.filter_expr().to_vec(),
@@ -144,51 +161,60 @@ impl IncrementalAggregate {
         let Some(window) = self.closes_windows else {
             return Ok(None);
         };
-        if self.earliest_open != i64::MIN
-            && self.earliest_open.saturating_add(window.size_micros) > watermark
-        {
+        if self.earliest_end != i64::MIN && self.earliest_end > watermark {
             return Ok(None); // nothing can have closed: no need to scan the state
         }
         let mut earliest_left = i64::MAX;
         let closed = self
             .state
             .evict(|rows| {
-                let starts = window_starts(rows, window)?;
-                let starts = starts.as_primitive::<TimestampMicrosecondType>();
-                Ok(starts
+                let ends = window_ends(rows, window)?;
+                Ok(ends
                     .iter()
-                    .map(|s| {
-                        let closed =
-                            s.is_some_and(|s| s.saturating_add(window.size_micros) <= watermark);
-                        if let (Some(s), false) = (s, closed) {
-                            earliest_left = earliest_left.min(s);
+                    .map(|end| {
+                        let closed = end.is_some_and(|end| end <= watermark);
+                        if let (Some(end), false) = (end, closed) {
+                            earliest_left = earliest_left.min(end);
                         }
                         Some(closed)
                     })
                     .collect())
             })
             .context(|| "removing closed windows from the state".into())?;
-        self.earliest_open = earliest_left;
+        self.earliest_end = earliest_left;
+        if let Some(sessions) = &mut self.sessions {
+            sessions
+                .forget(&closed)
+                .context(|| "forgetting closed sessions".into())?;
+        }
         Ok(Some(closed))
     }
 
-    /// Notes the windows of rows entering the state (they may start before any open one).
+    /// Notes the windows of rows entering the state (they may end before any open one).
     fn note_windows(&mut self, rows: &RecordBatch) -> Result<()> {
         let Some(window) = self.closes_windows else {
             return Ok(());
         };
-        let starts = window_starts(rows, window).context(|| "reading window starts".into())?;
-        if let Some(min) =
-            datafusion::arrow::compute::min(starts.as_primitive::<TimestampMicrosecondType>())
-        {
-            self.earliest_open = self.earliest_open.min(min);
+        let ends = window_ends(rows, window).context(|| "reading window ends".into())?;
+        if let Some(min) = datafusion::arrow::compute::min(&ends) {
+            self.earliest_end = self.earliest_end.min(min);
         }
         Ok(())
     }
 
     /// Adds stored state rows during recovery: the same path a trigger's merged rows take.
     pub fn restore(&mut self, rows: RecordBatch) -> Result<()> {
-        self.earliest_open = i64::MIN; // unknown: the next eviction scans the state
+        self.earliest_end = i64::MIN; // unknown: the next eviction scans the state
+        if let Some(sessions) = &mut self.sessions {
+            let replaced = sessions
+                .restore(&rows)
+                .context(|| "restoring sessions".into())?;
+            if let Some(replaced) = replaced {
+                self.state
+                    .remove(&replaced)
+                    .context(|| "replacing restored sessions".into())?;
+            }
+        }
         self.state
             .append(rows)
             .context(|| "restoring the aggregation state".into())
@@ -206,20 +232,24 @@ impl IncrementalAggregate {
         let aggregated = Instant::now();
         let new_rows = concat_batches(self.state.schema(), &new_rows)
             .context(|| "collecting the trigger's partial aggregates".into())?;
-        let old_rows = self
-            .state
-            .existing_rows(&new_rows)
-            .context(|| "looking up the touched groups".into())?;
-        let merge_input: Vec<RecordBatch> = old_rows.into_iter().chain([new_rows]).collect();
+        let (merge_input, session_merge) = self.merge_input(new_rows)?;
         let merged = self
             .aggregate_state_rows(AggregateMode::PartialReduce, merge_input, Arc::clone(&task))
             .await?;
         let merged = concat_batches(self.state.schema(), &merged)
             .context(|| "collecting the merged groups".into())?;
         self.note_windows(&merged)?;
+        if let Some(absorbed) = session_merge.as_ref().and_then(|m| m.absorbed.as_ref()) {
+            self.state
+                .remove(absorbed)
+                .context(|| "removing sessions merged into others".into())?;
+        }
         self.state
             .append(merged.clone())
             .context(|| "updating the aggregation state".into())?;
+        if let (Some(sessions), Some(merge)) = (&mut self.sessions, session_merge) {
+            sessions.commit(merge);
+        }
         let closed = match watermark {
             Some(watermark) => self.evict_closed(watermark)?,
             None => None,
@@ -256,6 +286,37 @@ impl IncrementalAggregate {
                 emit: merged_at.elapsed(),
             },
         })
+    }
+
+    /// The rows to merge: the trigger's partial rows and the current rows of the groups they
+    /// touch. With sessions, both carry the bounds of the merged sessions they now belong to.
+    fn merge_input(
+        &mut self,
+        new_rows: RecordBatch,
+    ) -> Result<(Vec<RecordBatch>, Option<SessionMerge>)> {
+        let lookup = || "looking up the touched groups".to_string();
+        let Some(sessions) = &self.sessions else {
+            let old_rows = self.state.existing_rows(&new_rows).context(lookup)?;
+            return Ok((old_rows.into_iter().chain([new_rows]).collect(), None));
+        };
+        let merge = sessions
+            .plan_merge(&new_rows)
+            .context(|| "merging sessions".into())?;
+        let old_rows = match &merge.touched {
+            Some(keys) => self.state.existing_rows(keys).context(lookup)?,
+            None => None,
+        };
+        let rewrite = |rows: &RecordBatch| {
+            sessions
+                .rewrite(rows, &merge)
+                .context(|| "merging sessions".into())
+        };
+        let mut input = Vec::new();
+        if let Some(old_rows) = old_rows {
+            input.push(rewrite(&old_rows)?);
+        }
+        input.push(rewrite(&new_rows)?);
+        Ok((input, Some(merge)))
     }
 
     /// The whole result table: `Final` over every group, then the plan above the aggregation.
@@ -321,15 +382,20 @@ fn with_child(
     parent.with_new_children(vec![child])
 }
 
-/// The window-start key column of state rows, as raw microseconds.
-fn window_starts(
-    rows: &RecordBatch,
-    window: WindowKey,
-) -> DfResult<datafusion::arrow::array::ArrayRef> {
-    Ok(cast(
-        rows.column(window.index),
-        &DataType::Timestamp(TimeUnit::Microsecond, None),
-    )?)
+/// The end of each state row's window, in microseconds.
+fn window_ends(rows: &RecordBatch, window: WindowKey) -> DfResult<PrimitiveArray<Int64Type>> {
+    let micros = |a: &ArrayRef| -> DfResult<PrimitiveArray<Int64Type>> {
+        let a = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        Ok(a.as_primitive::<TimestampMicrosecondType>()
+            .reinterpret_cast::<Int64Type>())
+    };
+    let column = rows.column(window.index);
+    Ok(match window.kind {
+        WindowKind::Fixed { size_micros } => {
+            micros(column)?.unary(|start| start.saturating_add(size_micros))
+        }
+        WindowKind::Session => micros(column.as_struct().column(1))?,
+    })
 }
 
 /// Finds the `Partial` aggregation under a final one, through repartitions and coalesces.

@@ -10,6 +10,7 @@ pub mod functions;
 pub mod incremental;
 pub mod lines;
 pub mod plan;
+pub mod session;
 
 use std::sync::Arc;
 
@@ -137,7 +138,11 @@ impl StreamingQuery {
         let shape = if analysis.aggregates == 0 {
             Shape::Stateless(physical)
         } else {
-            let mut aggregate = IncrementalAggregate::split(physical)?;
+            let session = analysis
+                .window
+                .filter(|w| w.kind == incremental::WindowKind::Session)
+                .map(|w| w.index);
+            let mut aggregate = IncrementalAggregate::split(physical, session)?;
             if spec.watermark.is_some() && mode != OutputMode::Complete {
                 aggregate.evict_closed_windows(analysis.window);
             }
@@ -287,7 +292,7 @@ struct Analysis {
     sort_or_limit: bool,
     /// A window function (OVER) above the aggregation.
     window_above_aggregate: bool,
-    /// The GROUP BY key `window_start` made by tumble()/hop(): (key index, window size).
+    /// The GROUP BY key holding a row's window (made by tumble(), hop() or session()).
     window: Option<incremental::WindowKey>,
 }
 
@@ -347,39 +352,64 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
     if let Some(p) = problem {
         return Err(format!("cannot run this query as a stream: {p}"));
     }
-    analysis.window = window_key(plan);
+    analysis.window = window_key(plan).map_err(|e| format!("cannot run this query: {e}"))?;
     Ok(analysis)
 }
 
-/// Finds the GROUP BY key named `window_start` and the size of the tumble()/hop() windows.
-fn window_key(plan: &LogicalPlan) -> Option<incremental::WindowKey> {
-    let mut index = None;
+/// Finds the GROUP BY key that holds a row's window: the `{start, end}` made by session(), or
+/// a key named `window_start` made by tumble()/hop() (with the windows' size).
+fn window_key(plan: &LogicalPlan) -> std::result::Result<Option<incremental::WindowKey>, String> {
+    use datafusion::logical_expr::{Expr, ExprSchemable};
+    use incremental::{WindowKey, WindowKind};
+    let mut named = None;
+    let mut session = None;
     let mut size = None;
+    let mut calls_session = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Aggregate(aggregate) = node
-            && index.is_none()
+            && named.is_none()
+            && session.is_none()
         {
-            index = aggregate
+            let input = aggregate.input.schema();
+            session = aggregate.group_expr.iter().position(|e| {
+                e.get_type(input)
+                    .is_ok_and(|t| functions::is_session_type(&t))
+            });
+            named = aggregate
                 .group_expr
                 .iter()
                 .position(|e| e.schema_name().to_string() == "window_start");
         }
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let datafusion::logical_expr::Expr::ScalarFunction(f) = e
-                    && matches!(f.name(), "tumble" | "hop")
-                    && let Some(datafusion::logical_expr::Expr::Literal(value, _)) = f.args.get(1)
-                {
-                    size = functions::window_size(f.name(), value).ok().or(size);
+                if let Expr::ScalarFunction(f) = e {
+                    calls_session |= f.name() == "session";
+                    if matches!(f.name(), "tumble" | "hop")
+                        && let Some(Expr::Literal(value, _)) = f.args.get(1)
+                    {
+                        size = functions::window_size(f.name(), value).ok().or(size);
+                    }
                 }
                 Ok(TreeNodeRecursion::Continue)
             })
         })
     });
-    Some(incremental::WindowKey {
-        index: index?,
-        size_micros: size?,
-    })
+    if let Some(index) = session {
+        return Ok(Some(WindowKey {
+            index,
+            kind: WindowKind::Session,
+        }));
+    }
+    if calls_session {
+        return Err("session(ts, gap) is the session a lone row would open; rows join into \
+                    sessions only when the query groups by it: GROUP BY session(ts, $gap) and \
+                    any other keys (see sql/session_wordcount.sql)"
+            .to_string());
+    }
+    Ok(named.zip(size).map(|(index, size_micros)| WindowKey {
+        index,
+        kind: WindowKind::Fixed { size_micros },
+    }))
 }
 
 fn has_aggregate_below(node: &LogicalPlan) -> bool {
@@ -403,15 +433,15 @@ fn choose_mode(
         (OutputMode::Append, true) if !watermark => Err(
             "--mode append emits only rows that will never change, and a running aggregation \
              changes its rows on every trigger: add a --watermark DURATION (and GROUP BY a \
-             window_start made by tumble() or hop()) so that each window is emitted once, when \
-             the watermark passes its end; or use --mode complete (the whole table each \
+             window_start made by tumble() or hop(), or by session()) so that each window is \
+             emitted once, when the watermark passes its end; or use --mode complete (the whole table each \
              trigger) or --mode update (the changed rows)."
                 .to_string(),
         ),
         (OutputMode::Append, true) if analysis.window.is_none() => Err(
             "--mode append for an aggregation emits each window once, when the watermark passes \
              its end: GROUP BY a column named window_start made by tumble(ts, size) or \
-             hop(ts, size, slide) (see sql/tumbling_wordcount.sql)"
+             hop(ts, size, slide) (see sql/tumbling_wordcount.sql), or by session(ts, gap)"
                 .to_string(),
         ),
         (OutputMode::Complete, false) => Err(

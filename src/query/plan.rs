@@ -61,6 +61,10 @@ const SHIPPED: &[(&str, &str)] = &[
         "sql/tumbling_wordcount.sql",
         include_str!("../../sql/tumbling_wordcount.sql"),
     ),
+    (
+        "sql/session_wordcount.sql",
+        include_str!("../../sql/session_wordcount.sql"),
+    ),
 ];
 
 fn shipped(path: &Path) -> Option<&'static str> {

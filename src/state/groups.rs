@@ -74,6 +74,11 @@ impl GroupState {
         &self.schema
     }
 
+    /// How many leading columns of a row are its group key.
+    pub fn num_keys(&self) -> usize {
+        self.num_keys
+    }
+
     /// Number of groups.
     pub fn len(&self) -> usize {
         self.locations.len() - self.evicted
@@ -178,6 +183,22 @@ impl GroupState {
             self.compact_if_sparse()?;
         }
         Ok(finals)
+    }
+
+    /// Removes the groups whose keys are the first columns of `keys`; they must exist.
+    pub fn remove(&mut self, keys: &RecordBatch) -> Result<()> {
+        let known = self.locations.len();
+        self.intern(keys)?;
+        for &id in &self.ids {
+            if id >= known {
+                return internal_err!("removing group {id}, which the state does not hold");
+            }
+            if self.locations[id] != EVICTED {
+                self.locations[id] = EVICTED;
+                self.evicted += 1;
+            }
+        }
+        self.compact_if_sparse()
     }
 
     /// Rewrites the log as one chunk of live rows when dead rows outnumber live ones, and
