@@ -29,10 +29,10 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, Physic
 use datafusion::physical_plan::displayable;
 
 use super::lines::TriggerSlot;
+use super::session::{SessionMerge, Sessions};
 use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
 use crate::error::{Context, Error, Result};
 use crate::state::groups::GroupState;
-use super::session::{SessionMerge, Sessions};
 use datafusion::arrow::array::{ArrayRef, AsArray, PrimitiveArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};

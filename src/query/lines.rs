@@ -130,7 +130,7 @@ pub struct EventTime {
 impl EventTime {
     /// Sets `ts` (column 1 of a full `lines` batch) to the expression's value; rows where it
     /// is NULL or fails are dropped and counted, with the first few logged.
-    fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
+    pub fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
         let ts_type = lines_schema().field(1).data_type().clone();
         let evaluate = |rows: &RecordBatch| -> Result<ArrayRef> {
             let value = self.expr.evaluate(rows)?.into_array(rows.num_rows())?;

@@ -230,7 +230,7 @@ impl StreamingQuery {
 }
 
 /// Compiles an `--event-time` expression over the `lines` columns.
-fn event_time(ctx: &SessionContext, text: &str) -> Result<lines::EventTime> {
+pub fn event_time(ctx: &SessionContext, text: &str) -> Result<lines::EventTime> {
     let bad = |e: &dyn std::fmt::Display| Error::Usage(format!("--event-time {text:?}: {e}"));
     let schema = crate::batch::lines_schema();
     let df_schema =
@@ -401,15 +401,28 @@ fn window_key(plan: &LogicalPlan) -> std::result::Result<Option<incremental::Win
         }));
     }
     if calls_session {
-        return Err("session(ts, gap) is the session a lone row would open; rows join into \
+        return Err(
+            "session(ts, gap) is the session a lone row would open; rows join into \
                     sessions only when the query groups by it: GROUP BY session(ts, $gap) and \
                     any other keys (see sql/session_wordcount.sql)"
-            .to_string());
+                .to_string(),
+        );
     }
     Ok(named.zip(size).map(|(index, size_micros)| WindowKey {
         index,
         kind: WindowKind::Fixed { size_micros },
     }))
+}
+
+/// Whether the query groups rows into session windows (which plain DataFusion cannot run).
+pub fn groups_by_session(plan: &LogicalPlan) -> bool {
+    matches!(
+        window_key(plan),
+        Ok(Some(incremental::WindowKey {
+            kind: incremental::WindowKind::Session,
+            ..
+        })) | Err(_)
+    )
 }
 
 fn has_aggregate_below(node: &LogicalPlan) -> bool {

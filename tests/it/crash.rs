@@ -53,9 +53,14 @@ fn oracle(ws: &Workspace) -> Vec<String> {
 }
 
 fn verify(ws: &Workspace) -> Output {
+    verify_query(ws, "sql/wordcount.sql", &[])
+}
+
+fn verify_query(ws: &Workspace, query: &str, params: &[&str]) -> Output {
     Command::new(bin())
         .arg("verify")
-        .arg(repo("sql/wordcount.sql"))
+        .arg(repo(query))
+        .args(params.iter().flat_map(|p| ["--param", p]))
         .arg("--input")
         .arg(&ws.input)
         .arg("--output")
@@ -578,4 +583,47 @@ fn verify_reports_differences() {
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn verify_reads_event_times_and_refuses_jobs_it_cannot_check() {
+    let event_time = "to_timestamp(substr(value, 1, 20))";
+    // Event times put the lines in different 10 s windows than their arrival time would.
+    let ws = Workspace::new();
+    ws.add_file(
+        "a.txt",
+        "2026-01-01T00:00:01Z a b\n2026-01-01T00:00:15Z a\nno time\n",
+    );
+    ws.add_file("b.txt", "2026-01-01T00:00:27Z b\n");
+    let tumbling = repo("sql/tumbling_wordcount.sql");
+    let run = [
+        "--param",
+        "size=10s",
+        "--event-time",
+        event_time,
+        "--trigger",
+        "once",
+    ];
+    assert_ok(&ws.run(&tumbling, &[&run[..], &["--no-console"]].concat()));
+    let out = verify_query(&ws, "sql/tumbling_wordcount.sql", &["size=10s"]);
+    assert_ok(&out);
+    assert!(stdout(&out).starts_with("OK"), "{}", stdout(&out));
+
+    // With a watermark, late rows were dropped: no batch query gives the job's result.
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "2026-01-01T00:00:01Z a\n");
+    let with_watermark = [&run[..], &["--watermark", "5s", "--mode", "append"]].concat();
+    assert_ok(&ws.run(&tumbling, &with_watermark));
+    let out = verify_query(&ws, "sql/tumbling_wordcount.sql", &["size=10s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--watermark 5s"), "{}", stderr(&out));
+
+    // Sessions are merged by the engine; plain DataFusion would see one-row sessions.
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "a\n");
+    let sessions = repo("sql/session_wordcount.sql");
+    assert_ok(&ws.run(&sessions, &["--param", "gap=10s", "--trigger", "once"]));
+    let out = verify_query(&ws, "sql/session_wordcount.sql", &["gap=10s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("session()"), "{}", stderr(&out));
 }

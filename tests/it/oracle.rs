@@ -146,6 +146,65 @@ fn ts_of(file_index: usize) -> i64 {
 /// Checks the property for `sql` over `count` seeds. `keys` is the number of leading output
 /// columns that identify a group (for update mode); `ordered` compares row order too.
 fn check(sql: &str, params: &[(&str, &str)], keys: usize, ordered: bool, count: u64) {
+    let update = if keys > 0 {
+        Update::Upsert { keys }
+    } else {
+        Update::NotChecked
+    };
+    check_against(sql, sql, params, update, ordered, count);
+}
+
+/// How update mode's output rows are applied to a table (and whether to check it).
+#[derive(Clone, Copy)]
+enum Update {
+    NotChecked,
+    /// A row replaces the earlier row with the same first `keys` columns.
+    Upsert {
+        keys: usize,
+    },
+    /// Rows are `window_start|window_end|word|...` of session windows: a row replaces the
+    /// earlier rows of its word whose session it overlaps (a merged session covers them).
+    Sessions,
+}
+
+impl Update {
+    fn apply(self, updates: &[Vec<RecordBatch>]) -> Vec<String> {
+        let mut table: BTreeMap<String, String> = BTreeMap::new();
+        for trigger in updates {
+            for row in rows(trigger) {
+                let fields: Vec<&str> = row.split('|').collect();
+                let key = match self {
+                    Update::NotChecked => unreachable!(),
+                    Update::Upsert { keys } => fields[..keys].join("|"),
+                    Update::Sessions => {
+                        // Whole seconds throughout: the formatted times compare as strings.
+                        let (start, end, word) = (fields[0], fields[1], fields[2]);
+                        table.retain(|_, old| {
+                            let old: Vec<&str> = old.split('|').collect();
+                            let overlaps = old[2] == word && old[0] < end && start < old[1];
+                            !overlaps
+                        });
+                        fields[..3].join("|")
+                    }
+                };
+                table.insert(key, row.clone());
+            }
+        }
+        let mut applied: Vec<String> = table.into_values().collect();
+        applied.sort();
+        applied
+    }
+}
+
+/// Checks that streaming `sql` gives what the batch query `expected_sql` gives over all input.
+fn check_against(
+    sql: &str,
+    expected_sql: &str,
+    params: &[(&str, &str)],
+    update: Update,
+    ordered: bool,
+    count: u64,
+) {
     let rt = runtime();
     let params_map: Params = params
         .iter()
@@ -167,7 +226,7 @@ fn check(sql: &str, params: &[(&str, &str)], keys: usize, ordered: bool, count: 
             files.len()
         );
         rt.block_on(async {
-            let expected = batch_query(sql, &all_lines, params, partitions).await;
+            let expected = batch_query(expected_sql, &all_lines, params, partitions).await;
             let complete = stream(
                 sql,
                 &params_map,
@@ -188,7 +247,7 @@ fn check(sql: &str, params: &[(&str, &str)], keys: usize, ordered: bool, count: 
                     "complete mode, {context}"
                 );
             }
-            if keys > 0 {
+            if !matches!(update, Update::NotChecked) {
                 // Update mode: applying each trigger's changed rows to a table gives the same result.
                 let updates = stream(
                     sql,
@@ -200,15 +259,7 @@ fn check(sql: &str, params: &[(&str, &str)], keys: usize, ordered: bool, count: 
                     &split,
                 )
                 .await;
-                let mut table = BTreeMap::new();
-                for trigger in &updates {
-                    for row in rows(trigger) {
-                        let key: Vec<&str> = row.split('|').take(keys).collect();
-                        table.insert(key.join("|"), row.clone());
-                    }
-                }
-                let mut applied: Vec<String> = table.into_values().collect();
-                applied.sort();
+                let applied = update.apply(&updates);
                 assert_eq!(applied, sorted_rows(&expected), "update mode, {context}");
             }
         });
@@ -354,7 +405,7 @@ fn tumbling_window_wordcount_matches_batch() {
 /// Append mode with a watermark: every window the final watermark has closed is emitted
 /// exactly once, with the count the batch query gives it over the rows that were not late;
 /// late rows are exactly those older than the watermark when their trigger began.
-fn check_append(sql: &str, params: &[(&str, &str)], count: u64) {
+fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u64) {
     let rt = runtime();
     let params_map: Params = params
         .iter()
@@ -444,7 +495,7 @@ fn check_append(sql: &str, params: &[(&str, &str)], count: u64) {
                 "{context}"
             );
             // The batch query over the accepted rows, restricted to closed windows.
-            let expected = batch_query(sql, &accepted, params, partitions).await;
+            let expected = batch_query(expected_sql, &accepted, params, partitions).await;
             // Whole seconds throughout, so the formatted times compare as strings.
             let closed_until = (watermark != i64::MIN).then(|| {
                 let w = datafusion::arrow::array::TimestampMicrosecondArray::from(vec![watermark])
@@ -476,11 +527,60 @@ fn check_append(sql: &str, params: &[(&str, &str)], count: u64) {
 #[test]
 fn append_mode_emits_each_closed_tumbling_window_once() {
     let sql = std::fs::read_to_string(crate::util::repo("sql/tumbling_wordcount.sql")).unwrap();
-    check_append(&sql, &[("size", "20 seconds")], 25);
+    check_append(&sql, &sql, &[("size", "20 seconds")], 25);
 }
 
 #[test]
 fn append_mode_emits_each_closed_sliding_window_once() {
     let sql = std::fs::read_to_string(crate::util::repo("sql/window_wordcount.sql")).unwrap();
-    check_append(&sql, &[("size", "25 seconds"), ("slide", "10 seconds")], 25);
+    check_append(
+        &sql,
+        &sql,
+        &[("size", "25 seconds"), ("slide", "10 seconds")],
+        25,
+    );
+}
+
+/// Session windows computed without session(): a word's rows sorted by time start a new session
+/// where the previous row is `$gap` or more before (window functions over all rows at once).
+const SESSIONS_BY_WINDOW_FUNCTIONS: &str = "
+    WITH w AS (SELECT ts, unnest(words(lower(value))) AS word FROM lines),
+    marked AS (
+      SELECT ts, word,
+        CASE WHEN lag(ts) OVER (PARTITION BY word ORDER BY ts) > ts - CAST($gap AS INTERVAL)
+          THEN 0 ELSE 1 END AS starts_session
+      FROM w),
+    numbered AS (
+      SELECT ts, word, sum(starts_session) OVER (PARTITION BY word ORDER BY ts
+        ROWS UNBOUNDED PRECEDING) AS session_no
+      FROM marked)
+    SELECT min(ts) AS window_start, max(ts) + CAST($gap AS INTERVAL) AS window_end, word,
+      count(*) AS count
+    FROM numbered GROUP BY word, session_no";
+
+#[test]
+fn session_window_wordcount_matches_batch() {
+    // Files arrive 7 s apart (see ts_of): with a 10 s gap a word's session goes on while it
+    // appears in consecutive files, and sessions of earlier triggers merge with later rows.
+    let sql = std::fs::read_to_string(crate::util::repo("sql/session_wordcount.sql")).unwrap();
+    check_against(
+        &sql,
+        SESSIONS_BY_WINDOW_FUNCTIONS,
+        &[("gap", "10 seconds")],
+        Update::Sessions,
+        false,
+        30,
+    );
+}
+
+#[test]
+fn append_mode_emits_each_closed_session_once() {
+    // Out-of-order event times also merge sessions backwards, and bridge two open sessions.
+    let sql = std::fs::read_to_string(crate::util::repo("sql/session_wordcount.sql")).unwrap();
+    check_append(
+        &sql,
+        SESSIONS_BY_WINDOW_FUNCTIONS,
+        &[("gap", "10 seconds")],
+        30,
+    );
 }
