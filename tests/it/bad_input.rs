@@ -246,3 +246,34 @@ fn wrong_window_arguments_fail_at_start() {
         assert_usage_error(&out, &[needle]);
     }
 }
+
+#[test]
+fn wrong_session_arguments_and_uses_fail_at_start() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x\n");
+    let sessions = repo("sql/session_wordcount.sql");
+    for (gap, needle) in [
+        ("gap=0s", "session: gap must be longer than zero"),
+        ("gap=soon", "is not an interval"),
+    ] {
+        let out = ws.run(&sessions, &["--trigger", "once", "--param", gap]);
+        assert_usage_error(&out, &[needle]);
+    }
+    // Outside a GROUP BY key, session() would be the one-row session: refused.
+    for sql in [
+        "SELECT session(ts, '10s') AS s, value FROM lines",
+        "SELECT session(ts, '10s')['start'] AS s, count(*) AS n FROM lines \
+         GROUP BY session(ts, '10s')['start']",
+    ] {
+        let out = ws.run(&query(&ws, sql), &["--trigger", "once"]);
+        assert_usage_error(&out, &["GROUP BY session(ts, $gap)"]);
+    }
+    let out = ws.run(
+        &query(
+            &ws,
+            "SELECT session(1, '10s') AS s, count(*) FROM lines GROUP BY s",
+        ),
+        &["--trigger", "once"],
+    );
+    assert_usage_error(&out, &["session: the first argument must be a timestamp"]);
+}

@@ -627,3 +627,71 @@ fn verify_reads_event_times_and_refuses_jobs_it_cannot_check() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("session()"), "{}", stderr(&out));
 }
+
+#[test]
+fn sigkill_with_session_windows_keeps_the_result_exact() {
+    // Lines carry event times; sessions (10 s gap) of five words grow, merge and bridge across
+    // files while the job is killed at random moments, restored from snapshots and deltas.
+    let seed = seed() + 2;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ws = Workspace::new();
+    let sql = std::fs::read_to_string(repo("sql/session_wordcount.sql"))
+        .unwrap()
+        .replace("words(lower(value))", "words(lower(substr(value, 22)))");
+    let query = ws.dir.path().join("sessions.sql");
+    std::fs::write(&query, sql).unwrap();
+    let args: Vec<&str> = every_batch_committed()
+        .into_iter()
+        .chain(["--param", "gap=10s"])
+        .chain(["--event-time", "to_timestamp(substr(value, 1, 20))"])
+        .collect();
+    let base = 1_767_225_600i64; // 2026-01-01T00:00:00Z
+    let mut expected_lines = Vec::new();
+    let mut kills = 0;
+    for i in 0..60 {
+        if kills >= 16 {
+            break;
+        }
+        let mut text = String::new();
+        for _ in 0..rng.random_range(1..4) {
+            let t = base + i * 4 + rng.random_range(0..12);
+            let words: Vec<&str> = (0..rng.random_range(1..4))
+                .map(|_| ["a", "b", "c", "d", "e"][rng.random_range(0..5)])
+                .collect();
+            let (minute, second) = ((t - base) / 60, (t - base) % 60);
+            let stamp = format!("2026-01-01T00:{minute:02}:{second:02}Z");
+            text.push_str(&format!("{stamp} {}\n", words.join(" ")));
+            expected_lines.push(Line {
+                value: words.join(" "),
+                ts_micros: t * 1_000_000,
+                file: String::new(),
+            });
+        }
+        ws.add_file(&format!("f{i:04}.txt"), &text);
+        let mut child = ws
+            .command(&query, &args)
+            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+        }
+    }
+    assert_ok(&ws.run(&query, &args));
+    let expected = runtime().block_on(batch_query(
+        crate::oracle::SESSIONS_BY_WINDOW_FUNCTIONS,
+        &expected_lines,
+        &[("gap", "10s")],
+        2,
+    ));
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
+        sorted_rows(&expected),
+        "after {kills} SIGKILLs, seed {seed}"
+    );
+}

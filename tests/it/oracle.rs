@@ -543,7 +543,7 @@ fn append_mode_emits_each_closed_sliding_window_once() {
 
 /// Session windows computed without session(): a word's rows sorted by time start a new session
 /// where the previous row is `$gap` or more before (window functions over all rows at once).
-const SESSIONS_BY_WINDOW_FUNCTIONS: &str = "
+pub const SESSIONS_BY_WINDOW_FUNCTIONS: &str = "
     WITH w AS (SELECT ts, unnest(words(lower(value))) AS word FROM lines),
     marked AS (
       SELECT ts, word,
