@@ -25,8 +25,10 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::Partitioning;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::displayable;
+use datafusion::physical_plan::repartition::RepartitionExec;
 
 use super::lines::TriggerSlot;
 use super::session::{SessionMerge, Sessions};
@@ -296,6 +298,9 @@ impl IncrementalAggregate {
     ) -> Result<(Vec<RecordBatch>, Option<SessionMerge>)> {
         let lookup = || "looking up the touched groups".to_string();
         let Some(sessions) = &self.sessions else {
+            if self.state.is_empty() {
+                return Ok((vec![new_rows], None)); // nothing to look up (a first backlog)
+            }
             let old_rows = self.state.existing_rows(&new_rows).context(lookup)?;
             return Ok((old_rows.into_iter().chain([new_rows]).collect(), None));
         };
@@ -331,22 +336,55 @@ impl IncrementalAggregate {
         self.run_above(finals, task).await
     }
 
-    /// Runs an aggregation of `mode` (PartialReduce or Final) over state rows.
+    /// Runs an aggregation of `mode` (PartialReduce or Final) over state rows; large inputs
+    /// are spread over the session's partitions (a backlog trigger can touch millions of groups).
     async fn aggregate_state_rows(
         &self,
         mode: AggregateMode,
         rows: Vec<RecordBatch>,
         task: Arc<TaskContext>,
     ) -> Result<Vec<RecordBatch>> {
-        let source =
-            MemorySourceConfig::try_new_exec(&[rows], Arc::clone(self.state.schema()), None)
-                .context(|| "reading state rows".into())?;
+        let schema = Arc::clone(self.state.schema());
+        let total: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        let partitions = task.session_config().target_partitions();
+        let parallel = partitions > 1 && total >= PARALLEL_MERGE_ROWS && self.state.num_keys() > 0;
+        let reading = || "reading state rows".to_string();
+        let (input, mode): (Arc<dyn ExecutionPlan>, _) = match mode {
+            _ if !parallel => (
+                MemorySourceConfig::try_new_exec(&[rows], schema, None).context(reading)?,
+                mode,
+            ),
+            AggregateMode::PartialReduce => {
+                // Each group's rows go to one partition, which merges them.
+                let split = split_rows(&schema, &rows, partitions).context(reading)?;
+                let source =
+                    MemorySourceConfig::try_new_exec(&split, schema, None).context(reading)?;
+                let keys = self
+                    .state_group_by
+                    .expr()
+                    .iter()
+                    .map(|(expr, _)| Arc::clone(expr))
+                    .collect();
+                let repartition =
+                    RepartitionExec::try_new(source, Partitioning::Hash(keys, partitions))
+                        .context(|| "partitioning state rows by group".into())?;
+                (Arc::new(repartition) as Arc<dyn ExecutionPlan>, mode)
+            }
+            // State rows hold each group once, so any split keeps a group in one partition.
+            _ => {
+                let split = split_rows(&schema, &rows, partitions).context(reading)?;
+                (
+                    MemorySourceConfig::try_new_exec(&split, schema, None).context(reading)?,
+                    AggregateMode::FinalPartitioned,
+                )
+            }
+        };
         let exec = AggregateExec::try_new(
             mode,
             Arc::clone(&self.state_group_by),
             self.aggr_expr.clone(),
             self.filter_expr.clone(),
-            source,
+            input,
             Arc::clone(&self.input_schema),
         )
         .context(|| format!("planning the {mode:?} aggregation of state rows"))?;
@@ -372,6 +410,26 @@ impl IncrementalAggregate {
         }
         execute(node, task).await
     }
+}
+
+/// Below this many state rows a merge runs on one thread (spreading costs more than it saves).
+const PARALLEL_MERGE_ROWS: usize = 64 * 1024;
+
+/// `rows` as `partitions` slices of about equal size, one per partition.
+fn split_rows(
+    schema: &SchemaRef,
+    rows: &[RecordBatch],
+    partitions: usize,
+) -> DfResult<Vec<Vec<RecordBatch>>> {
+    let all = concat_batches(schema, rows)?;
+    let per = all.num_rows().div_ceil(partitions).max(1);
+    Ok((0..partitions)
+        .map(|p| {
+            let start = (p * per).min(all.num_rows());
+            let len = per.min(all.num_rows() - start);
+            vec![all.slice(start, len)]
+        })
+        .collect())
 }
 
 #[expect(deprecated)] // `replace_children` with options is the newer spelling of the same call

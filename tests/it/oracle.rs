@@ -584,3 +584,42 @@ fn append_mode_emits_each_closed_session_once() {
         30,
     );
 }
+
+#[test]
+fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
+    // Over 64k groups in a trigger: merging and finishing run hash-partitioned on 2 threads.
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |keys: std::ops::Range<usize>, step: usize| -> Vec<u8> {
+        keys.step_by(step)
+            .map(|k| format!("k{k} w{} x\n", k % 7))
+            .collect::<String>()
+            .into_bytes()
+    };
+    let files = vec![
+        ("a.txt".to_string(), file(0..80_000, 1)),
+        ("b.txt".to_string(), file(40_000..140_000, 2)),
+        ("c.txt".to_string(), file(0..150_000, 3)),
+    ];
+    let mut all_lines = Vec::new();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+        all_lines.extend(lines_of(bytes, name, ts_of(i)));
+    }
+    let sql = "SELECT word, count(*) AS n, min(file) AS first_file, sum(length(word)) AS chars \
+               FROM (SELECT unnest(words(value)) AS word, file FROM lines) GROUP BY word";
+    rt.block_on(async {
+        let expected = sorted_rows(&batch_query(sql, &all_lines, &[], 2).await);
+        assert!(expected.len() > 100_000, "{}", expected.len());
+        let split = [0..1, 1..2, 2..3];
+        for mode in [OutputMode::Complete, OutputMode::Update] {
+            let outputs = stream(sql, &Params::new(), mode, 2, dir.path(), &files, &split).await;
+            let got = match mode {
+                OutputMode::Complete => sorted_rows(outputs.last().unwrap()),
+                _ => Update::Upsert { keys: 1 }.apply(&outputs),
+            };
+            assert_eq!(got.len(), expected.len(), "{mode:?}");
+            assert!(got == expected, "{mode:?}: results differ");
+        }
+    });
+}
