@@ -126,6 +126,16 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
         secs / plain,
         rss as f64 / 1024.0
     );
+    // The query's own cost: the same SQL as one DataFusion batch query over the lines already
+    // in memory (no reading, no state, no checkpoint, no sink).
+    let params = [("size", "10 minutes"), ("slide", "1 minute")];
+    let (batch, groups) = datafusion_batch(corpus, &window_sql, &params, Some(over_a_day));
+    let (plain_batch, _) = datafusion_batch(corpus, &wordcount_sql(), &[], None);
+    println!(
+        "  the same SQL as a DataFusion batch query over lines in memory: {batch:.2} s ({groups} rows), {:.1}x the batch word count's {plain_batch:.2} s; dfstream / batch: {:.2}",
+        batch / plain_batch,
+        secs / batch
+    );
     // Event time advancing file by file (1.5 h a file), a 10 minute watermark, append mode: the
     // state holds only open windows, so memory should not grow with the corpus.
     let advancing = "to_timestamp_seconds(1700000000 + CAST(substr(file, character_length(file) - 7, 4) AS BIGINT) * 5400 + character_length(value) * 61 % 5400)";
@@ -161,6 +171,72 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
             rss as f64 / 1024.0
         );
     }
+}
+
+/// Runs `query` once as a plain DataFusion batch query (2 partitions) over the corpus's lines,
+/// read into memory first; returns the query's time and its result rows.
+fn datafusion_batch(
+    corpus: &Path,
+    query: &Path,
+    params: &[(&str, &str)],
+    event_time: Option<&str>,
+) -> (f64, usize) {
+    use datafusion::datasource::MemTable;
+    use dfstream::batch::{Projection, TextCounters, lines_schema};
+    use dfstream::query::lines::{TriggerFile, read_file};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let ctx = dfstream::query::session(2);
+        let counters = TextCounters::default();
+        let projection = Projection::new(None).unwrap();
+        let event_time = event_time.map(|text| dfstream::query::event_time(&ctx, text).unwrap());
+        let mut partitions = vec![Vec::new(), Vec::new()];
+        let mut n = 0;
+        for path in corpus_files(corpus) {
+            let file = TriggerFile {
+                display: path.display().to_string(),
+                path,
+                ts_micros: 1_700_000_000_000_000,
+                range: None,
+            };
+            read_file(&file, &projection, &counters, 16 << 20, |batch| {
+                let batch = match &event_time {
+                    Some(e) => e.apply(batch, &counters).unwrap(),
+                    None => batch,
+                };
+                partitions[n % 2].push(batch);
+                n += 1;
+                true
+            })
+            .unwrap();
+        }
+        let table = MemTable::try_new(lines_schema(), partitions).unwrap();
+        ctx.register_table("lines", std::sync::Arc::new(table))
+            .unwrap();
+        let file = dfstream::query::plan::QueryFile::read(query).unwrap();
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let start = Instant::now();
+        let plan = dfstream::query::plan::logical_plan(&ctx, &file, &params)
+            .await
+            .unwrap();
+        let rows: usize = ctx
+            .execute_logical_plan(plan)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        (start.elapsed().as_secs_f64(), rows)
+    })
 }
 
 fn dfstream() -> &'static str {

@@ -204,13 +204,97 @@ impl WindowFunc {
     }
 }
 
+/// Calls `f` with the start of every window of length `size`, one starting every `slide`,
+/// that holds the instant `t` (all in microseconds), latest first.
+pub fn for_each_window(t: i64, size: i64, slide: i64, mut f: impl FnMut(i64)) {
+    let mut s = t.div_euclid(slide) * slide;
+    while s + size > t {
+        f(s);
+        s -= slide;
+    }
+}
+
+/// `hop_pane(ts, size, slide)`: the start of the pane of `gcd(size, slide)` holding `ts`, as
+/// a one-element list shaped like hop()'s. Not registered: `query::panes` puts it in place of
+/// hop() in a trigger's plan.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct PaneFunc {
+    hop: WindowFunc,
+}
+
+impl PaneFunc {
+    pub fn new() -> Self {
+        Self {
+            hop: WindowFunc::hop(),
+        }
+    }
+}
+
+impl Default for PaneFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScalarUDFImpl for PaneFunc {
+    fn name(&self) -> &str {
+        "hop_pane"
+    }
+
+    fn signature(&self) -> &Signature {
+        self.hop.signature()
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        internal_err!("return_field_from_args is used")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        self.hop.return_field_from_args(args)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let lengths: Vec<Option<&ScalarValue>> = args
+            .args
+            .iter()
+            .map(|a| match a {
+                ColumnarValue::Scalar(s) => Some(s),
+                ColumnarValue::Array(_) => None,
+            })
+            .collect();
+        let Some((size, slide)) = self.hop.lengths(&lengths)? else {
+            return exec_err!("hop: window lengths must be constants");
+        };
+        let pane = gcd(size, slide);
+        let ts_type = args.arg_fields[0].data_type().clone();
+        let micros = cast(
+            &args.args[0].to_array(args.number_rows)?,
+            &DataType::Timestamp(TimeUnit::Microsecond, None),
+        )?;
+        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let starts: TimestampMicrosecondArray = micros.unary(|t| t.div_euclid(pane) * pane);
+        let values = cast(&(Arc::new(starts) as ArrayRef), &ts_type)?;
+        let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(1, micros.len()));
+        Ok(ColumnarValue::Array(Arc::new(ListArray::new(
+            Arc::new(Field::new_list_field(ts_type, true)),
+            offsets,
+            values,
+            micros.nulls().cloned(),
+        ))))
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// The size argument of a tumble()/hop() call, in microseconds.
 pub fn window_size(function: &str, value: &ScalarValue) -> Result<i64> {
     interval_micros(function, "size", value)
 }
 
 /// An interval argument in microseconds: positive, without months (their length varies).
-fn interval_micros(function: &str, name: &str, value: &ScalarValue) -> Result<i64> {
+pub fn interval_micros(function: &str, name: &str, value: &ScalarValue) -> Result<i64> {
     let interval = match value {
         ScalarValue::Utf8(Some(text))
         | ScalarValue::Utf8View(Some(text))
@@ -295,14 +379,9 @@ impl ScalarUDFImpl for WindowFunc {
             let mut starts = Vec::new();
             for i in 0..micros.len() {
                 if micros.is_valid(i) {
-                    let t = micros.value(i);
-                    let mut s = start_of(t, slide);
-                    let mut mine = Vec::new();
-                    while s + size > t {
-                        mine.push(s);
-                        s -= slide;
-                    }
-                    starts.extend(mine.into_iter().rev());
+                    let first = starts.len();
+                    for_each_window(micros.value(i), size, slide, |s| starts.push(s));
+                    starts[first..].reverse();
                 }
                 offsets.push(starts.len() as i32);
             }

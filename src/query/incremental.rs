@@ -31,6 +31,7 @@ use datafusion::physical_plan::displayable;
 use datafusion::physical_plan::repartition::RepartitionExec;
 
 use super::lines::TriggerSlot;
+use super::panes::{self, Panes};
 use super::session::{SessionMerge, Sessions};
 use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
 use crate::error::{Context, Error, Result};
@@ -64,6 +65,8 @@ pub struct IncrementalAggregate {
     earliest_end: i64,
     /// Open session windows, when the query groups by `session()`.
     sessions: Option<Sessions>,
+    /// Set when `partial` groups sliding-window rows by pane (see `query::panes`).
+    panes: Option<Panes>,
     /// `Partial` aggregation over the trigger's rows.
     partial: Arc<dyn ExecutionPlan>,
     /// Group-by over state rows (`as_final` of the query's group-by).
@@ -78,9 +81,9 @@ pub struct IncrementalAggregate {
 }
 
 impl IncrementalAggregate {
-    /// Splits a physical plan with exactly one aggregation (checked by the caller); `session`
-    /// is the GROUP BY key made by `session()`, if any.
-    pub fn split(plan: Arc<dyn ExecutionPlan>, session: Option<usize>) -> Result<Self> {
+    /// Splits a physical plan with exactly one aggregation (checked by the caller); `window`
+    /// is the GROUP BY key that holds a row's window, if any.
+    pub fn split(plan: Arc<dyn ExecutionPlan>, window: Option<WindowKey>) -> Result<Self> {
         let mut above = Vec::new();
         let mut node = plan;
         let aggregate = loop {
@@ -123,6 +126,19 @@ impl IncrementalAggregate {
                 ));
             }
         };
+        // Sliding windows: aggregate each trigger's rows per pane, then copy into windows.
+        let (partial, panes) = match window {
+            Some(WindowKey {
+                index,
+                kind: WindowKind::Fixed { .. },
+            }) => match panes::rewrite(&partial, index)
+                .context(|| "planning the per-pane aggregation".into())?
+            {
+                Some((rewritten, panes)) => (rewritten, Some(panes)),
+                None => (partial, None),
+            },
+            _ => (partial, None),
+        };
         let partial_exec = partial
             .downcast_ref::<AggregateExec>()
             .expect("find_partial returns an AggregateExec");
@@ -131,6 +147,9 @@ impl IncrementalAggregate {
             partial_exec.group_expr().num_group_exprs(),
         )
         .context(|| "creating the aggregation state".into())?;
+        let session = window
+            .filter(|w| w.kind == WindowKind::Session)
+            .map(|w| w.index);
         let sessions = session
             .map(|column| Sessions::new(state.schema(), state.num_keys(), column))
             .transpose()
@@ -139,6 +158,7 @@ impl IncrementalAggregate {
             closes_windows: None,
             earliest_end: i64::MIN,
             sessions,
+            panes,
             state_group_by: Arc::new(partial_exec.group_expr().as_final()),
             aggr_expr: partial_exec.aggr_expr().to_vec(),
             filter_expr: partial_exec.filter_expr().to_vec(),
@@ -147,6 +167,11 @@ impl IncrementalAggregate {
             above,
             state,
         })
+    }
+
+    /// Whether sliding-window rows are aggregated per pane (see `query::panes`).
+    pub fn per_pane(&self) -> bool {
+        self.panes.is_some()
     }
 
     pub fn state(&self) -> &GroupState {
@@ -232,8 +257,13 @@ impl IncrementalAggregate {
         let new_rows = execute(Arc::clone(&self.partial), Arc::clone(&task)).await?;
         let watermark = slot.advance_watermark();
         let aggregated = Instant::now();
-        let new_rows = concat_batches(self.state.schema(), &new_rows)
+        let mut new_rows = concat_batches(self.state.schema(), &new_rows)
             .context(|| "collecting the trigger's partial aggregates".into())?;
+        if let Some(panes) = &self.panes {
+            new_rows = panes
+                .expand(&new_rows)
+                .context(|| "copying panes into their windows".into())?;
+        }
         let (merge_input, session_merge) = self.merge_input(new_rows)?;
         let merged = self
             .aggregate_state_rows(AggregateMode::PartialReduce, merge_input, Arc::clone(&task))
@@ -433,7 +463,7 @@ fn split_rows(
 }
 
 #[expect(deprecated)] // `replace_children` with options is the newer spelling of the same call
-fn with_child(
+pub(crate) fn with_child(
     parent: Arc<dyn ExecutionPlan>,
     child: Arc<dyn ExecutionPlan>,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {

@@ -9,7 +9,9 @@
 pub mod functions;
 pub mod incremental;
 pub mod lines;
+pub mod panes;
 pub mod plan;
+pub mod rewrite;
 pub mod session;
 
 use std::sync::Arc;
@@ -134,15 +136,18 @@ impl StreamingQuery {
             .create_physical_plan(&optimized)
             .await
             .map_err(|e| plan::sql_error(spec.file, e))?;
+        log::debug!(
+            "physical plan:\n{}",
+            datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+        );
         let output_schema = physical.schema();
         let shape = if analysis.aggregates == 0 {
             Shape::Stateless(physical)
         } else {
-            let session = analysis
-                .window
-                .filter(|w| w.kind == incremental::WindowKind::Session)
-                .map(|w| w.index);
-            let mut aggregate = IncrementalAggregate::split(physical, session)?;
+            let mut aggregate = IncrementalAggregate::split(physical, analysis.window)?;
+            if aggregate.per_pane() {
+                log::debug!("sliding windows: each trigger's rows are aggregated per pane");
+            }
             if spec.watermark.is_some() && mode != OutputMode::Complete {
                 aggregate.evict_closed_windows(analysis.window);
             }
@@ -168,6 +173,11 @@ impl StreamingQuery {
     /// The slot the app fills with each trigger's files.
     pub fn slot(&self) -> &TriggerSlot {
         &self.slot
+    }
+
+    /// Whether sliding-window rows are aggregated per pane rather than per window.
+    pub fn aggregates_per_pane(&self) -> bool {
+        matches!(&self.shape, Shape::Aggregate(agg) if agg.per_pane())
     }
 
     /// The GROUP BY state, for aggregations.
@@ -269,6 +279,7 @@ pub fn session(partitions: usize) -> SessionContext {
     // It rewrites count(DISTINCT x) into an aggregate over an aggregate, which cannot be merged
     // across triggers; the plain form keeps a mergeable distinct set per group.
     ctx.remove_optimizer_rule("single_distinct_aggregation_to_group_by");
+    ctx.add_optimizer_rule(Arc::new(rewrite::UtcIntervalAsDuration));
     functions::register(&ctx);
     ctx
 }

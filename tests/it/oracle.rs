@@ -623,3 +623,73 @@ fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
         }
     });
 }
+
+/// Whether `sql` is planned to aggregate sliding-window rows per pane.
+fn per_pane(sql: &str, params: &[(&str, &str)]) -> bool {
+    let params: Params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let file = QueryFile {
+        path: "panes.sql".into(),
+        sql: sql.to_string(),
+    };
+    let slot = TriggerSlot::new(Arc::new(TextCounters::default()), 16 << 20);
+    runtime().block_on(async {
+        StreamingQuery::plan(
+            QuerySpec {
+                file: &file,
+                params: &params,
+                mode: Some(OutputMode::Complete),
+                partitions: 2,
+                event_time: None,
+                watermark: None,
+            },
+            slot,
+        )
+        .await
+        .unwrap()
+        .aggregates_per_pane()
+    })
+}
+
+#[test]
+fn sliding_windows_aggregate_per_pane_only_where_results_cannot_change() {
+    let params = [("size", "25 seconds"), ("slide", "10 seconds")];
+    let window_sql =
+        std::fs::read_to_string(crate::util::repo("sql/window_wordcount.sql")).unwrap();
+    assert!(per_pane(&window_sql, &params));
+    let over = |select: &str, filter: &str, group: &str| {
+        format!(
+            "SELECT window_start, word, {select} FROM ( \
+               SELECT unnest(hop(ts, $size, $slide)) AS window_start, word, file \
+               FROM (SELECT ts, file, unnest(words(lower(value))) AS word FROM lines)) \
+             {filter} GROUP BY window_start, word{group}"
+        )
+    };
+    // Rows and other aggregates may be filtered and computed per pane...
+    let safe = over(
+        "count(*) AS n, count(DISTINCT file) AS files, min(file) AS first",
+        "WHERE word <> 'the'",
+        "",
+    );
+    assert!(per_pane(&safe, &params));
+    check(&safe, &params, 2, false, 15);
+    // ...but whatever reads the window start needs the row in each window.
+    for unsafe_sql in [
+        over("count(*) AS n, max(window_start) AS latest", "", ""),
+        over(
+            "count(*) AS n",
+            "WHERE window_start >= TIMESTAMP '2023-11-14T22:13:30Z'",
+            "",
+        ),
+        over(
+            "count(*) FILTER (WHERE window_start > TIMESTAMP '2023-11-14T22:13:30Z') AS n",
+            "",
+            "",
+        ),
+    ] {
+        assert!(!per_pane(&unsafe_sql, &params), "{unsafe_sql}");
+        check(&unsafe_sql, &params, 2, false, 10);
+    }
+}
