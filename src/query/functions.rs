@@ -115,11 +115,7 @@ impl ScalarUDFImpl for SessionFunc {
         };
         let gap = interval_micros("session", "gap", gap)?;
         let ts_type = args.arg_fields[0].data_type().clone();
-        let micros = cast(
-            &args.args[0].to_array(args.number_rows)?,
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )?;
-        let starts = micros.as_primitive::<TimestampMicrosecondType>().clone();
+        let starts = as_micros(&args.args[0].to_array(args.number_rows)?)?;
         let ends: TimestampMicrosecondArray = starts.unary(|t| t.saturating_add(gap));
         let result = session_array(&ts_type, starts, ends)?;
         if matches!(args.args[0], ColumnarValue::Scalar(_)) {
@@ -143,10 +139,7 @@ pub fn session_array(
     };
     Ok(Arc::new(StructArray::try_new(
         fields,
-        vec![
-            cast(&(Arc::new(starts) as ArrayRef), ts_type)?,
-            cast(&(Arc::new(ends) as ArrayRef), ts_type)?,
-        ],
+        vec![from_micros(starts, ts_type)?, from_micros(ends, ts_type)?],
         nulls,
     )?))
 }
@@ -201,6 +194,37 @@ impl WindowFunc {
             );
         }
         Ok(Some((size, slide)))
+    }
+}
+
+/// Timestamps of any unit and zone as microseconds since the epoch (the same instants; no
+/// calendar is consulted, which arrow's casts between zones would do row by row).
+pub fn as_micros(array: &ArrayRef) -> Result<TimestampMicrosecondArray> {
+    let micros = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::clone(array),
+        DataType::Timestamp(_, tz) => cast(
+            array,
+            &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        )?,
+        other => return exec_err!("expected a timestamp, not {other}"),
+    };
+    Ok(micros
+        .as_primitive::<TimestampMicrosecondType>()
+        .clone()
+        .with_timezone_opt(None::<Arc<str>>))
+}
+
+/// Microseconds since the epoch as timestamps of `ts_type` (the same instants).
+pub fn from_micros(values: TimestampMicrosecondArray, ts_type: &DataType) -> Result<ArrayRef> {
+    match ts_type {
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            Ok(Arc::new(values.with_timezone_opt(tz.clone())))
+        }
+        DataType::Timestamp(unit, tz) => Ok(cast(
+            &(Arc::new(values.with_timezone_opt(tz.clone())) as ArrayRef),
+            &DataType::Timestamp(*unit, tz.clone()),
+        )?),
+        other => exec_err!("expected a timestamp type, not {other}"),
     }
 }
 
@@ -267,13 +291,9 @@ impl ScalarUDFImpl for PaneFunc {
         };
         let pane = gcd(size, slide);
         let ts_type = args.arg_fields[0].data_type().clone();
-        let micros = cast(
-            &args.args[0].to_array(args.number_rows)?,
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )?;
-        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let micros = as_micros(&args.args[0].to_array(args.number_rows)?)?;
         let starts: TimestampMicrosecondArray = micros.unary(|t| t.div_euclid(pane) * pane);
-        let values = cast(&(Arc::new(starts) as ArrayRef), &ts_type)?;
+        let values = from_micros(starts, &ts_type)?;
         let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(1, micros.len()));
         Ok(ColumnarValue::Array(Arc::new(ListArray::new(
             Arc::new(Field::new_list_field(ts_type, true)),
@@ -367,11 +387,7 @@ impl ScalarUDFImpl for WindowFunc {
             return exec_err!("{}: window lengths must be constants", self.name);
         };
         let ts_type = args.arg_fields[0].data_type().clone();
-        let micros = cast(
-            &args.args[0].to_array(args.number_rows)?,
-            &DataType::Timestamp(TimeUnit::Microsecond, None),
-        )?;
-        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let micros = as_micros(&args.args[0].to_array(args.number_rows)?)?;
         let start_of = |t: i64, step: i64| t.div_euclid(step) * step;
         let result: ArrayRef = if self.is_hop() {
             let mut offsets = Vec::with_capacity(micros.len() + 1);
@@ -385,10 +401,7 @@ impl ScalarUDFImpl for WindowFunc {
                 }
                 offsets.push(starts.len() as i32);
             }
-            let values = cast(
-                &(Arc::new(TimestampMicrosecondArray::from(starts)) as ArrayRef),
-                &ts_type,
-            )?;
+            let values = from_micros(TimestampMicrosecondArray::from(starts), &ts_type)?;
             Arc::new(ListArray::new(
                 Arc::new(Field::new_list_field(ts_type.clone(), true)),
                 OffsetBuffer::new(offsets.into()),
@@ -397,7 +410,7 @@ impl ScalarUDFImpl for WindowFunc {
             ))
         } else {
             let starts: TimestampMicrosecondArray = micros.unary(|t| start_of(t, size));
-            cast(&(Arc::new(starts) as ArrayRef), &ts_type)?
+            from_micros(starts, &ts_type)?
         };
         if matches!(args.args[0], ColumnarValue::Scalar(_)) {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
@@ -587,6 +600,27 @@ mod tests {
             window_starts(WindowFunc::hop(), 40 * s, &["25 seconds", "10 seconds"]),
             [20 * s, 30 * s, 40 * s]
         );
+    }
+
+    #[test]
+    fn timestamps_convert_as_instants_whatever_their_zone() {
+        use datafusion::arrow::array::TimestampMillisecondArray;
+        let paris: ArrayRef = Arc::new(
+            TimestampMillisecondArray::from(vec![Some(1_500), None]).with_timezone("+01:00"),
+        );
+        let micros = as_micros(&paris).unwrap();
+        assert_eq!(micros.iter().collect::<Vec<_>>(), [Some(1_500_000), None]);
+        let seconds = from_micros(
+            micros,
+            &DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+        )
+        .unwrap();
+        assert_eq!(
+            seconds.data_type(),
+            &DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
+        );
+        let back = as_micros(&seconds).unwrap();
+        assert_eq!(back.iter().collect::<Vec<_>>(), [Some(1_000_000), None]);
     }
 
     #[test]

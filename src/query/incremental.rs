@@ -30,6 +30,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, Physic
 use datafusion::physical_plan::displayable;
 use datafusion::physical_plan::repartition::RepartitionExec;
 
+use super::functions::as_micros;
 use super::lines::TriggerSlot;
 use super::panes::{self, Panes};
 use super::session::{SessionMerge, Sessions};
@@ -37,8 +38,7 @@ use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
 use crate::error::{Context, Error, Result};
 use crate::state::groups::GroupState;
 use datafusion::arrow::array::{ArrayRef, AsArray, PrimitiveArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::Int64Type;
 
 /// The GROUP BY key that holds a row's window: a group is final once the window's end is
 /// at or before the watermark.
@@ -472,12 +472,10 @@ pub(crate) fn with_child(
 
 /// The end of each state row's window, in microseconds.
 fn window_ends(rows: &RecordBatch, window: WindowKey) -> DfResult<PrimitiveArray<Int64Type>> {
-    let micros = |a: &ArrayRef| -> DfResult<PrimitiveArray<Int64Type>> {
-        let a = cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-        Ok(a.as_primitive::<TimestampMicrosecondType>()
-            .reinterpret_cast::<Int64Type>())
-    };
     let column = rows.column(window.index);
+    let micros = |a: &ArrayRef| -> DfResult<PrimitiveArray<Int64Type>> {
+        Ok(as_micros(a)?.reinterpret_cast::<Int64Type>())
+    };
     Ok(match window.kind {
         WindowKind::Fixed { size_micros } => {
             micros(column)?.unary(|start| start.saturating_add(size_micros))

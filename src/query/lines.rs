@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -134,7 +134,15 @@ impl EventTime {
         let ts_type = lines_schema().field(1).data_type().clone();
         let evaluate = |rows: &RecordBatch| -> Result<ArrayRef> {
             let value = self.expr.evaluate(rows)?.into_array(rows.num_rows())?;
-            Ok(cast(&value, &ts_type)?)
+            match value.data_type() {
+                // A timestamp without a zone is taken as UTC, as arrow's cast would, but
+                // without looking each row up in a calendar.
+                DataType::Timestamp(..) => Ok(super::functions::from_micros(
+                    super::functions::as_micros(&value)?,
+                    &ts_type,
+                )?),
+                _ => Ok(cast(&value, &ts_type)?),
+            }
         };
         let times = match evaluate(&batch) {
             Ok(times) => times,

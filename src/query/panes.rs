@@ -16,9 +16,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::Result;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_expr::PhysicalExpr;
@@ -50,8 +49,7 @@ impl Panes {
     pub fn expand(&self, rows: &RecordBatch) -> Result<RecordBatch> {
         let column = rows.column(self.column);
         let ts_type = column.data_type().clone();
-        let micros = cast(column, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-        let micros = micros.as_primitive::<TimestampMicrosecondType>();
+        let micros = functions::as_micros(column)?;
         let per_pane = (self.size / self.slide + 1) as usize;
         let mut indices = Vec::with_capacity(rows.num_rows() * per_pane);
         let mut starts = Vec::with_capacity(rows.num_rows() * per_pane);

@@ -17,14 +17,12 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, RecordBatch, StructArray, TimestampMicrosecondArray, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{
-    DataType, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
-};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{Result, internal_err};
 
-use super::functions::session_array;
+use super::functions::{as_micros, session_array};
 
 /// A session's bounds in microseconds: `[start, end)`.
 type Bounds = (i64, i64);
@@ -218,11 +216,8 @@ impl Sessions {
     /// Each row's session bounds (`None` for a NULL session).
     fn bounds(&self, rows: &RecordBatch) -> Result<Vec<Option<Bounds>>> {
         let session: &StructArray = rows.column(self.column).as_struct();
-        let micros = |a: &ArrayRef| cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None));
-        let starts = micros(session.column(0))?;
-        let ends = micros(session.column(1))?;
-        let starts = starts.as_primitive::<TimestampMicrosecondType>();
-        let ends = ends.as_primitive::<TimestampMicrosecondType>();
+        let starts = as_micros(session.column(0))?;
+        let ends = as_micros(session.column(1))?;
         Ok((0..rows.num_rows())
             .map(|i| {
                 (session.is_valid(i) && starts.is_valid(i) && ends.is_valid(i))
