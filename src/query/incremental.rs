@@ -257,13 +257,27 @@ impl IncrementalAggregate {
         let new_rows = execute(Arc::clone(&self.partial), Arc::clone(&task)).await?;
         let watermark = slot.advance_watermark();
         let aggregated = Instant::now();
-        let mut new_rows = concat_batches(self.state.schema(), &new_rows)
-            .context(|| "collecting the trigger's partial aggregates".into())?;
-        if let Some(panes) = &self.panes {
-            new_rows = panes
-                .expand(&new_rows)
-                .context(|| "copying panes into their windows".into())?;
-        }
+        let new_rows = match &self.panes {
+            Some(panes) => {
+                // Merge the partitions' rows of each pane first: fewer rows to copy.
+                let rows: usize = new_rows.iter().map(RecordBatch::num_rows).sum();
+                let pane_rows = if rows >= PARALLEL_MERGE_ROWS {
+                    self.aggregate_state_rows(
+                        AggregateMode::PartialReduce,
+                        new_rows,
+                        Arc::clone(&task),
+                    )
+                    .await?
+                } else {
+                    new_rows
+                };
+                let threads = task.session_config().target_partitions();
+                panes
+                    .expand(&pane_rows, threads)
+                    .context(|| "copying panes into their windows".into())?
+            }
+            None => new_rows,
+        };
         let (merge_input, session_merge) = self.merge_input(new_rows)?;
         let merged = self
             .aggregate_state_rows(AggregateMode::PartialReduce, merge_input, Arc::clone(&task))
@@ -324,21 +338,26 @@ impl IncrementalAggregate {
     /// touch. With sessions, both carry the bounds of the merged sessions they now belong to.
     fn merge_input(
         &mut self,
-        new_rows: RecordBatch,
+        new_rows: Vec<RecordBatch>,
     ) -> Result<(Vec<RecordBatch>, Option<SessionMerge>)> {
         let lookup = || "looking up the touched groups".to_string();
         let Some(sessions) = &self.sessions else {
             if self.state.is_empty() {
-                return Ok((vec![new_rows], None)); // nothing to look up (a first backlog)
+                return Ok((new_rows, None)); // nothing to look up (a first backlog)
             }
             let old_rows = self.state.existing_rows(&new_rows).context(lookup)?;
-            return Ok((old_rows.into_iter().chain([new_rows]).collect(), None));
+            return Ok((old_rows.into_iter().chain(new_rows).collect(), None));
         };
+        let new_rows = concat_batches(self.state.schema(), &new_rows)
+            .context(|| "collecting the trigger's partial aggregates".into())?;
         let merge = sessions
             .plan_merge(&new_rows)
             .context(|| "merging sessions".into())?;
         let old_rows = match &merge.touched {
-            Some(keys) => self.state.existing_rows(keys).context(lookup)?,
+            Some(keys) => self
+                .state
+                .existing_rows(std::slice::from_ref(keys))
+                .context(lookup)?,
             None => None,
         };
         let rewrite = |rows: &RecordBatch| {
@@ -445,12 +464,27 @@ impl IncrementalAggregate {
 /// Below this many state rows a merge runs on one thread (spreading costs more than it saves).
 const PARALLEL_MERGE_ROWS: usize = 64 * 1024;
 
-/// `rows` as `partitions` slices of about equal size, one per partition.
+/// `rows` spread over `partitions` with about as many rows in each: whole batches when
+/// there are enough of them, else slices of all rows.
 fn split_rows(
     schema: &SchemaRef,
     rows: &[RecordBatch],
     partitions: usize,
 ) -> DfResult<Vec<Vec<RecordBatch>>> {
+    let total: usize = rows.iter().map(RecordBatch::num_rows).sum();
+    let largest = rows.iter().map(RecordBatch::num_rows).max().unwrap_or(0);
+    if largest <= total / partitions.max(1) {
+        let mut split: Vec<(usize, Vec<RecordBatch>)> = vec![(0, Vec::new()); partitions];
+        for batch in rows {
+            let lightest = split
+                .iter_mut()
+                .min_by_key(|(n, _)| *n)
+                .expect("at least one partition");
+            lightest.0 += batch.num_rows();
+            lightest.1.push(batch.clone());
+        }
+        return Ok(split.into_iter().map(|(_, batches)| batches).collect());
+    }
     let all = concat_batches(schema, rows)?;
     let per = all.num_rows().div_ceil(partitions).max(1);
     Ok((0..partitions)

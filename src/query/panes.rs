@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take_record_batch};
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take_record_batch;
 use datafusion::common::Result;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_expr::PhysicalExpr;
@@ -45,8 +45,35 @@ pub struct Panes {
 
 impl Panes {
     /// Copies each row (whose window column holds a pane start) into every window of its
-    /// pane, with that window's start.
-    pub fn expand(&self, rows: &RecordBatch) -> Result<RecordBatch> {
+    /// pane, with that window's start; large inputs are copied on `threads` threads.
+    pub fn expand(&self, batches: &[RecordBatch], threads: usize) -> Result<Vec<RecordBatch>> {
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let chunk = rows.div_ceil(threads.max(1)).max(64 * 1024);
+        let mut pieces = Vec::new();
+        for batch in batches {
+            let mut start = 0;
+            while start < batch.num_rows() {
+                let len = chunk.min(batch.num_rows() - start);
+                pieces.push(batch.slice(start, len));
+                start += len;
+            }
+        }
+        if pieces.len() <= 1 {
+            return pieces.iter().map(|p| self.expand_one(p)).collect();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pieces
+                .iter()
+                .map(|piece| scope.spawn(move || self.expand_one(piece)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("expanding panes does not panic"))
+                .collect()
+        })
+    }
+
+    fn expand_one(&self, rows: &RecordBatch) -> Result<RecordBatch> {
         let column = rows.column(self.column);
         let ts_type = column.data_type().clone();
         let micros = functions::as_micros(column)?;
@@ -66,11 +93,9 @@ impl Panes {
             }
         }
         let expanded = take_record_batch(rows, &UInt32Array::from(indices))?;
-        let starts: ArrayRef = Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(
-            starts,
-        ));
+        let starts = datafusion::arrow::array::TimestampMicrosecondArray::from(starts);
         let mut columns = expanded.columns().to_vec();
-        columns[self.column] = cast(&starts, &ts_type)?;
+        columns[self.column] = functions::from_micros(starts, &ts_type)?;
         Ok(RecordBatch::try_new(expanded.schema(), columns)?)
     }
 }

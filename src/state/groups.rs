@@ -93,17 +93,20 @@ impl GroupState {
         self.rows_in_chunks
     }
 
-    /// The current rows of the groups that appear in `rows` (each group once), or `None`
-    /// if none of them exists yet. `rows` may name a group several times.
-    pub fn existing_rows(&mut self, rows: &RecordBatch) -> Result<Option<RecordBatch>> {
+    /// The current rows of the groups that appear in `batches` (each group once), or `None`
+    /// if none of them exists yet. The batches may name a group several times.
+    pub fn existing_rows(&mut self, batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
         let known = self.locations.len();
-        self.intern(rows)?;
-        let mut wanted: Vec<usize> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|&id| id < known && self.locations[id] != EVICTED)
-            .collect();
+        let mut wanted: Vec<usize> = Vec::new();
+        for rows in batches {
+            self.intern(rows)?;
+            wanted.extend(
+                self.ids
+                    .iter()
+                    .copied()
+                    .filter(|&id| id < known && self.locations[id] != EVICTED),
+            );
+        }
         // A key can occur more than once in `rows` (several partitions, or skipped partial
         // aggregation); gathering its old row twice would count it twice.
         wanted.sort_unstable();
@@ -309,13 +312,13 @@ mod tests {
         let mut state = GroupState::new(schema(), 1).unwrap();
         assert!(
             state
-                .existing_rows(&rows(&["a", "b"], &[1, 2]))
+                .existing_rows(&[rows(&["a", "b"], &[1, 2])])
                 .unwrap()
                 .is_none()
         );
         state.append(rows(&["a", "b"], &[1, 2])).unwrap();
         let old = state
-            .existing_rows(&rows(&["b", "c", "b"], &[0, 0, 0]))
+            .existing_rows(&[rows(&["b", "c", "b"], &[0, 0, 0])])
             .unwrap()
             .unwrap();
         assert_eq!(old.num_rows(), 1, "b is gathered once although named twice");
@@ -331,7 +334,7 @@ mod tests {
     fn compaction_keeps_only_live_rows() {
         let mut state = GroupState::new(schema(), 1).unwrap();
         for i in 0..3000 {
-            state.existing_rows(&rows(&["x"], &[i])).unwrap();
+            state.existing_rows(&[rows(&["x"], &[i])]).unwrap();
             state.append(rows(&["x"], &[i])).unwrap();
         }
         assert!(state.stored_rows() <= 2 * 1024 + 1);
@@ -351,7 +354,12 @@ mod tests {
         assert_eq!(gone.num_rows(), 2);
         assert_eq!(live(&state), [("c".into(), 3)]);
         assert_eq!(state.len(), 1);
-        assert!(state.existing_rows(&rows(&["a"], &[0])).unwrap().is_none());
+        assert!(
+            state
+                .existing_rows(&[rows(&["a"], &[0])])
+                .unwrap()
+                .is_none()
+        );
         state.append(rows(&["a"], &[9])).unwrap();
         assert_eq!(live(&state), [("a".into(), 9), ("c".into(), 3)]);
     }
@@ -363,7 +371,7 @@ mod tests {
             let keys: Vec<String> = (0..1000).map(|i| format!("r{round}-{i}")).collect();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             state
-                .existing_rows(&rows(&refs, &vec![round; 1000]))
+                .existing_rows(&[rows(&refs, &vec![round; 1000])])
                 .unwrap();
             state.append(rows(&refs, &vec![round; 1000])).unwrap();
             state
@@ -385,9 +393,21 @@ mod tests {
         let mut state = GroupState::new(Arc::clone(&schema), 0).unwrap();
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![4]))]).unwrap();
-        assert!(state.existing_rows(&batch).unwrap().is_none());
+        assert!(
+            state
+                .existing_rows(std::slice::from_ref(&batch))
+                .unwrap()
+                .is_none()
+        );
         state.append(batch.clone()).unwrap();
-        assert_eq!(state.existing_rows(&batch).unwrap().unwrap().num_rows(), 1);
+        assert_eq!(
+            state
+                .existing_rows(std::slice::from_ref(&batch))
+                .unwrap()
+                .unwrap()
+                .num_rows(),
+            1
+        );
         assert_eq!(state.len(), 1);
     }
 }

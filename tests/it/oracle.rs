@@ -606,20 +606,31 @@ fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
         std::fs::write(dir.path().join(name), bytes).unwrap();
         all_lines.extend(lines_of(bytes, name, ts_of(i)));
     }
-    let sql = "SELECT word, count(*) AS n, min(file) AS first_file, sum(length(word)) AS chars \
-               FROM (SELECT unnest(words(value)) AS word, file FROM lines) GROUP BY word";
+    let wordcount = "SELECT word, count(*) AS n, min(file) AS first_file, \
+                     sum(length(word)) AS chars \
+                     FROM (SELECT unnest(words(value)) AS word, file FROM lines) GROUP BY word";
+    // Sliding windows: the panes of the partitions merge first, then copy out on 2 threads.
+    let sliding = "SELECT window_start, word, count(*) AS n, min(file) AS first_file \
+                   FROM (SELECT unnest(hop(ts, '20 seconds', '10 seconds')) AS window_start, \
+                           word, file \
+                         FROM (SELECT ts, file, unnest(words(value)) AS word FROM lines)) \
+                   GROUP BY window_start, word";
+    assert!(per_pane(sliding, &[]));
     rt.block_on(async {
-        let expected = sorted_rows(&batch_query(sql, &all_lines, &[], 2).await);
-        assert!(expected.len() > 100_000, "{}", expected.len());
-        let split = [0..1, 1..2, 2..3];
-        for mode in [OutputMode::Complete, OutputMode::Update] {
-            let outputs = stream(sql, &Params::new(), mode, 2, dir.path(), &files, &split).await;
-            let got = match mode {
-                OutputMode::Complete => sorted_rows(outputs.last().unwrap()),
-                _ => Update::Upsert { keys: 1 }.apply(&outputs),
-            };
-            assert_eq!(got.len(), expected.len(), "{mode:?}");
-            assert!(got == expected, "{mode:?}: results differ");
+        for (sql, keys) in [(wordcount, 1), (sliding, 2)] {
+            let expected = sorted_rows(&batch_query(sql, &all_lines, &[], 2).await);
+            assert!(expected.len() > 100_000, "{}", expected.len());
+            let split = [0..1, 1..2, 2..3];
+            for mode in [OutputMode::Complete, OutputMode::Update] {
+                let outputs =
+                    stream(sql, &Params::new(), mode, 2, dir.path(), &files, &split).await;
+                let got = match mode {
+                    OutputMode::Complete => sorted_rows(outputs.last().unwrap()),
+                    _ => Update::Upsert { keys }.apply(&outputs),
+                };
+                assert_eq!(got.len(), expected.len(), "{mode:?}: {sql}");
+                assert!(got == expected, "{mode:?}: results differ for {sql}");
+            }
         }
     });
 }
