@@ -20,7 +20,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, collect, execution_plan::reset_plan_states};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -368,39 +368,34 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
 }
 
 /// Finds the GROUP BY key that holds a row's window: the `{start, end}` made by session(), or
-/// a key named `window_start` made by tumble()/hop() (with the windows' size).
+/// a window start made by tumble() or an unnested hop() (followed through projections,
+/// aliases and filters, whatever its name), with the windows' size.
 fn window_key(plan: &LogicalPlan) -> std::result::Result<Option<incremental::WindowKey>, String> {
-    use datafusion::logical_expr::{Expr, ExprSchemable};
+    use datafusion::logical_expr::ExprSchemable;
     use incremental::{WindowKey, WindowKind};
-    let mut named = None;
+    let mut fixed = None;
     let mut session = None;
-    let mut size = None;
     let mut calls_session = false;
+    let mut seen_aggregate = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::Aggregate(aggregate) = node
-            && named.is_none()
-            && session.is_none()
+            && !seen_aggregate
         {
+            seen_aggregate = true;
             let input = aggregate.input.schema();
             session = aggregate.group_expr.iter().position(|e| {
                 e.get_type(input)
                     .is_ok_and(|t| functions::is_session_type(&t))
             });
-            named = aggregate
+            fixed = aggregate
                 .group_expr
                 .iter()
-                .position(|e| e.schema_name().to_string() == "window_start");
+                .enumerate()
+                .find_map(|(i, e)| Some((i, window_size_of(&aggregate.input, e, false)?)));
         }
         node.apply_expressions(|expr| {
             expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e {
-                    calls_session |= f.name() == "session";
-                    if matches!(f.name(), "tumble" | "hop")
-                        && let Some(Expr::Literal(value, _)) = f.args.get(1)
-                    {
-                        size = functions::window_size(f.name(), value).ok().or(size);
-                    }
-                }
+                calls_session |= matches!(e, Expr::ScalarFunction(f) if f.name() == "session");
                 Ok(TreeNodeRecursion::Continue)
             })
         })
@@ -419,10 +414,49 @@ fn window_key(plan: &LogicalPlan) -> std::result::Result<Option<incremental::Win
                 .to_string(),
         );
     }
-    Ok(named.zip(size).map(|(index, size_micros)| WindowKey {
+    Ok(fixed.map(|(index, size_micros)| WindowKey {
         index,
         kind: WindowKind::Fixed { size_micros },
     }))
+}
+
+/// The window size, if `expr` (over `input`'s columns) is a window start: tumble(ts, size), or
+/// an element of hop(ts, size, slide) that an unnest took out (`unnested`).
+fn window_size_of(input: &LogicalPlan, expr: &Expr, unnested: bool) -> Option<i64> {
+    match expr {
+        Expr::Alias(alias) => window_size_of(input, &alias.expr, unnested),
+        Expr::ScalarFunction(f) => {
+            let windowed = matches!((f.name(), unnested), ("tumble", false) | ("hop", true));
+            match f.args.get(1) {
+                Some(Expr::Literal(size, _)) if windowed => {
+                    functions::window_size(f.name(), size).ok()
+                }
+                _ => None,
+            }
+        }
+        Expr::Column(column) => {
+            let index = input.schema().index_of_column(column).ok()?;
+            let from_input = |plan: &LogicalPlan, index: usize, unnested: bool| {
+                let (qualifier, field) = plan.schema().qualified_field(index);
+                let column = datafusion::common::Column::from((qualifier, field));
+                window_size_of(plan, &Expr::Column(column), unnested)
+            };
+            match input {
+                LogicalPlan::Projection(p) => {
+                    window_size_of(&p.input, p.expr.get(index)?, unnested)
+                }
+                LogicalPlan::Unnest(u) if !unnested => {
+                    let source = *u.dependency_indices.get(index)?;
+                    let is_list = u.list_type_columns.iter().any(|(i, _)| *i == source);
+                    from_input(&u.input, source, is_list)
+                }
+                LogicalPlan::Filter(f) => from_input(&f.input, index, unnested),
+                LogicalPlan::SubqueryAlias(a) => from_input(&a.input, index, unnested),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Whether the query groups rows into session windows (which plain DataFusion cannot run).
@@ -457,15 +491,15 @@ fn choose_mode(
         (OutputMode::Append, true) if !watermark => Err(
             "--mode append emits only rows that will never change, and a running aggregation \
              changes its rows on every trigger: add a --watermark DURATION (and GROUP BY a \
-             window_start made by tumble() or hop(), or by session()) so that each window is \
-             emitted once, when the watermark passes its end; or use --mode complete (the whole table each \
+             window made by tumble(), hop() or session()) so that each window is emitted once, \
+             when the watermark passes its end; or use --mode complete (the whole table each \
              trigger) or --mode update (the changed rows)."
                 .to_string(),
         ),
         (OutputMode::Append, true) if analysis.window.is_none() => Err(
             "--mode append for an aggregation emits each window once, when the watermark passes \
-             its end: GROUP BY a column named window_start made by tumble(ts, size) or \
-             hop(ts, size, slide) (see sql/tumbling_wordcount.sql), or by session(ts, gap)"
+             its end: GROUP BY a window made by tumble(ts, size), an unnested \
+             hop(ts, size, slide) or session(ts, gap) (see sql/tumbling_wordcount.sql)"
                 .to_string(),
         ),
         (OutputMode::Complete, false) => Err(

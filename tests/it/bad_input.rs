@@ -86,6 +86,18 @@ fn invalid_mode_combinations_fail_at_start() {
         &["--trigger", "once", "--mode", "append"],
     );
     assert_usage_error(&out, &["--mode append", "watermark"]);
+    // With a watermark but no window key (a hop() list that is not unnested is none either).
+    for no_window in [
+        "SELECT word, count(*) AS n FROM (SELECT unnest(words(value)) AS word FROM lines) \
+         GROUP BY word",
+        "SELECT h, count(*) AS n FROM (SELECT hop(ts, '10s', '5s') AS h FROM lines) GROUP BY h",
+    ] {
+        let out = ws.run(
+            &query(&ws, no_window),
+            &["--trigger", "once", "--mode", "append", "--watermark", "5s"],
+        );
+        assert_usage_error(&out, &["--mode append", "GROUP BY a window made by tumble"]);
+    }
     let out = ws.run(
         &query(&ws, "SELECT value FROM lines"),
         &["--mode", "complete"],

@@ -704,3 +704,29 @@ fn sliding_windows_aggregate_per_pane_only_where_results_cannot_change() {
         check(&unsafe_sql, &params, 2, false, 10);
     }
 }
+
+#[test]
+fn append_mode_finds_the_window_key_whatever_its_name_or_place() {
+    // tumble() straight in the GROUP BY, the key second.
+    let sql = "SELECT tumble(ts, $size) AS minute, \
+                 tumble(ts, $size) + CAST($size AS INTERVAL) AS ends, word, count(*) AS count \
+               FROM (SELECT ts, unnest(words(lower(value))) AS word FROM lines) \
+               GROUP BY word, tumble(ts, $size)";
+    check_append(sql, sql, &[("size", "20 seconds")], 10);
+    // An unnested hop() renamed twice on its way up.
+    let sql = "SELECT w, w + CAST($size AS INTERVAL) AS ends, word, count(*) AS count \
+               FROM (SELECT slot AS w, word FROM ( \
+                 SELECT unnest(hop(ts, $size, $slide)) AS slot, word \
+                 FROM (SELECT ts, unnest(words(lower(value))) AS word FROM lines))) \
+               GROUP BY word, w";
+    assert!(per_pane(
+        sql,
+        &[("size", "25 seconds"), ("slide", "10 seconds")]
+    ));
+    check_append(
+        sql,
+        sql,
+        &[("size", "25 seconds"), ("slide", "10 seconds")],
+        10,
+    );
+}
