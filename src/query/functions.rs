@@ -200,18 +200,26 @@ impl WindowFunc {
 /// Timestamps of any unit and zone as microseconds since the epoch (the same instants; no
 /// calendar is consulted, which arrow's casts between zones would do row by row).
 pub fn as_micros(array: &ArrayRef) -> Result<TimestampMicrosecondArray> {
-    let micros = match array.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => Arc::clone(array),
-        DataType::Timestamp(_, tz) => cast(
-            array,
-            &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        )?,
+    use datafusion::arrow::datatypes::{
+        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    };
+    let micros: TimestampMicrosecondArray = match array.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            array.as_primitive::<TimestampMicrosecondType>().clone()
+        }
+        DataType::Timestamp(TimeUnit::Second, _) => array
+            .as_primitive::<TimestampSecondType>()
+            .unary(|s| s.saturating_mul(1_000_000)),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => array
+            .as_primitive::<TimestampMillisecondType>()
+            .unary(|ms| ms.saturating_mul(1_000)),
+        // Floor, so that an instant before the epoch stays before the microsecond it is in.
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => array
+            .as_primitive::<TimestampNanosecondType>()
+            .unary(|ns| ns.div_euclid(1_000)),
         other => return exec_err!("expected a timestamp, not {other}"),
     };
-    Ok(micros
-        .as_primitive::<TimestampMicrosecondType>()
-        .clone()
-        .with_timezone_opt(None::<Arc<str>>))
+    Ok(micros.with_timezone_opt(None::<Arc<str>>))
 }
 
 /// Microseconds since the epoch as timestamps of `ts_type` (the same instants).
@@ -621,6 +629,11 @@ mod tests {
         );
         let back = as_micros(&seconds).unwrap();
         assert_eq!(back.iter().collect::<Vec<_>>(), [Some(1_000_000), None]);
+        let before_epoch: ArrayRef = Arc::new(
+            datafusion::arrow::array::TimestampNanosecondArray::from(vec![-1, 1_999]),
+        );
+        let micros = as_micros(&before_epoch).unwrap();
+        assert_eq!(micros.values().to_vec(), [-1, 1]);
     }
 
     #[test]

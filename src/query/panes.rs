@@ -61,16 +61,32 @@ impl Panes {
         if pieces.len() <= 1 {
             return pieces.iter().map(|p| self.expand_one(p)).collect();
         }
+        // At most `threads` threads, each taking every `threads`-th piece.
+        let workers = threads.clamp(1, pieces.len());
+        let mut expanded: Vec<Option<Result<RecordBatch>>> = Vec::new();
+        expanded.resize_with(pieces.len(), || None);
         std::thread::scope(|scope| {
-            let handles: Vec<_> = pieces
-                .iter()
-                .map(|piece| scope.spawn(move || self.expand_one(piece)))
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let pieces = &pieces;
+                    scope.spawn(move || {
+                        (w..pieces.len())
+                            .step_by(workers)
+                            .map(|i| (i, self.expand_one(&pieces[i])))
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("expanding panes does not panic"))
-                .collect()
-        })
+            for handle in handles {
+                for (i, result) in handle.join().expect("expanding panes does not panic") {
+                    expanded[i] = Some(result);
+                }
+            }
+        });
+        expanded
+            .into_iter()
+            .map(|r| r.expect("every piece is expanded"))
+            .collect()
     }
 
     fn expand_one(&self, rows: &RecordBatch) -> Result<RecordBatch> {

@@ -38,10 +38,18 @@ impl OptimizerRule for UtcIntervalAsDuration {
             _ => return Ok(Transformed::no(plan)),
         };
         let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
+        let rewrite = |expr: Expr| {
             let name = names.save(&expr);
             let rewritten = expr.transform_up(|e| as_duration(e, &schema))?;
             Ok(rewritten.update_data(|e| name.restore(e)))
+        };
+        plan.map_expressions(|expr| {
+            // A grouping set keeps its shape; its members keep their names.
+            if let Expr::GroupingSet(_) = &expr {
+                expr.map_children(rewrite)
+            } else {
+                rewrite(expr)
+            }
         })
     }
 }
@@ -148,5 +156,29 @@ mod tests {
         let expected = without.sql(sql).await.unwrap().collect().await.unwrap();
         assert_eq!(got, expected);
         assert_eq!(got[0].schema(), expected[0].schema());
+    }
+
+    #[tokio::test]
+    async fn grouping_sets_keep_their_shape() {
+        let sql = "SELECT k, ts + INTERVAL '1 hour' AS later, count(*) AS n \
+                   FROM (SELECT v % 2 AS k, arrow_cast(to_timestamp_micros(v), \
+                                'Timestamp(Microsecond, Some(\"UTC\"))') AS ts \
+                         FROM (VALUES (1), (2), (3)) t(v)) \
+                   GROUP BY ROLLUP(k, ts + INTERVAL '1 hour') ORDER BY k, later, n";
+        let got = crate::query::session(1)
+            .sql(sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let expected = datafusion::prelude::SessionContext::new()
+            .sql(sql)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(got, expected);
     }
 }

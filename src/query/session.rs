@@ -202,6 +202,9 @@ impl Sessions {
 
     /// The other keys of each row, as comparable bytes.
     fn key_bytes(&self, rows: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        if self.other_keys.is_empty() {
+            return Ok(vec![Vec::new(); rows.num_rows()]); // one key: sessions of all rows
+        }
         let columns: Vec<ArrayRef> = self
             .other_keys
             .iter()

@@ -192,10 +192,15 @@ impl GroupState {
     pub fn remove(&mut self, keys: &RecordBatch) -> Result<()> {
         let known = self.locations.len();
         self.intern(keys)?;
+        if let Some(&unknown) = self.ids.iter().find(|&&id| id >= known) {
+            // Interning added keys the state never held: keep the index consistent (they
+            // count as removed), then report the caller's mistake.
+            let added = self.group_count() - known;
+            self.locations.resize(self.group_count(), EVICTED);
+            self.evicted += added;
+            return internal_err!("removing group {unknown}, which the state does not hold");
+        }
         for &id in &self.ids {
-            if id >= known {
-                return internal_err!("removing group {id}, which the state does not hold");
-            }
             if self.locations[id] != EVICTED {
                 self.locations[id] = EVICTED;
                 self.evicted += 1;
@@ -385,6 +390,18 @@ mod tests {
             "{} ids kept",
             state.locations.len()
         );
+    }
+
+    #[test]
+    fn removing_an_unknown_group_is_an_error_that_leaves_the_state_usable() {
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        state.append(rows(&["a", "b"], &[1, 2])).unwrap();
+        state.remove(&rows(&["a"], &[0])).unwrap();
+        assert!(state.remove(&rows(&["zz"], &[0])).is_err());
+        state.append(rows(&["c"], &[3])).unwrap();
+        assert_eq!(live(&state), [("b".into(), 2), ("c".into(), 3)]);
+        state.append(rows(&["zz"], &[4])).unwrap();
+        assert_eq!(state.len(), 3);
     }
 
     #[test]

@@ -162,9 +162,12 @@ enum Update {
     Upsert {
         keys: usize,
     },
-    /// Rows are `window_start|window_end|word|...` of session windows: a row replaces the
-    /// earlier rows of its word whose session it overlaps (a merged session covers them).
-    Sessions,
+    /// Rows are `window_start|window_end|key columns...|...` of session windows, with `keys`
+    /// key columns: a row replaces the earlier rows of its key whose session it overlaps (a
+    /// merged session covers them).
+    Sessions {
+        keys: usize,
+    },
 }
 
 impl Update {
@@ -176,15 +179,17 @@ impl Update {
                 let key = match self {
                     Update::NotChecked => unreachable!(),
                     Update::Upsert { keys } => fields[..keys].join("|"),
-                    Update::Sessions => {
+                    Update::Sessions { keys } => {
                         // Whole seconds throughout: the formatted times compare as strings.
-                        let (start, end, word) = (fields[0], fields[1], fields[2]);
+                        let (start, end) = (fields[0], fields[1]);
+                        let key = &fields[2..2 + keys];
                         table.retain(|_, old| {
                             let old: Vec<&str> = old.split('|').collect();
-                            let overlaps = old[2] == word && old[0] < end && start < old[1];
+                            let overlaps =
+                                old[2..2 + keys] == *key && old[0] < end && start < old[1];
                             !overlaps
                         });
-                        fields[..3].join("|")
+                        fields[..2 + keys].join("|")
                     }
                 };
                 table.insert(key, row.clone());
@@ -567,9 +572,34 @@ fn session_window_wordcount_matches_batch() {
         &sql,
         SESSIONS_BY_WINDOW_FUNCTIONS,
         &[("gap", "10 seconds")],
-        Update::Sessions,
+        Update::Sessions { keys: 1 },
         false,
         30,
+    );
+}
+
+#[test]
+fn sessions_without_other_keys_match_batch() {
+    // One key for all rows: files 7 s apart join while none is empty (8 s gap).
+    let oracle = "
+        WITH marked AS (
+          SELECT ts, CASE WHEN lag(ts) OVER (ORDER BY ts) > ts - CAST($gap AS INTERVAL)
+            THEN 0 ELSE 1 END AS starts_session
+          FROM lines),
+        numbered AS (
+          SELECT ts, sum(starts_session) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING) AS session_no
+          FROM marked)
+        SELECT min(ts) AS window_start, max(ts) + CAST($gap AS INTERVAL) AS window_end,
+          count(*) AS lines
+        FROM numbered GROUP BY session_no";
+    check_against(
+        "SELECT session['start'] AS window_start, session['end'] AS window_end, count(*) AS lines \
+         FROM (SELECT session(ts, $gap) AS session FROM lines) GROUP BY session",
+        oracle,
+        &[("gap", "8 seconds")],
+        Update::Sessions { keys: 0 },
+        false,
+        20,
     );
 }
 
