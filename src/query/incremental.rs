@@ -12,6 +12,11 @@
 //! So a trigger costs O(new rows + touched groups), except complete mode's output, and every
 //! built-in aggregate (count, sum, avg, min, max, count DISTINCT, approx_distinct, ...) merges
 //! through its own partial-state code, without a case per function here.
+//!
+//! Windows add two steps between the pieces: sliding windows are aggregated per pane below and
+//! copied into their windows before the merge ([`super::panes`]); session windows are merged
+//! with the open sessions of their keys before the merge ([`super::session`]). A watermark
+//! then evicts the windows it has closed (append mode emits them).
 
 use std::sync::Arc;
 use std::time::Instant;
