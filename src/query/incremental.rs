@@ -15,7 +15,7 @@
 //!
 //! Windows add two steps between the pieces: sliding windows are aggregated per pane below and
 //! copied into their windows before the merge ([`super::panes`]); session windows are merged
-//! with the open sessions of their keys before the merge ([`super::session`]). A watermark
+//! with the open sessions of their keys before the merge ([`mod@super::session`]). A watermark
 //! then evicts the windows it has closed (append mode emits them).
 
 use std::sync::Arc;
