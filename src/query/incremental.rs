@@ -490,7 +490,10 @@ fn split_rows(
         }
         return Ok(split.into_iter().map(|(_, batches)| batches).collect());
     }
-    let all = concat_batches(schema, rows)?;
+    let all = match rows {
+        [one] => one.clone(),
+        _ => concat_batches(schema, rows)?,
+    };
     let per = all.num_rows().div_ceil(partitions).max(1);
     Ok((0..partitions)
         .map(|p| {

@@ -150,8 +150,20 @@ impl GroupState {
         self.compact_if_sparse()
     }
 
-    /// Every group's latest row, in group-id order.
+    /// Every group's latest row (in no particular order).
     pub fn live_rows(&self) -> Result<RecordBatch> {
+        if let [only] = self.chunks.as_slice()
+            && self.evicted == 0
+            && self.rows_in_chunks == self.locations.len()
+        {
+            // One chunk holding one row per group (a first trigger, or just compacted).
+            return Ok(only.clone());
+        }
+        self.live_rows_by_id()
+    }
+
+    /// Every group's latest row, in group-id order.
+    fn live_rows_by_id(&self) -> Result<RecordBatch> {
         let picks: Vec<(usize, usize)> = self
             .locations
             .iter()
@@ -218,7 +230,7 @@ impl GroupState {
         if !sparse && !evicted_many {
             return Ok(());
         }
-        let compacted = self.live_rows()?;
+        let compacted = self.live_rows_by_id()?;
         if self.evicted > 0 {
             // A fresh index of the live keys only: ids 0..live in row order.
             let mut fresh = GroupState::new(Arc::clone(&self.schema), self.num_keys)?;
