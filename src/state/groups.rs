@@ -37,6 +37,10 @@ pub struct GroupState {
     evicted: usize,
     /// Scratch for interning.
     ids: Vec<usize>,
+    /// The rows of the only chunk are not in the index yet: rows appended to an empty state
+    /// (one per group) are interned when a lookup first needs them, which a run of one big
+    /// trigger never does.
+    unindexed: bool,
 }
 
 impl std::fmt::Debug for GroupState {
@@ -67,6 +71,7 @@ impl GroupState {
             locations: Vec::new(),
             evicted: 0,
             ids: Vec::new(),
+            unindexed: false,
         })
     }
 
@@ -81,6 +86,9 @@ impl GroupState {
 
     /// Number of groups.
     pub fn len(&self) -> usize {
+        if self.unindexed {
+            return self.rows_in_chunks;
+        }
         self.locations.len() - self.evicted
     }
 
@@ -96,6 +104,7 @@ impl GroupState {
     /// The current rows of the groups that appear in `batches` (each group once), or `None`
     /// if none of them exists yet. The batches may name a group several times.
     pub fn existing_rows(&mut self, batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
+        self.index_pending()?;
         let known = self.locations.len();
         let mut wanted: Vec<usize> = Vec::new();
         for rows in batches {
@@ -130,6 +139,13 @@ impl GroupState {
             return Ok(());
         }
         let merged = self.conform(merged)?;
+        if self.chunks.is_empty() && self.locations.is_empty() && self.index.is_some() {
+            self.rows_in_chunks = merged.num_rows();
+            self.chunks.push(merged);
+            self.unindexed = true;
+            return Ok(());
+        }
+        self.index_pending()?;
         self.intern(&merged)?;
         let chunk = u32::try_from(self.chunks.len()).expect("fewer than 2^32 chunks");
         let groups = self.group_count();
@@ -153,8 +169,8 @@ impl GroupState {
     /// Every group's latest row (in no particular order).
     pub fn live_rows(&self) -> Result<RecordBatch> {
         if let [only] = self.chunks.as_slice()
-            && self.evicted == 0
-            && self.rows_in_chunks == self.locations.len()
+            && (self.unindexed
+                || (self.evicted == 0 && self.rows_in_chunks == self.locations.len()))
         {
             // One chunk holding one row per group (a first trigger, or just compacted).
             return Ok(only.clone());
@@ -178,6 +194,7 @@ impl GroupState {
         &mut self,
         mut is_final: impl FnMut(&RecordBatch) -> Result<BooleanArray>,
     ) -> Result<RecordBatch> {
+        self.index_pending()?;
         let live: Vec<usize> = (0..self.locations.len())
             .filter(|&id| self.locations[id] != EVICTED)
             .collect();
@@ -202,6 +219,7 @@ impl GroupState {
 
     /// Removes the groups whose keys are the first columns of `keys`; they must exist.
     pub fn remove(&mut self, keys: &RecordBatch) -> Result<()> {
+        self.index_pending()?;
         let known = self.locations.len();
         self.intern(keys)?;
         if let Some(&unknown) = self.ids.iter().find(|&&id| id >= known) {
@@ -245,6 +263,20 @@ impl GroupState {
             *location = (0, id as u32);
         }
         Ok(())
+    }
+
+    /// Interns the rows appended to the empty state, if that has not happened yet.
+    fn index_pending(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.unindexed) {
+            return Ok(());
+        }
+        let chunk = self.chunks[0].clone();
+        self.intern(&chunk)?;
+        self.locations = vec![NOWHERE; self.group_count()];
+        for (row, &id) in self.ids.iter().enumerate() {
+            self.locations[id] = (0, row as u32);
+        }
+        self.compact_if_sparse()
     }
 
     fn gather(&self, picks: &[(usize, usize)]) -> Result<RecordBatch> {
@@ -414,6 +446,50 @@ mod tests {
         assert_eq!(live(&state), [("b".into(), 2), ("c".into(), 3)]);
         state.append(rows(&["zz"], &[4])).unwrap();
         assert_eq!(state.len(), 3);
+    }
+
+    #[test]
+    fn a_first_chunk_is_indexed_only_when_a_lookup_needs_it() {
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        state.append(rows(&["a", "b", "c"], &[1, 2, 3])).unwrap();
+        assert!(state.unindexed);
+        assert_eq!(state.len(), 3);
+        assert_eq!(
+            live(&state),
+            [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]
+        );
+        let old = state
+            .existing_rows(&[rows(&["c", "d"], &[0, 0])])
+            .unwrap()
+            .unwrap();
+        assert!(!state.unindexed);
+        assert_eq!(
+            old.column(1).as_primitive::<Int64Type>().values().to_vec(),
+            [3]
+        );
+        state.append(rows(&["c", "d"], &[30, 4])).unwrap();
+        assert_eq!(state.len(), 4);
+        assert_eq!(
+            live(&state),
+            [
+                ("a".into(), 1),
+                ("b".into(), 2),
+                ("c".into(), 30),
+                ("d".into(), 4)
+            ]
+        );
+        // Eviction and removal index a fresh first chunk too.
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        state.append(rows(&["x", "y"], &[1, 2])).unwrap();
+        state.remove(&rows(&["x"], &[0])).unwrap();
+        assert_eq!(live(&state), [("y".into(), 2)]);
+        let mut state = GroupState::new(schema(), 1).unwrap();
+        state.append(rows(&["x", "y"], &[1, 2])).unwrap();
+        let gone = state
+            .evict(|rows| Ok(BooleanArray::from(vec![true; rows.num_rows()])))
+            .unwrap();
+        assert_eq!(gone.num_rows(), 2);
+        assert!(state.is_empty());
     }
 
     #[test]
