@@ -106,19 +106,14 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
     let window_sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/window_wordcount.sql");
     // Event times spread over a day, from the line's content.
     let over_a_day = "to_timestamp_seconds(1700000000 + (character_length(value) * 7919 + ascii(value)) % 86400)";
+    let params = [("size", "10 minutes"), ("slide", "1 minute")];
+    let param_flags = ["--param", "size=10 minutes", "--param", "slide=1 minute"];
     let (secs, rss) = best_of_query(
         root,
         corpus,
         1,
         &window_sql,
-        &[
-            "--param",
-            "size=10 minutes",
-            "--param",
-            "slide=1 minute",
-            "--event-time",
-            over_a_day,
-        ],
+        &[&param_flags[..], &["--event-time", over_a_day]].concat(),
     );
     println!(
         "sliding windows (10 min / 1 min, event times over a day, complete mode): {secs:.2} s, {:.1} MB/s, {:.1}x the plain word count's time, peak RSS {:.0} MB",
@@ -128,7 +123,6 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
     );
     // The query's own cost: the same SQL as one DataFusion batch query over the lines already
     // in memory (no reading, no state, no checkpoint, no sink).
-    let params = [("size", "10 minutes"), ("slide", "1 minute")];
     let (batch, groups) = datafusion_batch(corpus, &window_sql, &params, Some(over_a_day));
     let (plain_batch, _) = datafusion_batch(corpus, &wordcount_sql(), &[], None);
     println!(
@@ -150,21 +144,18 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
             1,
             &window_sql,
             &[
-                "--param",
-                "size=10 minutes",
-                "--param",
-                "slide=1 minute",
-                "--event-time",
-                advancing,
-                "--watermark",
-                "10 minutes",
-                "--mode",
-                "append",
-                "--max-files-per-trigger",
-                "1",
-                "--glob",
-                glob,
-            ],
+                &param_flags[..],
+                &["--event-time", advancing, "--watermark", "10 minutes"],
+                &[
+                    "--mode",
+                    "append",
+                    "--max-files-per-trigger",
+                    "1",
+                    "--glob",
+                    glob,
+                ],
+            ]
+            .concat(),
         );
         println!(
             "append mode with a watermark, {label} the corpus quarter: {secs:.2} s, peak RSS {:.0} MB",

@@ -117,13 +117,7 @@ impl ScalarUDFImpl for SessionFunc {
         let ts_type = args.arg_fields[0].data_type().clone();
         let starts = as_micros(&args.args[0].to_array(args.number_rows)?)?;
         let ends: TimestampMicrosecondArray = starts.unary(|t| t.saturating_add(gap));
-        let result = session_array(&ts_type, starts, ends)?;
-        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        like_input(&args.args[0], session_array(&ts_type, starts, ends)?)
     }
 }
 
@@ -147,27 +141,46 @@ pub fn session_array(
 /// `tumble(ts, size)` and `hop(ts, size, slide)`; see the module docs.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct WindowFunc {
-    name: &'static str,
+    shape: WindowShape,
     signature: Signature,
+}
+
+/// What a [`WindowFunc`] returns for a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum WindowShape {
+    /// `tumble(ts, size)`: the window's start.
+    Tumble,
+    /// `hop(ts, size, slide)`: the list of every window's start.
+    Hop,
+    /// `hop_pane(ts, size, slide)`: the start of the pane of `gcd(size, slide)` holding `ts`,
+    /// as a one-element list shaped like hop()'s. Not registered: `query::panes` puts it in
+    /// place of hop() in a trigger's plan.
+    Pane,
 }
 
 impl WindowFunc {
     pub fn tumble() -> Self {
-        Self {
-            name: "tumble",
-            signature: Signature::any(2, Volatility::Immutable),
-        }
+        Self::new(WindowShape::Tumble)
     }
 
     pub fn hop() -> Self {
+        Self::new(WindowShape::Hop)
+    }
+
+    pub fn pane() -> Self {
+        Self::new(WindowShape::Pane)
+    }
+
+    fn new(shape: WindowShape) -> Self {
+        let arguments = if shape == WindowShape::Tumble { 2 } else { 3 };
         Self {
-            name: "hop",
-            signature: Signature::any(3, Volatility::Immutable),
+            shape,
+            signature: Signature::any(arguments, Volatility::Immutable),
         }
     }
 
     fn is_hop(&self) -> bool {
-        self.name == "hop"
+        self.shape != WindowShape::Tumble
     }
 
     /// (size, slide) in microseconds from the constant arguments, checked.
@@ -180,7 +193,7 @@ impl WindowFunc {
         let mut lengths = Vec::new();
         for (i, name) in what.iter().enumerate() {
             match args.get(i + 1).copied().flatten() {
-                Some(value) => lengths.push(interval_micros(self.name, name, value)?),
+                Some(value) => lengths.push(interval_micros(self.name(), name, value)?),
                 None => return Ok(None), // not known yet (a placeholder before binding)
             }
         }
@@ -190,7 +203,7 @@ impl WindowFunc {
             return plan_err!(
                 "{}: the slide ({slide} µs) is longer than the size ({size} µs): rows between \
                  windows would belong to none",
-                self.name
+                self.name()
             );
         }
         Ok(Some((size, slide)))
@@ -246,72 +259,6 @@ pub fn for_each_window(t: i64, size: i64, slide: i64, mut f: impl FnMut(i64)) {
     }
 }
 
-/// `hop_pane(ts, size, slide)`: the start of the pane of `gcd(size, slide)` holding `ts`, as
-/// a one-element list shaped like hop()'s. Not registered: `query::panes` puts it in place of
-/// hop() in a trigger's plan.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct PaneFunc {
-    hop: WindowFunc,
-}
-
-impl PaneFunc {
-    pub fn new() -> Self {
-        Self {
-            hop: WindowFunc::hop(),
-        }
-    }
-}
-
-impl Default for PaneFunc {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl ScalarUDFImpl for PaneFunc {
-    fn name(&self) -> &str {
-        "hop_pane"
-    }
-
-    fn signature(&self) -> &Signature {
-        self.hop.signature()
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        internal_err!("return_field_from_args is used")
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.hop.return_field_from_args(args)
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let lengths: Vec<Option<&ScalarValue>> = args
-            .args
-            .iter()
-            .map(|a| match a {
-                ColumnarValue::Scalar(s) => Some(s),
-                ColumnarValue::Array(_) => None,
-            })
-            .collect();
-        let Some((size, slide)) = self.hop.lengths(&lengths)? else {
-            return exec_err!("hop: window lengths must be constants");
-        };
-        let pane = gcd(size, slide);
-        let ts_type = args.arg_fields[0].data_type().clone();
-        let micros = as_micros(&args.args[0].to_array(args.number_rows)?)?;
-        let starts: TimestampMicrosecondArray = micros.unary(|t| t.div_euclid(pane) * pane);
-        let values = from_micros(starts, &ts_type)?;
-        let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(1, micros.len()));
-        Ok(ColumnarValue::Array(Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(ts_type, true)),
-            offsets,
-            values,
-            micros.nulls().cloned(),
-        ))))
-    }
-}
-
 fn gcd(a: i64, b: i64) -> i64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -352,7 +299,11 @@ pub fn interval_micros(function: &str, name: &str, value: &ScalarValue) -> Resul
 
 impl ScalarUDFImpl for WindowFunc {
     fn name(&self) -> &str {
-        self.name
+        match self.shape {
+            WindowShape::Tumble => "tumble",
+            WindowShape::Hop => "hop",
+            WindowShape::Pane => "hop_pane",
+        }
     }
 
     fn signature(&self) -> &Signature {
@@ -368,7 +319,7 @@ impl ScalarUDFImpl for WindowFunc {
         if !matches!(ts, DataType::Timestamp(..)) {
             return plan_err!(
                 "{}: the first argument must be a timestamp, not {ts}",
-                self.name
+                self.name()
             );
         }
         self.lengths(args.scalar_arguments)?;
@@ -378,55 +329,65 @@ impl ScalarUDFImpl for WindowFunc {
         } else {
             start
         };
-        Ok(Arc::new(Field::new(self.name, data_type, true)))
+        Ok(Arc::new(Field::new(self.name(), data_type, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalars: Vec<Option<ScalarValue>> = args
+        let constants: Vec<Option<&ScalarValue>> = args
             .args
             .iter()
             .map(|a| match a {
-                ColumnarValue::Scalar(s) => Some(s.clone()),
+                ColumnarValue::Scalar(s) => Some(s),
                 ColumnarValue::Array(_) => None,
             })
             .collect();
-        let refs: Vec<Option<&ScalarValue>> = scalars.iter().map(Option::as_ref).collect();
-        let Some((size, slide)) = self.lengths(&refs)? else {
-            return exec_err!("{}: window lengths must be constants", self.name);
+        let Some((size, slide)) = self.lengths(&constants)? else {
+            return exec_err!("{}: window lengths must be constants", self.name());
         };
         let ts_type = args.arg_fields[0].data_type().clone();
         let micros = as_micros(&args.args[0].to_array(args.number_rows)?)?;
         let start_of = |t: i64, step: i64| t.div_euclid(step) * step;
-        let result: ArrayRef = if self.is_hop() {
-            let mut offsets = Vec::with_capacity(micros.len() + 1);
-            offsets.push(0i32);
-            let mut starts = Vec::new();
-            for i in 0..micros.len() {
-                if micros.is_valid(i) {
-                    let first = starts.len();
-                    for_each_window(micros.value(i), size, slide, |s| starts.push(s));
-                    starts[first..].reverse();
+        let list_of =
+            |starts: TimestampMicrosecondArray, offsets: OffsetBuffer<i32>| -> Result<ArrayRef> {
+                Ok(Arc::new(ListArray::new(
+                    Arc::new(Field::new_list_field(ts_type.clone(), true)),
+                    offsets,
+                    from_micros(starts, &ts_type)?,
+                    micros.nulls().cloned(),
+                )))
+            };
+        let result = match self.shape {
+            WindowShape::Tumble => from_micros(micros.unary(|t| start_of(t, size)), &ts_type)?,
+            WindowShape::Hop => {
+                let mut offsets = Vec::with_capacity(micros.len() + 1);
+                offsets.push(0i32);
+                let mut starts = Vec::new();
+                for i in 0..micros.len() {
+                    if micros.is_valid(i) {
+                        let first = starts.len();
+                        for_each_window(micros.value(i), size, slide, |s| starts.push(s));
+                        starts[first..].reverse();
+                    }
+                    offsets.push(starts.len() as i32);
                 }
-                offsets.push(starts.len() as i32);
+                list_of(starts.into(), OffsetBuffer::new(offsets.into()))?
             }
-            let values = from_micros(TimestampMicrosecondArray::from(starts), &ts_type)?;
-            Arc::new(ListArray::new(
-                Arc::new(Field::new_list_field(ts_type.clone(), true)),
-                OffsetBuffer::new(offsets.into()),
-                values,
-                micros.nulls().cloned(),
-            ))
-        } else {
-            let starts: TimestampMicrosecondArray = micros.unary(|t| start_of(t, size));
-            from_micros(starts, &ts_type)?
+            WindowShape::Pane => {
+                let pane = gcd(size, slide);
+                let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(1, micros.len()));
+                list_of(micros.unary(|t| start_of(t, pane)), offsets)?
+            }
         };
-        if matches!(args.args[0], ColumnarValue::Scalar(_)) {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &result, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(result))
+        like_input(&args.args[0], result)
     }
+}
+
+/// `result` as a scalar when the function's `input` was one, else as an array.
+fn like_input(input: &ColumnarValue, result: ArrayRef) -> Result<ColumnarValue> {
+    Ok(match input {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&result, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(result),
+    })
 }
 
 /// `words(text) -> list<utf8>`; see the module docs.
@@ -467,15 +428,9 @@ impl ScalarUDFImpl for WordsFunc {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = matches!(args.args[0], ColumnarValue::Scalar(_));
         let input = args.args[0].to_array(args.number_rows)?;
         let input = cast(&input, &DataType::Utf8)?;
-        let result = split_words(input.as_string::<i32>());
-        if scalar {
-            let value = ScalarValue::try_from_array(&result, 0)?;
-            return Ok(ColumnarValue::Scalar(value));
-        }
-        Ok(ColumnarValue::Array(result))
+        like_input(&args.args[0], split_words(input.as_string::<i32>()))
     }
 }
 

@@ -358,23 +358,19 @@ impl IncrementalAggregate {
         let merge = sessions
             .plan_merge(&new_rows)
             .context(|| "merging sessions".into())?;
-        let old_rows = match &merge.touched {
-            Some(keys) => self
+        let mut input = Vec::new();
+        if let Some(keys) = &merge.touched
+            && let Some(old_rows) = self
                 .state
                 .existing_rows(std::slice::from_ref(keys))
-                .context(lookup)?,
-            None => None,
-        };
-        let rewrite = |rows: &RecordBatch| {
-            sessions
-                .rewrite(rows, &merge)
-                .context(|| "merging sessions".into())
-        };
-        let mut input = Vec::new();
-        if let Some(old_rows) = old_rows {
-            input.push(rewrite(&old_rows)?);
+                .context(lookup)?
+        {
+            let old_rows = sessions
+                .rewrite(&old_rows, &merge)
+                .context(|| "merging sessions".into())?;
+            input.push(old_rows);
         }
-        input.push(rewrite(&new_rows)?);
+        input.push(merge.new_rows.clone()); // columns are shared, not copied
         Ok((input, Some(merge)))
     }
 

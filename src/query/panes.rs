@@ -31,7 +31,7 @@ use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::unnest::UnnestExec;
 
-use super::functions::{self, PaneFunc};
+use super::functions::{self, WindowFunc};
 use super::incremental::with_child;
 
 /// How to copy pane rows into windows; see the module docs.
@@ -236,7 +236,7 @@ pub fn rewrite(
         .expect("checked above");
     let pane = ScalarFunctionExpr::new(
         "hop_pane",
-        Arc::new(ScalarUDF::from(PaneFunc::new())),
+        Arc::new(ScalarUDF::from(WindowFunc::pane())),
         hop.args().to_vec(),
         hop.return_field(&input_schema)?,
         Arc::new(hop.config_options().clone()),

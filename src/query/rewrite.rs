@@ -130,6 +130,24 @@ mod tests {
         assert_eq!(fixed_duration(&a_nano, TimeUnit::Microsecond), None);
     }
 
+    /// `sql`'s result with dfstream's session (the rule on) and with DataFusion's own.
+    async fn with_and_without_rule(
+        sql: &str,
+    ) -> (
+        Vec<datafusion::arrow::array::RecordBatch>,
+        Vec<datafusion::arrow::array::RecordBatch>,
+    ) {
+        let with_rule = crate::query::session(1).sql(sql).await.unwrap();
+        let without = datafusion::prelude::SessionContext::new()
+            .sql(sql)
+            .await
+            .unwrap();
+        (
+            with_rule.collect().await.unwrap(),
+            without.collect().await.unwrap(),
+        )
+    }
+
     #[tokio::test]
     async fn durations_give_the_instants_the_calendar_gives() {
         let sql = "SELECT ts + INTERVAL '1 day 10 minutes' AS later, \
@@ -138,9 +156,7 @@ mod tests {
                    FROM (SELECT arrow_cast(to_timestamp_micros(v), \
                                 'Timestamp(Microsecond, Some(\"UTC\"))') AS ts \
                          FROM (VALUES (1700000000123456), (-5), (951782400000000)) t(v))";
-        let with_rule = crate::query::session(1);
-        let without = datafusion::prelude::SessionContext::new();
-        let plan = with_rule
+        let plan = crate::query::session(1)
             .sql(sql)
             .await
             .unwrap()
@@ -152,8 +168,7 @@ mod tests {
             shown.contains("IntervalMonthDayNano"),
             "a month stays an interval: {shown}"
         );
-        let got = with_rule.sql(sql).await.unwrap().collect().await.unwrap();
-        let expected = without.sql(sql).await.unwrap().collect().await.unwrap();
+        let (got, expected) = with_and_without_rule(sql).await;
         assert_eq!(got, expected);
         assert_eq!(got[0].schema(), expected[0].schema());
     }
@@ -165,20 +180,7 @@ mod tests {
                                 'Timestamp(Microsecond, Some(\"UTC\"))') AS ts \
                          FROM (VALUES (1), (2), (3)) t(v)) \
                    GROUP BY ROLLUP(k, ts + INTERVAL '1 hour') ORDER BY k, later, n";
-        let got = crate::query::session(1)
-            .sql(sql)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        let expected = datafusion::prelude::SessionContext::new()
-            .sql(sql)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
+        let (got, expected) = with_and_without_rule(sql).await;
         assert_eq!(got, expected);
     }
 }

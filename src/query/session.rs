@@ -48,6 +48,8 @@ pub struct SessionMerge {
     pub touched: Option<RecordBatch>,
     /// Key rows of the open sessions absorbed into a larger one (they leave the state).
     pub absorbed: Option<RecordBatch>,
+    /// The trigger's rows, with the bounds of the sessions they now belong to.
+    pub new_rows: RecordBatch,
     /// Each touched key's sessions after the merge.
     merged: HashMap<Box<[u8]>, Vec<Bounds>>,
 }
@@ -76,15 +78,6 @@ impl Sessions {
             converter,
             open: HashMap::new(),
         })
-    }
-
-    /// Number of open sessions.
-    pub fn len(&self) -> usize {
-        self.open.values().map(Vec::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
     }
 
     /// Merges the sessions of a trigger's partial rows with the open ones of the same keys.
@@ -124,21 +117,32 @@ impl Sessions {
         Ok(SessionMerge {
             touched: touched.build(self, new_rows)?,
             absorbed: absorbed.build(self, new_rows)?,
+            new_rows: self.with_merged_bounds(new_rows, &keys, &bounds, &merged)?,
             merged,
         })
     }
 
-    /// Gives each of `rows` the bounds of the merged session holding its start.
+    /// Gives each of `rows` (state rows of touched sessions) the bounds of the merged session
+    /// holding its start.
     pub fn rewrite(&self, rows: &RecordBatch, merge: &SessionMerge) -> Result<RecordBatch> {
         let keys = self.key_bytes(rows)?;
         let bounds = self.bounds(rows)?;
+        self.with_merged_bounds(rows, &keys, &bounds, &merge.merged)
+    }
+
+    fn with_merged_bounds(
+        &self,
+        rows: &RecordBatch,
+        keys: &[Vec<u8>],
+        bounds: &[Option<Bounds>],
+        merged: &HashMap<Box<[u8]>, Vec<Bounds>>,
+    ) -> Result<RecordBatch> {
         let (starts, ends): (Vec<Option<i64>>, Vec<Option<i64>>) = bounds
             .iter()
             .enumerate()
             .map(|(row, b)| {
                 let session = b.map(|(start, end)| {
-                    merge
-                        .merged
+                    merged
                         .get(keys[row].as_slice())
                         .map(|sessions| containing(sessions, start))
                         .unwrap_or((start, end))

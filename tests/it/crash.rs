@@ -111,6 +111,32 @@ fn every_batch_committed() -> Vec<&'static str> {
         .collect()
 }
 
+/// Starts the job, waits up to `max_wait_ms` (at random) and SIGKILLs it if it still runs;
+/// returns whether it did. The steps of a batch (offsets, query, sink, state, commit) are
+/// spread apart so that kills land inside each of them.
+fn run_and_kill_at_random(
+    ws: &Workspace,
+    query: &Path,
+    args: &[&str],
+    rng: &mut StdRng,
+    max_wait_ms: u64,
+) -> bool {
+    let mut child = ws
+        .command(query, args)
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(rng.random_range(0..max_wait_ms)));
+    if child.try_wait().unwrap().is_some() {
+        return false;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    true
+}
+
 #[test]
 fn sigkill_at_random_moments_keeps_the_result_exact() {
     let seed = seed();
@@ -127,23 +153,12 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
             ws.add_file(&format!("f{next_file:04}.txt"), random_text(&mut rng));
             next_file += 1;
         }
-        let mut child = ws
-            .command(&repo("sql/wordcount.sql"), &every_batch_committed())
-            // Widen the windows between the steps of a batch (offsets, query, sink, state,
-            // commit) so that kills land inside each of them.
-            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
-        if child.try_wait().unwrap().is_some() {
+        let wordcount = repo("sql/wordcount.sql");
+        if run_and_kill_at_random(&ws, &wordcount, &every_batch_committed(), &mut rng, 150) {
+            kills += 1;
+        } else {
             completed += 1;
-            continue;
         }
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        kills += 1;
     }
     assert!(kills >= 20, "only {kills} kills (seed {seed})");
     let out = ws.run(&repo("sql/wordcount.sql"), &every_batch_committed());
@@ -170,17 +185,7 @@ fn sigkill_in_update_mode_leaves_each_batch_once() {
             break;
         }
         ws.add_file(&format!("f{i:04}.txt"), random_text(&mut rng));
-        let mut child = ws
-            .command(&repo("sql/wordcount.sql"), &args)
-            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            child.wait().unwrap();
+        if run_and_kill_at_random(&ws, &repo("sql/wordcount.sql"), &args, &mut rng, 120) {
             kills += 1;
         }
     }
@@ -668,17 +673,7 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
             });
         }
         ws.add_file(&format!("f{i:04}.txt"), &text);
-        let mut child = ws
-            .command(&query, &args)
-            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..120)));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            child.wait().unwrap();
+        if run_and_kill_at_random(&ws, &query, &args, &mut rng, 120) {
             kills += 1;
         }
     }

@@ -101,25 +101,7 @@ async fn stream(
     files: &[(String, Vec<u8>)],
     split: &[std::ops::Range<usize>],
 ) -> Vec<Vec<RecordBatch>> {
-    let counters = Arc::new(TextCounters::default());
-    let slot = TriggerSlot::new(counters, 16 << 20);
-    let file = QueryFile {
-        path: "oracle.sql".into(),
-        sql: sql.to_string(),
-    };
-    let mut query = StreamingQuery::plan(
-        QuerySpec {
-            file: &file,
-            params,
-            mode: Some(mode),
-            partitions,
-            event_time: None,
-            watermark: None,
-        },
-        slot.clone(),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    let (mut query, slot, _) = plan(sql, params, mode, partitions, None).await;
     let mut outputs = Vec::new();
     for range in split {
         slot.set(
@@ -137,6 +119,41 @@ async fn stream(
         outputs.push(query.run_trigger().await.unwrap().rows);
     }
     outputs
+}
+
+/// Plans `sql` over a fresh trigger slot (whose counters are returned too).
+async fn plan(
+    sql: &str,
+    params: &Params,
+    mode: OutputMode,
+    partitions: usize,
+    watermark: Option<std::time::Duration>,
+) -> (StreamingQuery, TriggerSlot, Arc<TextCounters>) {
+    let counters = Arc::new(TextCounters::default());
+    let slot = TriggerSlot::new(Arc::clone(&counters), 16 << 20);
+    let file = QueryFile {
+        path: "oracle.sql".into(),
+        sql: sql.to_string(),
+    };
+    let spec = QuerySpec {
+        file: &file,
+        params,
+        mode: Some(mode),
+        partitions,
+        event_time: None,
+        watermark,
+    };
+    let query = StreamingQuery::plan(spec, slot.clone())
+        .await
+        .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    (query, slot, counters)
+}
+
+fn params_of(params: &[(&str, &str)]) -> Params {
+    params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn ts_of(file_index: usize) -> i64 {
@@ -211,10 +228,7 @@ fn check_against(
     count: u64,
 ) {
     let rt = runtime();
-    let params_map: Params = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let params_map = params_of(params);
     for seed in seeds(count) {
         let mut rng = StdRng::seed_from_u64(seed);
         let files = random_files(&mut rng);
@@ -412,10 +426,7 @@ fn tumbling_window_wordcount_matches_batch() {
 /// late rows are exactly those older than the watermark when their trigger began.
 fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u64) {
     let rt = runtime();
-    let params_map: Params = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let params_map = params_of(params);
     let delay = 20_000_000i64; // --watermark 20s
     for seed in seeds(count) {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -455,25 +466,15 @@ fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u
             "seed {seed} (replay: DFSTREAM_SEED={seed}), split {split:?}, {late} late rows"
         );
         rt.block_on(async {
-            let counters = Arc::new(TextCounters::default());
-            let slot = TriggerSlot::new(Arc::clone(&counters), 16 << 20);
-            let file = QueryFile {
-                path: "append.sql".into(),
-                sql: sql.to_string(),
-            };
-            let mut query = StreamingQuery::plan(
-                QuerySpec {
-                    file: &file,
-                    params: &params_map,
-                    mode: Some(OutputMode::Append),
-                    partitions,
-                    event_time: None,
-                    watermark: Some(std::time::Duration::from_micros(delay as u64)),
-                },
-                slot.clone(),
+            let delay = std::time::Duration::from_micros(delay as u64);
+            let (mut query, slot, counters) = plan(
+                sql,
+                &params_map,
+                OutputMode::Append,
+                partitions,
+                Some(delay),
             )
-            .await
-            .unwrap_or_else(|e| panic!("planning failed: {e}"));
+            .await;
             let mut emitted = Vec::new();
             for range in &split {
                 slot.set(
@@ -667,30 +668,10 @@ fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
 
 /// Whether `sql` is planned to aggregate sliding-window rows per pane.
 fn per_pane(sql: &str, params: &[(&str, &str)]) -> bool {
-    let params: Params = params
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let file = QueryFile {
-        path: "panes.sql".into(),
-        sql: sql.to_string(),
-    };
-    let slot = TriggerSlot::new(Arc::new(TextCounters::default()), 16 << 20);
+    let params = params_of(params);
     runtime().block_on(async {
-        StreamingQuery::plan(
-            QuerySpec {
-                file: &file,
-                params: &params,
-                mode: Some(OutputMode::Complete),
-                partitions: 2,
-                event_time: None,
-                watermark: None,
-            },
-            slot,
-        )
-        .await
-        .unwrap()
-        .aggregates_per_pane()
+        let (query, _, _) = plan(sql, &params, OutputMode::Complete, 2, None).await;
+        query.aggregates_per_pane()
     })
 }
 
