@@ -99,10 +99,7 @@ impl ScalarUDFImpl for SessionFunc {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let ts = args.arg_fields[0].data_type();
-        if !matches!(ts, DataType::Timestamp(..)) {
-            return plan_err!("session: the first argument must be a timestamp, not {ts}");
-        }
+        let ts = timestamp_argument("session", &args)?;
         if let Some(Some(gap)) = args.scalar_arguments.get(1) {
             interval_micros("session", "gap", gap)?;
         }
@@ -315,13 +312,7 @@ impl ScalarUDFImpl for WindowFunc {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let ts = args.arg_fields[0].data_type();
-        if !matches!(ts, DataType::Timestamp(..)) {
-            return plan_err!(
-                "{}: the first argument must be a timestamp, not {ts}",
-                self.name()
-            );
-        }
+        let ts = timestamp_argument(self.name(), &args)?;
         self.lengths(args.scalar_arguments)?;
         let start = ts.clone();
         let data_type = if self.is_hop() {
@@ -379,6 +370,14 @@ impl ScalarUDFImpl for WindowFunc {
             }
         };
         like_input(&args.args[0], result)
+    }
+}
+
+/// The type of a window function's first argument, which must be a timestamp.
+fn timestamp_argument<'a>(function: &str, args: &'a ReturnFieldArgs) -> Result<&'a DataType> {
+    match args.arg_fields[0].data_type() {
+        ts @ DataType::Timestamp(..) => Ok(ts),
+        other => plan_err!("{function}: the first argument must be a timestamp, not {other}"),
     }
 }
 

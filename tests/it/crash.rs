@@ -4,7 +4,7 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -122,10 +122,8 @@ fn run_and_kill_at_random(
     max_wait_ms: u64,
 ) -> bool {
     let mut child = ws
-        .command(query, args)
+        .quiet(query, args)
         .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(rng.random_range(0..max_wait_ms)));
@@ -483,12 +481,10 @@ impl FsizeLimit for Command {
 fn a_second_process_on_one_checkpoint_is_refused() {
     let ws = Workspace::new();
     let mut first = ws
-        .command(
+        .quiet(
             &repo("sql/wordcount.sql"),
             &["--trigger", "0", "--no-console"],
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     ws.add_file("a.txt", "x\n");

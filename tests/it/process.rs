@@ -274,12 +274,10 @@ fn an_interval_trigger_batches_what_arrived_during_the_interval() {
     ws.add_file("1.txt", "a\n");
     ws.add_file("2.txt", "b\n");
     let mut child = ws
-        .command(
+        .quiet(
             &repo("sql/wordcount.sql"),
             &["--trigger", "300ms", "--no-console"],
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     assert!(ws.wait_for_commit(0, Duration::from_secs(20)));

@@ -2,7 +2,7 @@
 //! and the batch oracle (the same SQL run once over all input with plain DataFusion).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,13 @@ impl Workspace {
     }
 
     /// Runs to completion; use a trigger that ends (once, available-now).
+    /// [`Self::command`] with its output discarded, for jobs started in the background.
+    pub fn quiet(&self, query: &Path, extra: &[&str]) -> Command {
+        let mut cmd = self.command(query, extra);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd
+    }
+
     pub fn run(&self, query: &Path, extra: &[&str]) -> Output {
         self.command(query, extra).output().unwrap()
     }
