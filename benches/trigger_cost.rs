@@ -116,6 +116,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             watermark: None,
             state_schema: None,
             output_schema: String::new(),
+            inputs: None,
         },
         10,
         100,

@@ -77,6 +77,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 let mut names = job.list_files()?;
                 let mut wal = job.take_wal(None)?;
                 while !stop.load(Ordering::SeqCst) {
+                    tokio::task::yield_now().await;
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let files = job.take_files(&names, max_files);
                     names.drain(..files.len());
                     if files.is_empty() && wal.is_empty() {
@@ -93,6 +97,13 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 let idle_timeout = config.args.idle_timeout;
                 let mut last_input = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
+                    // Let the shutdown future run: without a yield, a loop whose awaits are
+                    // all ready at once would never hand control back, and a signal would
+                    // wait until input stops.
+                    tokio::task::yield_now().await;
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let started = Instant::now();
                     let names = job.list_files()?;
                     let files = job.take_files(&names, max_files);
@@ -258,6 +269,13 @@ impl Job {
             watermark: args.watermark.map(|w| format!("{w:?}")),
             state_schema: state_schema.as_ref().map(|s| s.to_string()),
             output_schema: query.output_schema().to_string(),
+            inputs: Some(
+                source
+                    .iter()
+                    .map(|s| format!("directory {}", s.identity().display()))
+                    .chain(args.socket.iter().map(|_| "socket".to_string()))
+                    .collect(),
+            ),
         };
         let checkpoint = Checkpoint::open(
             &args.checkpoint,
@@ -273,16 +291,10 @@ impl Job {
             query.slot().restore_watermark(watermark);
             query.forget_closed_windows()?;
         }
+        // Only the restored batches' files: a replayed batch's files are marked as it runs, so
+        // a sources snapshot written during the replay never lists a batch not yet re-run.
         if let Some(source) = &mut source {
             source.mark_taken(recovered.taken);
-            for offsets in &recovered.replay {
-                source.mark_taken(
-                    offsets
-                        .files
-                        .iter()
-                        .map(|f| (f.name.clone(), f.mtime_micros)),
-                );
-            }
         }
         let wal_end = recovered.wal_taken;
         let replayed_wal = recovered
@@ -409,7 +421,13 @@ impl Job {
         }
         pause(self.step_pause).await;
         let mut inputs = Vec::new();
-        if let Some(source) = &self.source {
+        if let Some(source) = &mut self.source {
+            source.mark_taken(
+                offsets
+                    .files
+                    .iter()
+                    .map(|f| (f.name.clone(), f.mtime_micros)),
+            );
             let dir = source.dir();
             inputs.extend(offsets.files.iter().map(|f| TriggerFile {
                 path: dir.join(&f.name),
@@ -529,7 +547,9 @@ impl Job {
             })?;
         }
         if let (Some(socket), Some(end)) = (&self.socket, self.wal_end) {
-            socket.committed(end);
+            // Not just up to `end`: a recovery that falls back past damaged files re-runs
+            // older batches, whose lines must still be in the log.
+            socket.committed(self.checkpoint.oldest_restart_wal()?.min(end));
         }
         self.last_commit = Instant::now();
         Ok(())

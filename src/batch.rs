@@ -142,6 +142,10 @@ pub struct LineDecoder<'a> {
     carry: Vec<u8>,
     /// True while discarding the rest of a line that exceeded `max_line_bytes`.
     skipping: bool,
+    /// Bytes of the line being discarded seen so far (for the message).
+    skipped_bytes: usize,
+    /// Lines decoded lossily so far, and the first one's number: one warning per file.
+    lossy: (u64, u64),
     /// 1-based number of the line being decoded, for messages.
     line_no: u64,
     values: StringBuilder,
@@ -165,6 +169,8 @@ impl<'a> LineDecoder<'a> {
             max_line_bytes,
             carry: Vec::new(),
             skipping: false,
+            skipped_bytes: 0,
+            lossy: (0, 0),
             line_no: 1,
             values: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 64),
             rows: 0,
@@ -205,6 +211,15 @@ impl<'a> LineDecoder<'a> {
             self.end_line(&line)?;
         }
         self.flush()?;
+        let (lossy, first) = self.lossy;
+        if lossy > 0 {
+            log::warn!(
+                "{}: {lossy} line{} with invalid UTF-8 (the first is line {first}), decoded with \
+                 U+FFFD replacements",
+                self.file,
+                if lossy == 1 { "" } else { "s" }
+            );
+        }
         Ok(self.batches)
     }
 
@@ -243,11 +258,13 @@ impl<'a> LineDecoder<'a> {
 
     fn extend_carry(&mut self, bytes: &[u8]) {
         if self.skipping {
+            self.skipped_bytes += bytes.len();
             return;
         }
         if self.carry.len() + bytes.len() > self.max_line_bytes {
             // Keep a line's start only while it can still fit; past the limit, drop it.
             self.skipping = true;
+            self.skipped_bytes = self.carry.len() + bytes.len();
             self.carry = Vec::new();
             return;
         }
@@ -257,19 +274,19 @@ impl<'a> LineDecoder<'a> {
     /// Ends a line given as raw bytes (without its `\n`), applying the text policy.
     fn end_line(&mut self, line: &[u8]) -> Result<()> {
         if self.skipping || line.len() > self.max_line_bytes {
+            let seen = std::mem::take(&mut self.skipped_bytes) + line.len();
             self.skipping = false;
-            self.skip_long_line(line.len());
+            self.skip_long_line(seen);
             return Ok(());
         }
         match std::str::from_utf8(line) {
             Ok(text) => self.append(strip_cr(text)),
             Err(_) => {
                 self.counters.lossy_lines.fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "{}:{}: invalid UTF-8, decoded with U+FFFD replacements",
-                    self.file,
-                    self.line_no
-                );
+                if self.lossy.0 == 0 {
+                    self.lossy.1 = self.line_no;
+                }
+                self.lossy.0 += 1;
                 let text = String::from_utf8_lossy(line);
                 self.append(strip_cr(&text))
             }

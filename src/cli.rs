@@ -338,6 +338,46 @@ impl RunArgs {
                 )));
             }
         }
+        if let Some(address) = &self.socket {
+            check_socket_address(address)?;
+        }
+        let usage = |m: String| Err(crate::error::Error::Usage(m));
+        let ends = matches!(self.trigger, Trigger::Once | Trigger::AvailableNow);
+        if self.final_flush && !ends {
+            return usage(format!(
+                "--final-flush closes open windows when the input is done, which only a \
+                 --trigger once or available-now job reaches (this one runs with --trigger {})",
+                self.trigger
+            ));
+        }
+        if self.final_flush && self.watermark.is_none() {
+            return usage(
+                "--final-flush closes the windows a --watermark keeps open; without a \
+                 --watermark there are none"
+                    .into(),
+            );
+        }
+        if let Some(idle) = self.idle_timeout {
+            if self.watermark.is_none() {
+                return usage(format!(
+                    "--idle-timeout {idle:?} advances a --watermark while input is idle; \
+                     without a --watermark it does nothing"
+                ));
+            }
+            if ends {
+                return usage(format!(
+                    "--idle-timeout {idle:?} acts while a job waits for input; a --trigger {} \
+                     job does not wait (use --final-flush to close windows at the end)",
+                    self.trigger
+                ));
+            }
+        }
+        if self.checkpoint.exists() && !self.checkpoint.is_dir() {
+            return usage(format!(
+                "--checkpoint {} is a file; a checkpoint is a directory",
+                self.checkpoint.display()
+            ));
+        }
         let partitions = self.partitions.map(|p| p as usize).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -348,6 +388,31 @@ impl RunArgs {
             params,
             partitions,
         })
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Interval(d) if d.is_zero() => f.write_str("0"),
+            Trigger::Interval(d) => write!(f, "{d:?}"),
+            Trigger::Once => f.write_str("once"),
+            Trigger::AvailableNow => f.write_str("available-now"),
+            Trigger::Continuous => f.write_str("continuous"),
+        }
+    }
+}
+
+/// `HOST:PORT` with a port from 1 to 65535 (the host is looked up when connecting).
+pub fn check_socket_address(address: &str) -> Result<(), crate::error::Error> {
+    let port = address
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()));
+    match port {
+        Some((host, Ok(port))) if !host.is_empty() && port > 0 => Ok(()),
+        _ => Err(crate::error::Error::Usage(format!(
+            "--socket {address}: expected HOST:PORT with a port from 1 to 65535"
+        ))),
     }
 }
 

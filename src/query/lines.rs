@@ -446,6 +446,18 @@ pub fn read_file(
             Some((start, end)) => Box::new(f.take(end.saturating_sub(start))),
             None => Box::new(f),
         },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.range.is_some() => {
+            // A log segment is input nothing else holds: skipping it would lose lines.
+            return Err(
+                datafusion::common::DataFusionError::IoError(e).context(format!(
+                    "the socket log segment {} holding bytes {:?} of this batch is gone; the \
+                 batch cannot be read again exactly. Restore the segment, or start over with \
+                 `dfstream reset --checkpoint DIR`",
+                    file.path.display(),
+                    file.range.unwrap_or_default()
+                )),
+            );
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             counters
                 .vanished_files

@@ -311,9 +311,13 @@ struct Analysis {
 fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
     let mut analysis = Analysis::default();
     let mut problem = None;
+    let mut reads_lines = false;
     plan.apply_with_subqueries(|node| {
         let below_aggregate = analysis.aggregates > 0;
         match node {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == "lines" => {
+                reads_lines = true;
+            }
             LogicalPlan::Aggregate(_) if below_aggregate => {
                 problem = Some(
                     "the query aggregates the result of another aggregation (for example an \
@@ -360,6 +364,14 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| e.to_string())?;
+    if problem.is_none() && !reads_lines {
+        problem = Some(
+            "it never reads the stream's table `lines`, so every trigger would give the same \
+             rows (and a query such as generate_series(1, 1e11) would never end); read FROM \
+             lines, or run a one-off query with `dfstream sql`"
+                .to_string(),
+        );
+    }
     if let Some(p) = problem {
         return Err(format!("cannot run this query as a stream: {p}"));
     }

@@ -153,6 +153,14 @@ pub fn param_value(text: &str) -> ScalarValue {
     if let Ok(i) = text.parse::<i64>() {
         return ScalarValue::Int64(Some(i));
     }
+    // A whole number past BIGINT stays exact as a DECIMAL(38, 0) (the flag parser refuses
+    // longer ones), rather than turning into an inexact float.
+    if is_whole_number(text)
+        && let Ok(i) = text.parse::<i128>()
+        && i.unsigned_abs() < 10u128.pow(38)
+    {
+        return ScalarValue::Decimal128(Some(i), 38, 0);
+    }
     if let Ok(f) = text.parse::<f64>()
         && f.is_finite()
     {
@@ -163,6 +171,12 @@ pub fn param_value(text: &str) -> ScalarValue {
         "false" => ScalarValue::Boolean(Some(false)),
         _ => ScalarValue::Utf8(Some(text.to_string())),
     }
+}
+
+/// Digits with an optional sign: a parameter meant as an integer.
+pub fn is_whole_number(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn join(names: &BTreeSet<String>, sep: &str) -> String {

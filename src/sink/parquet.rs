@@ -4,7 +4,8 @@
 //! - complete mode: `DIR/result.parquet` holds exactly the latest full result; each trigger
 //!   replaces it with one atomic rename, so a reader sees one trigger's table, never a mix.
 //! - update and append modes: each trigger with rows adds `DIR/batch-NNNNNNNNNNNN.parquet`
-//!   (update mode adds a `batch_id` column). Rewriting batch N replaces the same file.
+//!   (update mode adds a `batch_id` column). Rewriting batch N replaces the same file, and
+//!   rewriting it without rows removes it.
 //!
 //! Files are written as `.NAME.tmp` (hidden, and not `*.parquet`), synced, then renamed.
 
@@ -62,7 +63,24 @@ impl Sink for ParquetSink {
                 let path = self.dir.join(batch_file_name(batch.batch_id));
                 write_parquet(&path, &schema, &rows, batch.batch_id)
             }
-            OutputMode::Append | OutputMode::Update => Ok(()),
+            OutputMode::Append | OutputMode::Update => {
+                // A replay of a batch whose first run wrote rows (its input has since
+                // vanished) must not leave that run's file behind.
+                let path = self.dir.join(batch_file_name(batch.batch_id));
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        log::warn!(
+                            "removed {} written by an earlier run of batch {}, which now \
+                             has no rows",
+                            path.display(),
+                            batch.batch_id
+                        );
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+                }
+            }
         }
     }
 

@@ -45,6 +45,10 @@ pub struct DirSource {
     ignored_old: usize,
     /// Names seen by a listing but not yet taken: (modification time, first seen), in micros.
     waiting: HashMap<String, (i64, i64)>,
+    /// The directory's modification time when a listing found nothing new, if that time was
+    /// safely in the past then: while it stays the same, no entry was added, and the
+    /// directory is not listed again (an idle job over 20,000 files spent a CPU on listings).
+    quiet_since: Option<SystemTime>,
     /// Kept alive for its events; `None` if the platform watcher could not start.
     _watcher: Option<RecommendedWatcher>,
 }
@@ -85,12 +89,19 @@ impl DirSource {
             max_age_micros: max_age.map(|a| a.as_micros() as i64),
             ignored_old: 0,
             waiting: HashMap::new(),
+            quiet_since: None,
             _watcher: watcher,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The directory as an absolute path with links resolved: what a checkpoint records, so
+    /// that the same directory named another way is still the same input.
+    pub fn identity(&self) -> PathBuf {
+        std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone())
     }
 
     /// Marks files as taken (restored from a checkpoint): name and modification time.
@@ -132,9 +143,13 @@ impl DirSource {
     /// Lists the directory and returns the names of untaken files, oldest first, without
     /// taking them.
     pub fn available(&mut self) -> Result<Vec<String>> {
+        let now = SystemTime::now();
+        let stamp = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
+        if stamp.is_some() && stamp == self.quiet_since {
+            return Ok(Vec::new());
+        }
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
-        let now = SystemTime::now();
         let now_micros = micros_since_epoch(now);
         let horizon = self.horizon();
         let mut ignored_old = 0;
@@ -182,6 +197,11 @@ impl DirSource {
                 );
             }
         }
+        // Trust an unchanged modification time only if it was already older than the
+        // coarsest timestamp granularity when this listing began: a file added in the same
+        // tick as the last change, just after the listing, would not change it.
+        self.quiet_since =
+            stamp.filter(|&t| found.is_empty() && t + std::time::Duration::from_secs(2) < now);
         found.sort();
         Ok(found.into_iter().map(|(_, name)| name).collect())
     }
@@ -213,9 +233,24 @@ pub fn micros_since_epoch(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether an event can mean a new or finished file. Opening the directory (every listing
+/// does) or a file in it (every batch reads some) raises an `Access(Open)` event; waking on
+/// those made an idle job list the directory over and over (a CPU spent on nothing).
+fn may_add_a_file(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match kind {
+        EventKind::Create(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Remove(_) => false,
+    }
+}
+
 fn start_watcher(dir: &Path, wake: Arc<Notify>) -> Option<RecommendedWatcher> {
     let handler = move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|e| may_add_a_file(&e.kind)) {
             wake.notify_one();
         }
     };

@@ -4,9 +4,10 @@
 //! A thread connects (retrying with backoff while the server is away), appends only whole
 //! lines to `wal/NNNNNNNNNNNNNNNNNNNN.log`, syncs them, and only then makes them available, so
 //! every line that reached the log survives a crash and is counted exactly once: a batch's
-//! offsets are positions in the log. A line cut by a disconnect is ended there; a line longer
-//! than the limit is skipped and counted, and the connection stays usable. Segments whose
-//! lines are all committed are deleted. Never plans SQL or decodes text (the `lines` scan
+//! offsets are positions in the log. A line cut by a disconnect (a clean close or a reset) is
+//! ended there; a line longer than the limit is skipped and counted, and the connection stays
+//! usable. A failed append is cut back to the last whole line and retried with backoff.
+//! Segments are deleted once no recovery can need them (see `Job::commit`). Never plans SQL or decodes text (the `lines` scan
 //! reads the ranges like files).
 
 use std::fs::File;
@@ -323,16 +324,27 @@ impl Writer {
         while !self.stop.load(Ordering::SeqCst) {
             match self.connect() {
                 Ok(stream) => {
-                    backoff = Duration::from_millis(100);
                     self.counters.connections.fetch_add(1, Ordering::Relaxed);
                     log::info!("connected to {}", self.address);
+                    let connected = std::time::Instant::now();
                     match self.read_lines(stream, &mut end) {
-                        Ok(()) => {
-                            log::warn!("{} closed the connection; reconnecting", self.address)
-                        }
-                        Err(e) => {
-                            log::warn!("connection to {} failed: {e}; reconnecting", self.address)
-                        }
+                        Ok(()) => log::warn!(
+                            "{} closed the connection; reconnecting in {} ms",
+                            self.address,
+                            backoff.as_millis()
+                        ),
+                        Err(e) => log::warn!(
+                            "connection to {} failed: {e}; reconnecting in {} ms",
+                            self.address,
+                            backoff.as_millis()
+                        ),
+                    }
+                    // A server that accepts and drops at once must not make a reconnect storm.
+                    if connected.elapsed() > Duration::from_secs(5) {
+                        backoff = Duration::from_millis(100);
+                    } else {
+                        self.sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
                 Err(e) => {
@@ -386,10 +398,7 @@ impl Writer {
             let n = match stream.read(&mut buf) {
                 Ok(0) => {
                     // A last line without a newline ends at the disconnect.
-                    if !partial.is_empty() && !skipping {
-                        partial.push(b'\n');
-                        self.append(&mut segment, end, &partial)?;
-                    }
+                    self.end_cut_line(&mut segment, end, &mut partial, skipping)?;
                     return Ok(());
                 }
                 Ok(n) => n,
@@ -403,7 +412,11 @@ impl Writer {
                 {
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // The same on a reset as on a clean close: the bytes arrived.
+                    self.end_cut_line(&mut segment, end, &mut partial, skipping)?;
+                    return Err(e);
+                }
             };
             self.counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
             out.clear();
@@ -445,6 +458,22 @@ impl Writer {
         }
     }
 
+    /// Logs a last line that the disconnect cut (not one being skipped as too long).
+    fn end_cut_line(
+        &self,
+        segment: &mut File,
+        end: &mut WalPosition,
+        partial: &mut Vec<u8>,
+        skipping: bool,
+    ) -> std::io::Result<()> {
+        if partial.is_empty() || skipping {
+            return Ok(());
+        }
+        partial.push(b'\n');
+        let line = std::mem::take(partial);
+        self.append(segment, end, &line)
+    }
+
     fn skip_long_line(&self) {
         self.counters.long_lines.fetch_add(1, Ordering::Relaxed);
         log::warn!(
@@ -457,7 +486,11 @@ impl Writer {
     fn open_segment(&self, end: &WalPosition) -> std::io::Result<File> {
         let path = segment_path(&self.wal_dir, end.segment);
         let mut file = File::options().create(true).append(true).open(&path)?;
-        // The recovered end is authoritative (a torn tail was cut).
+        // The recovered end is authoritative: bytes past it are the torn tail of a failed
+        // append, which must not be continued.
+        if file.metadata()?.len() > end.offset {
+            file.set_len(end.offset)?;
+        }
         file.seek(SeekFrom::End(0))?;
         if end.offset == 0 {
             crate::state::store::sync_dir(&self.wal_dir)?;
@@ -465,10 +498,29 @@ impl Writer {
         Ok(file)
     }
 
-    /// Appends whole lines, syncs them, then makes them available.
+    /// Appends whole lines, syncs them, then makes them available. A failed write (a full
+    /// disk, a file-size limit) is cut back to the log's last whole line, logged, and retried
+    /// with backoff until it succeeds or the job stops; meanwhile the lines wait in memory and
+    /// the server waits on TCP, so no line is lost, none is logged twice or in part.
     fn append(&self, file: &mut File, end: &mut WalPosition, bytes: &[u8]) -> std::io::Result<()> {
-        file.write_all(bytes)?;
-        file.sync_data()?;
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = file.write_all(bytes).and_then(|_| file.sync_data()) {
+            let path = segment_path(&self.wal_dir, end.segment);
+            file.set_len(end.offset)?;
+            if self.stop.load(Ordering::SeqCst) {
+                return Err(e);
+            }
+            log::warn!(
+                "appending {} bytes of lines to the socket log {} failed: {e}; retrying in {} ms \
+                 (reading from {} waits meanwhile)",
+                bytes.len(),
+                path.display(),
+                backoff.as_millis(),
+                self.address
+            );
+            self.sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
         end.offset += bytes.len() as u64;
         *self.durable.lock().expect("wal position poisoned") = *end;
         self.wake.notify_one();

@@ -52,6 +52,11 @@ pub struct Metadata {
     pub watermark: Option<String>,
     pub state_schema: Option<String>,
     pub output_schema: String,
+    /// The job's inputs (`directory /abs/path`, `socket`): a taken file is known by its name,
+    /// so the same checkpoint over another directory would skip files it never read.
+    /// Missing in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<String>>,
 }
 
 /// The input of one batch: the write-ahead record.
@@ -145,6 +150,16 @@ impl Checkpoint {
         };
         match checkpoint.metadata()? {
             Some(stored) => checkpoint.check_same_query(&stored, meta)?,
+            None if checkpoint.has_batch_files()? => {
+                let dir = checkpoint.store.describe();
+                return Err(Error::Checkpoint(format!(
+                    "checkpoint {dir} holds files of earlier batches but no metadata, so \
+                     nothing says which query made them, and continuing could mix two \
+                     queries' results. Put the metadata file back, or start over with \
+                     `dfstream reset --checkpoint {dir}` (and an empty output directory), or \
+                     pass another --checkpoint."
+                )));
+            }
             None => {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
@@ -173,6 +188,16 @@ impl Checkpoint {
 
     pub fn dir(&self) -> &Path {
         self.store.root()
+    }
+
+    /// Whether any batch's offsets, commit, state or sources file is here.
+    fn has_batch_files(&self) -> Result<bool> {
+        for (folder, suffix) in BATCH_FILES {
+            if !self.batch_ids(folder, suffix)?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn metadata(&self) -> Result<Option<Metadata>> {
@@ -224,6 +249,15 @@ impl Checkpoint {
             format!(
                 "its --event-time differs: checkpoint {:?}, now {:?}",
                 stored.event_time, meta.event_time
+            )
+        } else if stored.inputs.is_some() && stored.inputs != meta.inputs {
+            let show =
+                |inputs: &Option<Vec<String>>| inputs.as_deref().unwrap_or_default().join(" and ");
+            format!(
+                "it reads other input: checkpoint {}, now {} (files are known by name, so \
+                 another directory's files would be skipped or counted wrongly)",
+                show(&stored.inputs),
+                show(&meta.inputs)
             )
         } else if stored.mode != meta.mode {
             format!(
@@ -339,6 +373,21 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The earliest socket-log position any recovery from the files kept here could restart
+    /// from: the start, while batch 0's history is all here; else where the oldest good commit
+    /// kept ended. Log segments before it can go; later ones may still be replayed.
+    pub fn oldest_restart_wal(&self) -> Result<WalPosition> {
+        if self.can_start_over()? {
+            return Ok(WalPosition::default());
+        }
+        for n in self.batch_ids("commits", "")? {
+            if let Ok(Some(commit)) = self.read_json::<Commit>(&format!("commits/{n}")) {
+                return Ok(commit.wal_end.unwrap_or_default());
+            }
+        }
+        Ok(WalPosition::default())
+    }
+
     /// Whether batch 0 could be rebuilt from nothing (all its history is still here).
     fn can_start_over(&self) -> Result<bool> {
         Ok(self.batch_ids("offsets", "")?.first() == Some(&0))
@@ -396,7 +445,9 @@ impl Checkpoint {
         let snapshots = self
             .batch_ids(folder, ".snapshot")
             .map_err(|e| e.to_string())?;
-        let mut last_problem = format!("no {folder} snapshot and no history from batch 0");
+        // The newest start's problem is the one to report: a fall-back to batch 0, whose
+        // history is usually pruned, would otherwise always end as "offsets/0 is missing".
+        let mut problem: Option<String> = None;
         let starts = snapshots
             .iter()
             .rev()
@@ -411,7 +462,7 @@ impl Checkpoint {
                     Ok(None) => continue,
                     Err(damage) => {
                         log::warn!("{damage}; trying an older snapshot");
-                        last_problem = damage;
+                        problem.get_or_insert(damage);
                         continue;
                     }
                 }
@@ -420,18 +471,18 @@ impl Checkpoint {
                 match read_batch(n) {
                     Ok(Some(batch)) => items.extend(batch),
                     Ok(None) => {
-                        last_problem = format!("{} is missing", batch_file(n));
+                        problem.get_or_insert_with(|| format!("{} is missing", batch_file(n)));
                         continue 'start;
                     }
                     Err(damage) => {
-                        last_problem = damage;
+                        problem.get_or_insert(damage);
                         continue 'start;
                     }
                 }
             }
             return Ok(items);
         }
-        Err(last_problem)
+        Err(problem.unwrap_or_else(|| format!("no {folder} snapshot and no history from batch 0")))
     }
 
     /// Records the input of batch `offsets.batch_id` before it runs.
@@ -649,27 +700,98 @@ fn lock(dir: &Path) -> Result<File> {
 }
 
 /// Deletes what dfstream keeps in the checkpoint directory `dir` (refusing while a process
-/// holds it); other files there are left alone.
+/// holds it, and refusing a directory that is not a dfstream checkpoint); other files there,
+/// and folders that still hold them, are left alone.
 pub fn reset(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::Usage(format!(
+                "--checkpoint {} is a file, not a checkpoint directory; nothing was deleted",
+                dir.display()
+            )));
+        }
+        Ok(_) => {}
+    }
+    let store = LocalStore::new(dir);
+    if !is_checkpoint(&store)? {
+        return Err(Error::Usage(format!(
+            "{} is not a dfstream checkpoint (no metadata, offsets or commits written by \
+             dfstream); nothing was deleted",
+            dir.display()
+        )));
     }
     let _lock = lock(dir)?;
-    for name in ["metadata", "offsets", "commits", "state", "sources", "wal"] {
-        let path = dir.join(name);
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match removed {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io(format!("removing {}", path.display()), e));
-            }
-            _ => {}
+    let mut ours: Vec<String> = vec!["metadata".into(), ".metadata.tmp".into()];
+    for folder in ["offsets", "commits", "state", "sources", "wal"] {
+        let names = store
+            .list(folder)
+            .map_err(|e| Error::io(format!("listing {}/{folder}", dir.display()), e))?;
+        ours.extend(
+            names
+                .into_iter()
+                .filter(|name| is_own_file(folder, name))
+                .map(|name| format!("{folder}/{name}")),
+        );
+    }
+    for path in &ours {
+        store
+            .delete(path)
+            .map_err(|e| Error::io(format!("removing {}/{path}", dir.display()), e))?;
+    }
+    for folder in ["offsets", "commits", "state", "sources", "wal"] {
+        match std::fs::remove_dir(dir.join(folder)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => log::warn!(
+                "{}/{folder} holds files dfstream did not write; they were left alone",
+                dir.display()
+            ),
         }
     }
     Ok(())
+}
+
+/// Whether `store` holds a checkpoint: a sealed `metadata`, offsets or commit.
+fn is_checkpoint(store: &LocalStore) -> Result<bool> {
+    let sealed = |path: &str| -> Result<bool> {
+        let bytes = store
+            .get(path)
+            .map_err(|e| Error::io(format!("reading {}/{path}", store.describe()), e))?;
+        Ok(bytes.is_some_and(|b| b.windows(SEAL_TAG.len()).any(|w| w == SEAL_TAG)))
+    };
+    if sealed("metadata")? {
+        return Ok(true);
+    }
+    for folder in ["offsets", "commits"] {
+        let names = store
+            .list(folder)
+            .map_err(|e| Error::io(format!("listing {}/{folder}", store.describe()), e))?;
+        for name in names.iter().filter(|n| n.parse::<u64>().is_ok()) {
+            if sealed(&format!("{folder}/{name}"))? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Whether `name` in checkpoint folder `folder` is a file dfstream writes there (a batch
+/// file, a log segment, or the hidden temporary of an atomic write).
+fn is_own_file(folder: &str, name: &str) -> bool {
+    let name = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".tmp"))
+        .unwrap_or(name);
+    let numbered = |stem: &str| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit());
+    if folder == "wal" {
+        return name.strip_suffix(".log").is_some_and(numbered);
+    }
+    BATCH_FILES
+        .iter()
+        .filter(|(sub, _)| *sub == folder)
+        .any(|(_, suffix)| name.strip_suffix(suffix).is_some_and(numbered))
 }
 
 /// The trailer that seals every checkpoint file: `\n#dfstream-xxh64:<16 hex>:<payload length>\n`.
@@ -750,6 +872,7 @@ mod tests {
             watermark: None,
             state_schema: None,
             output_schema: "x".into(),
+            inputs: None,
         }
     }
 

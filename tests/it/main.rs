@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod crash;
+mod faults;
 mod golden;
 mod oracle;
 mod process;
