@@ -84,7 +84,12 @@ impl SocketSource {
         max_line_bytes: usize,
         wake: Arc<Notify>,
     ) -> Result<Self> {
-        Self::start_with_segments(address, wal_dir, taken, max_line_bytes, wake, SEGMENT_BYTES)
+        // Test aid: small segments, so that tests see many (`DFSTREAM_WAL_SEGMENT_BYTES`).
+        let segment_bytes = std::env::var("DFSTREAM_WAL_SEGMENT_BYTES")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(SEGMENT_BYTES);
+        Self::start_with_segments(address, wal_dir, taken, max_line_bytes, wake, segment_bytes)
     }
 
     /// [`Self::start`] with log segments of `segment_bytes` (small in tests).

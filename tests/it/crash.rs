@@ -19,7 +19,7 @@ const WORDS: &[&str] = &[
     "alpha", "beta", "Gamma", "delta", "café", "x1", "the", "THE", "stream",
 ];
 
-fn random_text(rng: &mut StdRng) -> String {
+pub(crate) fn random_text(rng: &mut StdRng) -> String {
     let mut text = String::new();
     for _ in 0..rng.random_range(1..6) {
         for w in 0..rng.random_range(0..8) {
@@ -34,7 +34,7 @@ fn random_text(rng: &mut StdRng) -> String {
 }
 
 /// The complete wordcount result over every file in the input directory.
-fn oracle(ws: &Workspace) -> Vec<String> {
+pub(crate) fn oracle(ws: &Workspace) -> Vec<String> {
     let mut lines: Vec<Line> = Vec::new();
     for entry in std::fs::read_dir(&ws.input).unwrap() {
         let path = entry.unwrap().path();
@@ -71,7 +71,7 @@ fn verify_query(ws: &Workspace, query: &str, params: &[&str]) -> Output {
         .unwrap()
 }
 
-fn assert_exact(ws: &Workspace, context: &str) {
+pub(crate) fn assert_exact(ws: &Workspace, context: &str) {
     assert_eq!(
         sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
         oracle(ws),
@@ -86,7 +86,7 @@ fn assert_exact(ws: &Workspace, context: &str) {
     );
 }
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     std::env::var("DFSTREAM_SEED").map_or(7, |s| s.parse().unwrap())
 }
 
@@ -252,7 +252,7 @@ fn damaged_restart(
     (ws, out)
 }
 
-fn truncate(path: &Path) {
+pub(crate) fn truncate(path: &Path) {
     let len = std::fs::metadata(path).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
@@ -262,7 +262,7 @@ fn truncate(path: &Path) {
         .unwrap();
 }
 
-fn flip(path: &Path) {
+pub(crate) fn flip(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     let at = bytes.len() / 3;
     bytes[at] ^= 0x5a;
@@ -454,7 +454,7 @@ fn a_file_size_limit_that_cuts_a_write_short_fails_clearly_and_recovers_exactly(
     assert_exact(&ws, "after the file-size limit is lifted");
 }
 
-trait FsizeLimit {
+pub(crate) trait FsizeLimit {
     fn pre_exec_fsize_limit(&mut self, bytes: u64) -> &mut Self;
 }
 

@@ -3,9 +3,19 @@
 //! a directory that is not a checkpoint, a missing `metadata`, two faults together, a changed
 //! `--input`). Each runs the real binary.
 
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use crate::crash::{assert_exact, flip, random_text, seed};
 use crate::util::*;
 
 /// CPU time (user + system) the process `pid` has used so far.
@@ -81,7 +91,431 @@ fn an_idle_job_over_twenty_thousand_files_uses_no_cpu_and_stops_on_sigterm() {
     idle_job_costs_nothing_and_stops_on(20_000, "TERM");
 }
 
-#[allow(dead_code)]
 fn dfstream() -> Command {
     Command::new(bin())
+}
+
+fn reset(dir: &Path) -> Output {
+    dfstream()
+        .args(["reset", "--checkpoint"])
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+fn wordcount() -> PathBuf {
+    repo("sql/wordcount.sql")
+}
+
+#[test]
+fn a_replayed_batch_without_rows_removes_what_its_first_run_wrote() {
+    let stateless = "SELECT value FROM lines";
+    for (mode, query) in [("update", None), ("append", Some(stateless))] {
+        let ws = Workspace::new();
+        let query = match query {
+            Some(sql) => {
+                let path = ws.dir.path().join("q.sql");
+                std::fs::write(&path, sql).unwrap();
+                path
+            }
+            None => wordcount(),
+        };
+        ws.add_file("a.txt", "apple apple\n");
+        let args = ["--trigger", "once", "--mode", mode, "--no-console"];
+        assert_ok(&ws.run(&query, &args));
+        let first = ws.output.join("batch-000000000000.parquet");
+        assert!(first.exists(), "{mode}: batch 0 wrote rows");
+        // The job died after its sink wrote, before the commit; the input went meanwhile.
+        std::fs::remove_file(ws.checkpoint.join("commits/0")).unwrap();
+        let _ = std::fs::remove_file(ws.checkpoint.join("state/0.delta"));
+        std::fs::remove_file(ws.input.join("a.txt")).unwrap();
+        let out = ws.run(&query, &args);
+        assert_ok(&out);
+        assert!(stderr(&out).contains("vanished"), "{}", stderr(&out));
+        assert!(
+            !first.exists(),
+            "{mode}: the replay of batch 0 read nothing, yet its first run's file stayed"
+        );
+    }
+}
+
+#[test]
+fn reset_refuses_what_is_not_a_checkpoint_and_deletes_only_its_own_files() {
+    let ws = Workspace::new();
+    let project = ws.dir.path().join("proj");
+    std::fs::create_dir_all(project.join("state")).unwrap();
+    std::fs::write(project.join("state/important.txt"), "precious").unwrap();
+    std::fs::write(project.join("metadata"), "my notes").unwrap();
+    let out = reset(&project);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a dfstream checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(project.join("state/important.txt")).unwrap(),
+        "precious"
+    );
+    assert!(project.join("metadata").exists());
+
+    let file = ws.dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    assert_eq!(reset(&file).status.code(), Some(2));
+    assert!(file.exists());
+
+    // A real checkpoint holding a file of the user's: dfstream's files go, the user's stays.
+    ws.add_file("a.txt", "x y\n");
+    assert_ok(&ws.run(&wordcount(), &["--trigger", "once", "--no-console"]));
+    std::fs::write(ws.checkpoint.join("state/notes.txt"), "mine").unwrap();
+    assert_ok(&reset(&ws.checkpoint));
+    assert_eq!(
+        std::fs::read_to_string(ws.checkpoint.join("state/notes.txt")).unwrap(),
+        "mine"
+    );
+    let left: Vec<_> = std::fs::read_dir(ws.checkpoint.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+    for gone in ["metadata", "offsets", "commits", "sources"] {
+        assert!(!ws.checkpoint.join(gone).exists(), "{gone} is left");
+    }
+    // And the next run starts over.
+    assert_ok(&ws.run(&wordcount(), &["--trigger", "once", "--no-console"]));
+    assert_eq!(ws.commits(), [0]);
+}
+
+#[test]
+fn a_checkpoint_with_batches_but_no_metadata_is_refused() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    assert_ok(&ws.run(&wordcount(), &["--trigger", "once", "--no-console"]));
+    let result = ws.output.join("result.parquet");
+    let before = std::fs::read(&result).unwrap();
+    std::fs::remove_file(ws.checkpoint.join("metadata")).unwrap();
+    ws.add_file("b.txt", "z\n");
+    let other = ws.dir.path().join("other.sql");
+    std::fs::write(&other, "SELECT count(*) AS n FROM lines").unwrap();
+    let out = ws.run(&other, &["--trigger", "once", "--no-console"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("no metadata") && message.contains("dfstream reset"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(&result).unwrap(), before, "output untouched");
+    // The same query is refused too: nothing says it made the checkpoint.
+    let out = ws.run(&wordcount(), &["--trigger", "once", "--no-console"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_sources_snapshot_written_during_a_replay_holds_only_replayed_files() {
+    let ws = Workspace::new();
+    let mut rng = StdRng::seed_from_u64(seed() + 12);
+    for i in 0..4 {
+        ws.add_file(&format!("f{i}.txt"), random_text(&mut rng));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let run = |snapshot_interval: &str| {
+        let args = [
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--no-console",
+            "--checkpoint-interval",
+            "0",
+            "--snapshot-interval",
+            snapshot_interval,
+        ];
+        let out = ws.run(&wordcount(), &args);
+        assert_ok(&out);
+        out
+    };
+    let forget = |batches: std::ops::Range<u64>| {
+        for n in batches {
+            for file in [
+                format!("commits/{n}"),
+                format!("state/{n}.delta"),
+                format!("state/{n}.snapshot"),
+                format!("sources/{n}.snapshot"),
+            ] {
+                let _ = std::fs::remove_file(ws.checkpoint.join(file));
+            }
+        }
+    };
+    run("1000");
+    assert_eq!(ws.commits(), [0, 1, 2, 3]);
+    // A crash after commit 0 with batches 1 to 3 run but not committed (--checkpoint-interval
+    // allows that): the next start replays them, writing snapshots at batches 1 and 3.
+    forget(1..4);
+    run("2");
+    assert!(ws.checkpoint.join("sources/1.snapshot").exists());
+    // A second crash just after the replay committed batch 1, and offsets/2 damaged too:
+    // batches 2 and 3 cannot be replayed, so their files must be taken again as new input.
+    forget(2..4);
+    flip(&ws.checkpoint.join("offsets/2"));
+    let out = run("2");
+    assert!(
+        stderr(&out).contains("offsets/2 is damaged"),
+        "{}",
+        stderr(&out)
+    );
+    assert_exact(&ws, "after a replay, a crash and damaged offsets");
+}
+
+#[test]
+fn another_input_directory_on_the_same_checkpoint_is_refused() {
+    let ws = Workspace::new();
+    ws.add_file("part-0.txt", "from in\n");
+    assert_ok(&ws.run(&wordcount(), &["--trigger", "once", "--no-console"]));
+    let other = ws.dir.path().join("in2");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("part-0.txt"), "from in2\n").unwrap();
+    let run_over = |input: &Path| {
+        dfstream()
+            .arg("run")
+            .arg(wordcount())
+            .arg("--input")
+            .arg(input)
+            .arg("--checkpoint")
+            .arg(&ws.checkpoint)
+            .args(["--trigger", "once", "--no-console"])
+            .output()
+            .unwrap()
+    };
+    let out = run_over(&other);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reads other input"),
+        "{}",
+        stderr(&out)
+    );
+    // The same directory named another way is the same input.
+    let same = ws.dir.path().join("proj/../input");
+    std::fs::create_dir(ws.dir.path().join("proj")).unwrap();
+    assert_ok(&run_over(&same));
+}
+
+/// A line server for one test: the first connection gets `lines`, in chunks with pauses;
+/// later connections get nothing. Holds connections open until `done`.
+fn serve_once(lines: Vec<String>, done: Arc<AtomicBool>) -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        let mut open = Vec::new();
+        let mut first = true;
+        while !done.load(Ordering::SeqCst) {
+            let Ok((mut conn, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            conn.set_nonblocking(false).unwrap();
+            if std::mem::take(&mut first) {
+                for chunk in lines.chunks(100) {
+                    if conn.write_all(chunk.concat().as_bytes()).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+            }
+            open.push(conn);
+        }
+    });
+    (addr, server)
+}
+
+fn socket_job(ws: &Workspace, addr: &str, extra: &[&str]) -> Command {
+    let mut cmd = dfstream();
+    cmd.arg("run")
+        .arg(wordcount())
+        .args([
+            "--socket",
+            addr,
+            "--no-console",
+            "--checkpoint-interval",
+            "0",
+        ])
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .args(extra)
+        .env("RUST_LOG", "dfstream=info");
+    cmd
+}
+
+/// The summed counts of the complete-mode result, once it exists.
+fn counted_words(ws: &Workspace) -> i64 {
+    let path = ws.output.join("result.parquet");
+    if !path.exists() {
+        return 0;
+    }
+    rows(&read_parquet_live(&path))
+        .iter()
+        .map(|r| r.rsplit('|').next().unwrap().parse::<i64>().unwrap())
+        .sum()
+}
+
+fn wait_for_words(ws: &Workspace, words: i64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while counted_words(ws) < words {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {words} words counted",
+            counted_words(ws)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn socket_oracle(lines: &[String]) -> Vec<String> {
+    let text = lines.concat();
+    let sql = std::fs::read_to_string(wordcount()).unwrap();
+    sorted_rows(&runtime().block_on(batch_query(
+        &sql,
+        &lines_of(text.as_bytes(), "socket", 0),
+        &[],
+        2,
+    )))
+}
+
+fn stop_with_log(child: Child) -> String {
+    signal(&child, "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}: {}", out.status, stderr(&out));
+    stderr(&out)
+}
+
+fn batch_numbers(dir: &Path, suffix: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(suffix)?.parse().ok()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_fall_back_past_damaged_state_replays_socket_lines_from_kept_log_segments() {
+    let ws = Workspace::new();
+    let lines: Vec<String> = (0..3000)
+        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
+    let retention = ["--snapshot-interval", "3", "--retain-batches", "5"];
+    let job = socket_job(
+        &ws,
+        &addr,
+        &[&["--trigger", "continuous"], &retention[..]].concat(),
+    )
+    .env("DFSTREAM_WAL_SEGMENT_BYTES", "500")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    wait_for_words(&ws, 6000, Duration::from_secs(60));
+    stop_with_log(job);
+    // Damage the newest state snapshot S and the delta just after the one before it (S - 3):
+    // recovery falls back to batch S - 3 and replays every batch after it from the log.
+    let state = ws.checkpoint.join("state");
+    let snapshot = *batch_numbers(&state, ".snapshot").last().unwrap();
+    assert!(snapshot >= 5, "too few batches: newest snapshot {snapshot}");
+    flip(&state.join(format!("{snapshot}.snapshot")));
+    flip(&state.join(format!("{}.delta", snapshot - 2)));
+    let out = socket_job(
+        &ws,
+        &addr,
+        &[&["--trigger", "available-now"], &retention[..]].concat(),
+    )
+    .env("DFSTREAM_WAL_SEGMENT_BYTES", "500")
+    .output()
+    .unwrap();
+    done.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    assert_ok(&out);
+    let log = stderr(&out);
+    assert!(
+        log.contains(&format!("recovering from batch {}", snapshot - 3)),
+        "{log}"
+    );
+    assert!(!log.contains("vanished before"), "{log}");
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
+        socket_oracle(&lines)
+    );
+}
+
+#[test]
+fn a_full_disk_under_the_socket_log_loses_no_line_and_tears_none() {
+    let ws = Workspace::new();
+    let lines: Vec<String> = (0..4000)
+        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
+    let log_file = ws.dir.path().join("job.log");
+    // Like a nearly full disk: appends fail once the log reaches 8 KiB.
+    let mut cmd = socket_job(&ws, &addr, &["--trigger", "continuous"]);
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_file).unwrap());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 8 * 1024,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let job = cmd.spawn().unwrap();
+    let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log().matches("retrying in").count() < 3 {
+        assert!(Instant::now() < deadline, "no failed append:\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let partial = counted_words(&ws);
+    assert!(partial < 8000, "everything counted despite the limit");
+    // Space again: the waiting lines go into the log, whole, and the job goes on.
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit with a valid pid and limit, and no old limit asked for.
+    let raised = unsafe {
+        libc::prlimit(
+            job.id() as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &unlimited,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(raised, 0, "{}", std::io::Error::last_os_error());
+    wait_for_words(&ws, 8000, Duration::from_secs(60));
+    stop_with_log(job);
+    done.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    let log = log();
+    assert_eq!(
+        log.matches("connected to").count(),
+        1,
+        "a failed append must not drop the connection:\n{log}"
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
+        socket_oracle(&lines),
+        "a line lost, torn or counted twice"
+    );
 }
