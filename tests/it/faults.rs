@@ -257,6 +257,8 @@ fn a_sources_snapshot_written_during_a_replay_holds_only_replayed_files() {
     // batches 2 and 3 cannot be replayed, so their files must be taken again as new input.
     forget(2..4);
     flip(&ws.checkpoint.join("offsets/2"));
+    // A new file makes the job write its result again (else the last result would stay).
+    ws.add_file("late.txt", "late arrival\n");
     let out = run("2");
     assert!(
         stderr(&out).contains("offsets/2 is damaged"),
