@@ -478,6 +478,18 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
             "'{name}' is not a parameter name (letters, digits, _)"
         ));
     }
+    use datafusion::common::ScalarValue;
+    if crate::query::plan::is_whole_number(value)
+        && !matches!(
+            crate::query::plan::param_value(value),
+            ScalarValue::Int64(_) | ScalarValue::Decimal128(..)
+        )
+    {
+        return Err(format!(
+            "'{value}' is a whole number of more than 38 digits, which no SQL number type \
+             here holds exactly (the widest is DECIMAL(38, 0))"
+        ));
+    }
     Ok((name.to_string(), value.to_string()))
 }
 

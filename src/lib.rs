@@ -5,7 +5,8 @@
 //! and hands the result to sinks. Data flows one way:
 //!
 //! - [`source`]: which files are new (directory listing, woken by `notify`);
-//! - [`batch`]: a file's bytes to Arrow record batches of `lines` (text policy);
+//! - [`batch`]: a file's bytes to Arrow record batches of `lines` (text policy), after
+//!   [`compression`] undoes a `.gz`, `.bz2`, `.xz` or `.zst`;
 //! - [`query`]: SQL planning, the `lines` scan of a trigger, incremental aggregation;
 //! - [`state`]: the GROUP BY state and the checkpoint directory;
 //! - [`sink`]: console table and Parquet output;
@@ -17,6 +18,7 @@ pub mod app;
 pub mod batch;
 pub mod cli;
 pub mod commands;
+pub mod compression;
 pub mod error;
 pub mod generate;
 pub mod query;

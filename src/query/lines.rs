@@ -426,8 +426,9 @@ impl ExecutionPlan for LinesExec {
     }
 }
 
-/// Reads one file in chunks and hands each finished batch to `emit`, which returns false
-/// to stop. A file that no longer exists is a counted, logged skip.
+/// Reads one file in chunks (decompressed if its extension says so) and hands each finished
+/// batch to `emit`, which returns false to stop. A file that no longer exists is a counted,
+/// logged skip; one that cannot be read is an error that says how to go on.
 pub fn read_file(
     file: &TriggerFile,
     projection: &Projection,
@@ -441,10 +442,12 @@ pub fn read_file(
         }
         Ok(f)
     });
+    let compression = crate::compression::Compression::of(&file.path);
     let mut reader: Box<dyn Read> = match opened {
-        Ok(f) => match file.range {
-            Some((start, end)) => Box::new(f.take(end.saturating_sub(start))),
-            None => Box::new(f),
+        Ok(f) => match (file.range, compression) {
+            (Some((start, end)), _) => Box::new(f.take(end.saturating_sub(start))),
+            (None, Some(kind)) => kind.decoder(f).map_err(|e| unreadable(file, e))?,
+            (None, None) => Box::new(f),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.range.is_some() => {
             // A log segment is input nothing else holds: skipping it would lose lines.
@@ -465,10 +468,7 @@ pub fn read_file(
             log::warn!("{}: vanished before it was read, skipped", file.display);
             return Ok(true);
         }
-        Err(e) => {
-            return Err(datafusion::common::DataFusionError::IoError(e)
-                .context(format!("reading {}", file.path.display())));
-        }
+        Err(e) => return Err(unreadable(file, e)),
     };
     let mut decoder = LineDecoder::new(
         projection,
@@ -486,10 +486,7 @@ pub fn read_file(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(datafusion::common::DataFusionError::IoError(e)
-                        .context(format!("reading {}", file.path.display())));
-                }
+                Err(e) => return Err(unreadable(file, e)),
             };
             decoder.push(&chunk[..n])?;
             busy += started.elapsed();
@@ -513,4 +510,22 @@ pub fn read_file(
         .read_nanos
         .fetch_add(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     result
+}
+
+/// The error for an input file that exists but cannot be read (permissions, damaged
+/// compressed data, an I/O error). The batch stops and is re-run at the next start, so the
+/// message says what lets it through.
+fn unreadable(file: &TriggerFile, e: std::io::Error) -> datafusion::common::DataFusionError {
+    let how = if file.range.is_some() {
+        "the socket log is damaged; restore it, or start over with `dfstream reset`"
+    } else if e.kind() == std::io::ErrorKind::PermissionDenied {
+        "give dfstream read permission, or move the file out of the input directory (a file \
+         gone when its batch runs is skipped and counted); the batch is re-run at the next start"
+    } else {
+        "replace it with a good copy under the same name, or move it out of the input \
+         directory (a file gone when its batch runs is skipped and counted); the batch is \
+         re-run at the next start"
+    };
+    datafusion::common::DataFusionError::IoError(e)
+        .context(format!("reading {} ({how})", file.path.display()))
 }

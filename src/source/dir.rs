@@ -4,7 +4,9 @@
 //! under its final name (writers write to a name starting with `.` or `_`, which is ignored,
 //! then rename). `notify` events only wake the trigger loop early; what to take is always
 //! decided by listing the directory, so a file reported by an event and seen by a listing
-//! is still taken once, and missed events (network filesystems) only cost latency.
+//! is still taken once, and missed events (network filesystems) only cost latency. An
+//! unchanged directory is not listed again. Links are followed to files; FIFOs, sockets,
+//! devices and broken links are skipped, each logged once.
 //! With `--max-file-age`, names of files older than that (relative to the newest file taken)
 //! are forgotten and such old files ignored, so memory stays bounded however many files pass.
 //! Never reads file contents, plans SQL or writes checkpoints.
@@ -45,6 +47,8 @@ pub struct DirSource {
     ignored_old: usize,
     /// Names seen by a listing but not yet taken: (modification time, first seen), in micros.
     waiting: HashMap<String, (i64, i64)>,
+    /// Entries that are not files to read (FIFOs, broken links), each logged once.
+    skipped: std::collections::HashSet<String>,
     /// The directory's modification time when a listing found nothing new, if that time was
     /// safely in the past then: while it stays the same, no entry was added, and the
     /// directory is not listed again (an idle job over 20,000 files spent a CPU on listings).
@@ -89,6 +93,7 @@ impl DirSource {
             max_age_micros: max_age.map(|a| a.as_micros() as i64),
             ignored_old: 0,
             waiting: HashMap::new(),
+            skipped: Default::default(),
             quiet_since: None,
             _watcher: watcher,
         })
@@ -172,9 +177,26 @@ impl DirSource {
             {
                 continue;
             }
-            // A file can vanish between listing and stat: then it is simply not there.
-            let Ok(meta) = entry.metadata() else { continue };
+            // A link is followed to its target, as Spark's listing does. A file can vanish
+            // between listing and stat: then it is simply not there.
+            let is_link = entry.file_type().is_ok_and(|t| t.is_symlink());
+            let meta = if is_link {
+                std::fs::metadata(entry.path())
+            } else {
+                entry.metadata()
+            };
+            let meta = match meta {
+                Ok(meta) => meta,
+                Err(e) if is_link => {
+                    self.skip_once(&name, &format!("a link to nothing readable ({e})"));
+                    continue;
+                }
+                Err(_) => continue,
+            };
             if !meta.is_file() {
+                if !meta.is_dir() {
+                    self.skip_once(&name, "not a regular file (a FIFO, socket or device)");
+                }
                 continue;
             }
             let modified = micros_since_epoch(meta.modified().unwrap_or(now));
@@ -204,6 +226,12 @@ impl DirSource {
             stamp.filter(|&t| found.is_empty() && t + std::time::Duration::from_secs(2) < now);
         found.sort();
         Ok(found.into_iter().map(|(_, name)| name).collect())
+    }
+
+    fn skip_once(&mut self, name: &str, why: &str) {
+        if self.skipped.insert(name.to_string()) {
+            log::warn!("{}: {why}, skipped", self.dir.join(name).display());
+        }
     }
 
     /// Takes up to `max` of `names` (in order): they will never be handed out again.

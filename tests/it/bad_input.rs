@@ -289,3 +289,248 @@ fn wrong_session_arguments_and_uses_fail_at_start() {
     );
     assert_usage_error(&out, &["session: the first argument must be a timestamp"]);
 }
+
+#[test]
+fn flags_that_cannot_work_or_do_nothing_are_refused() {
+    let ws = Workspace::new();
+    let wc = repo("sql/wordcount.sql");
+    let window = [
+        "--param",
+        "size=1 minute",
+        "--param",
+        "slide=30 seconds",
+        "--mode",
+        "append",
+    ];
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (vec!["--socket", "127.0.0.1:99999"], &["--socket", "65535"]),
+        (vec!["--socket", "no-port"], &["HOST:PORT"]),
+        (
+            vec!["--final-flush", "--trigger", "10s", "--watermark", "1m"],
+            &["--final-flush", "available-now"],
+        ),
+        (vec!["--final-flush", "--trigger", "once"], &["--watermark"]),
+        (
+            vec!["--idle-timeout", "5s"],
+            &["--idle-timeout", "--watermark"],
+        ),
+        (
+            vec![
+                "--idle-timeout",
+                "5s",
+                "--watermark",
+                "1m",
+                "--trigger",
+                "once",
+            ],
+            &["--idle-timeout", "once"],
+        ),
+        (
+            vec!["--param", "p=99999999999999999999999999999999999999999"],
+            &["38 digits"],
+        ),
+    ];
+    for (flags, needles) in cases {
+        let mut args = window.to_vec();
+        args.extend(&flags);
+        let out = ws.run(&repo("sql/window_wordcount.sql"), &args);
+        assert_usage_error(&out, needles);
+    }
+    // A checkpoint path that is a regular file.
+    let file = ws.dir.path().join("ckpt-file");
+    std::fs::write(&file, "x").unwrap();
+    let out = std::process::Command::new(crate::util::bin())
+        .arg("run")
+        .arg(&wc)
+        .arg("--input")
+        .arg(&ws.input)
+        .arg("--checkpoint")
+        .arg(&file)
+        .args(["--trigger", "once"])
+        .output()
+        .unwrap();
+    assert_usage_error(&out, &["is a file"]);
+}
+
+#[test]
+fn a_query_that_never_reads_lines_is_refused() {
+    let ws = Workspace::new();
+    let unbounded = query(&ws, "SELECT value FROM generate_series(1, 100000000000)");
+    let out = ws.run(&unbounded, &["--trigger", "once"]);
+    assert_usage_error(&out, &["never reads", "lines"]);
+}
+
+#[test]
+fn a_whole_number_past_bigint_stays_exact() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x\n");
+    let sql = query(&ws, "SELECT $big + 1 AS big, value FROM lines");
+    let out = ws.run(
+        &sql,
+        &["--trigger", "once", "--param", "big=99999999999999999999"],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["100000000000000000000|x"]
+    );
+}
+
+#[test]
+fn many_invalid_utf8_lines_give_one_warning_per_file() {
+    let ws = Workspace::new();
+    let mut bytes = Vec::new();
+    for i in 0..500 {
+        bytes.extend_from_slice(format!("ok{i} ").as_bytes());
+        bytes.extend_from_slice(b"\xff\n");
+        bytes.extend_from_slice(b"bad \xff\xfe\n");
+    }
+    ws.add_file("a.txt", &bytes);
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console"],
+    );
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert_eq!(err.matches("invalid UTF-8").count(), 1, "{err}");
+    assert!(
+        err.contains("1000 lines with invalid UTF-8 (the first is line 1)"),
+        "{err}"
+    );
+    assert!(err.contains("1000 lines decoded lossily"), "{err}");
+}
+
+#[test]
+fn a_skipped_long_line_reports_its_length() {
+    let ws = Workspace::new();
+    // Longer than a read chunk, so the line is skipped across chunks.
+    let long = "y".repeat(300_000);
+    ws.add_file("a.txt", format!("x\n{long}\nz\n"));
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--max-line-bytes", "1KiB"],
+    );
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(err.contains("(at least 300000 bytes)"), "{err}");
+    assert_eq!(sorted_rows(&read_parquet(&ws.output)), ["x|1", "z|1"]);
+}
+
+#[test]
+fn links_are_followed_and_fifos_skipped_once() {
+    let ws = Workspace::new();
+    let elsewhere = ws.dir.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "linked words\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, ws.input.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink("/no/such/target", ws.input.join("broken.txt")).unwrap();
+    let fifo = std::ffi::CString::new(ws.input.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    ws.add_file("a.txt", "plain words\n");
+    let out = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert_eq!(err.matches("pipe: not a regular file").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("broken.txt: a link to nothing").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["linked|1", "plain|1", "words|2"]
+    );
+}
+
+#[test]
+fn compressed_files_are_read_by_their_extension() {
+    use std::io::Write;
+    let ws = Workspace::new();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(b"gzip words\n").unwrap();
+    ws.add_file("a.txt.gz", gz.finish().unwrap());
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(b"bzip words\n").unwrap();
+    ws.add_file("b.bz2", bz.finish().unwrap());
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(b"xz words\n").unwrap();
+    ws.add_file("c.xz", xz.finish().unwrap());
+    ws.add_file(
+        "d.zst",
+        zstd::stream::encode_all(&b"zstd words\n"[..], 1).unwrap(),
+    );
+    let out = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    assert_ok(&out);
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["bzip|1", "gzip|1", "words|4", "xz|1", "zstd|1"]
+    );
+    // A damaged one stops the batch with a way on; moving it away lets the job go on.
+    ws.add_file("e.gz", b"\x1f\x8b\x08\x00garbage");
+    let out = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("move it out of the input directory"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(ws.input.join("e.gz")).unwrap();
+    let out = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("vanished"), "{}", stderr(&out));
+}
+
+#[test]
+fn an_unreadable_file_says_how_to_go_on() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "secret\n");
+    let path = ws.input.join("a.txt");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = ws.command(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        // Root reads anything: run the job as `nobody`, from a copy of the binary and the
+        // query it can reach, in a workspace it may write.
+        let open = std::fs::Permissions::from_mode(0o777);
+        std::fs::set_permissions(ws.dir.path(), open.clone()).unwrap();
+        std::fs::set_permissions(&ws.input, open.clone()).unwrap();
+        let bin = ws.dir.path().join("dfstream");
+        std::fs::copy(crate::util::bin(), &bin).unwrap();
+        let sql = ws.dir.path().join("wordcount.sql");
+        std::fs::copy(repo("sql/wordcount.sql"), &sql).unwrap();
+        std::fs::set_permissions(&sql, open).unwrap();
+        cmd = std::process::Command::new(&bin);
+        cmd.arg("run")
+            .arg(&sql)
+            .arg("--input")
+            .arg(&ws.input)
+            .arg("--output")
+            .arg(&ws.output)
+            .arg("--checkpoint")
+            .arg(&ws.checkpoint)
+            .args(["--trigger", "once"]);
+        // SAFETY: setgid/setuid are async-signal-safe; nothing else runs before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("read permission"), "{}", stderr(&out));
+    // Moving the file away lets the batch through, with the file counted as vanished.
+    std::fs::rename(&path, ws.dir.path().join("a.txt")).unwrap();
+    let out = cmd.output().unwrap();
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("1 files vanished"),
+        "{}",
+        stderr(&out)
+    );
+}
