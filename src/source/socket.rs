@@ -585,6 +585,45 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_last_line_is_kept_on_a_reset_as_on_a_clean_close() {
+        use std::os::fd::AsRawFd;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let _source = SocketSource::start(
+            &addr,
+            dir.path(),
+            WalPosition::default(),
+            100,
+            Arc::new(Notify::new()),
+        )
+        .unwrap();
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.write_all(b"one\ntwo").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // SO_LINGER with a zero timeout: closing sends a reset, not a clean end.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: a valid socket and a correctly sized option value.
+        let set = unsafe {
+            libc::setsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(set, 0);
+        drop(conn);
+        wait_until(|| {
+            std::fs::read(segment_path(dir.path(), 0)).unwrap_or_default() == b"one\ntwo\n"
+        });
+    }
+
+    #[test]
     fn segments_roll_and_committed_ones_are_deleted() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();

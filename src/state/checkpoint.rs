@@ -977,5 +977,9 @@ mod tests {
             [4, 5]
         );
         assert_eq!(recovered.taken.len(), 4);
+        // A damaged piece is what a failed rebuild names, not batch 0's pruned history.
+        std::fs::write(dir.path().join("offsets/4"), b"{\"batch_id\": 4").unwrap();
+        let problem = cp.taken_at(4).unwrap_err();
+        assert!(problem.contains("offsets/4"), "{problem}");
     }
 }

@@ -167,6 +167,71 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
     );
 }
 
+/// Flips a byte of the state file (delta or snapshot) of the newest batch that has one;
+/// returns whether there was one.
+pub(crate) fn damage_newest_state(checkpoint: &Path) -> bool {
+    let newest = std::fs::read_dir(checkpoint.join("state"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            let batch: u64 = name.split('.').next()?.parse().ok()?;
+            Some((batch, name.ends_with(".snapshot"), path))
+        })
+        .max();
+    match newest {
+        Some((_, _, path)) if std::fs::metadata(&path).is_ok_and(|m| m.len() > 8) => {
+            flip(&path);
+            true
+        }
+        _ => false,
+    }
+}
+
+#[test]
+fn sigkill_storm_with_damaged_newest_state_files_stays_exact() {
+    let seed = seed() + 5;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ws = Workspace::new();
+    // Enough history that a fall-back past a damaged snapshot finds the one before it.
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--snapshot-interval",
+        "3",
+        "--retain-batches",
+        "6",
+        "--checkpoint-interval",
+        "0",
+        "--no-console",
+    ];
+    let (mut kills, mut damaged) = (0, 0);
+    for round in 0..200 {
+        if kills >= 16 && damaged >= 5 {
+            break;
+        }
+        ws.add_file(&format!("f{round:04}.txt"), random_text(&mut rng));
+        if run_and_kill_at_random(&ws, &repo("sql/wordcount.sql"), &args, &mut rng, 150) {
+            kills += 1;
+        }
+        if round % 3 == 2 && damage_newest_state(&ws.checkpoint) {
+            damaged += 1;
+        }
+    }
+    assert!(
+        kills >= 10 && damaged >= 5,
+        "{kills} kills, {damaged} damaged (seed {seed})"
+    );
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    assert_exact(
+        &ws,
+        &format!("after {kills} SIGKILLs and {damaged} damaged state files, seed {seed}"),
+    );
+}
+
 #[test]
 fn sigkill_in_update_mode_leaves_each_batch_once() {
     let seed = seed() + 1;

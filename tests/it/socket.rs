@@ -25,6 +25,8 @@ fn start_job(ws: &Workspace, query: &std::path::Path, addr: &str, extra: &[&str]
         .arg(&ws.checkpoint)
         .args(extra)
         .env("RUST_LOG", "dfstream=info")
+        // Small log segments, so that segments roll and are deleted during a test.
+        .env("DFSTREAM_WAL_SEGMENT_BYTES", "2000")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd.spawn().unwrap()
@@ -153,6 +155,18 @@ fn reconnects_when_the_server_comes_late_drops_and_restarts() {
 
 #[test]
 fn sigkill_mid_stream_counts_every_logged_line_exactly_once() {
+    sigkill_storm(false);
+}
+
+#[test]
+fn sigkill_mid_stream_with_damaged_newest_state_counts_every_logged_line_once() {
+    sigkill_storm(true);
+}
+
+/// SIGKILLs a socket job mid-stream four times (after each kill, with `damage`, a byte of the
+/// newest state file is flipped, so the next start falls back and replays from the log),
+/// then lets a last run read the stream to its end.
+fn sigkill_storm(damage: bool) {
     let ws = Workspace::new();
     let query = ws.dir.path().join("lines.sql");
     std::fs::write(
@@ -188,15 +202,23 @@ fn sigkill_mid_stream_counts_every_logged_line_exactly_once() {
     });
     let mut kills = 0;
     for round in 0..4 {
-        let job = start_job(&ws, &query, &addr, &["--max-batch-rows", "500"]);
+        let job = start_job(
+            &ws,
+            &query,
+            &addr,
+            &["--max-batch-rows", "500", "--snapshot-interval", "3"],
+        );
         std::thread::sleep(Duration::from_millis(300 + 100 * round));
         let mut job = job;
         job.kill().unwrap(); // SIGKILL
         job.wait().unwrap();
         kills += 1;
+        if damage {
+            crate::crash::damage_newest_state(&ws.checkpoint);
+        }
     }
     // A last run sees the stream to its end.
-    let job = start_job(&ws, &query, &addr, &[]);
+    let job = start_job(&ws, &query, &addr, &["--snapshot-interval", "3"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while firsts.lock().unwrap().len() <= kills {
         assert!(Instant::now() < deadline, "the last run did not connect");
