@@ -32,6 +32,17 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             args.query.display()
         )));
     }
+    if let Some(inputs) = &meta.inputs {
+        let given = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
+        let given = format!("directory {}", given.display());
+        if !inputs.contains(&given) {
+            return Err(Error::Usage(format!(
+                "checkpoint {} read {}, not the --input given ({given})",
+                args.checkpoint.display(),
+                inputs.join(" and ")
+            )));
+        }
+    }
     let recovered = checkpoint.recover(None)?;
     if recovered.wal_taken.is_some() {
         return Err(Error::Usage(format!(

@@ -295,6 +295,23 @@ fn another_input_directory_on_the_same_checkpoint_is_refused() {
         "{}",
         stderr(&out)
     );
+    let verify = dfstream()
+        .arg("verify")
+        .arg(wordcount())
+        .arg("--input")
+        .arg(&other)
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(2), "{}", stderr(&verify));
+    assert!(
+        stderr(&verify).contains("not the --input given"),
+        "{}",
+        stderr(&verify)
+    );
     // The same directory named another way is the same input.
     let same = ws.dir.path().join("proj/../input");
     std::fs::create_dir(ws.dir.path().join("proj")).unwrap();
