@@ -296,12 +296,10 @@ impl Job {
         if let Some(source) = &mut source {
             source.mark_taken(recovered.taken);
         }
+        // The log is taken up to where the restored batch ended; each replayed batch moves
+        // that on as it runs. (Starting past the replays would skip the lines of a replay
+        // batch whose offsets turn out damaged, and commit a log end no batch has reached.)
         let wal_end = recovered.wal_taken;
-        let replayed_wal = recovered
-            .replay
-            .iter()
-            .flat_map(|o| o.wal.iter().map(WalRange::end_position))
-            .max();
         let socket = args
             .socket
             .as_deref()
@@ -309,7 +307,7 @@ impl Job {
                 SocketSource::start(
                     address,
                     &args.checkpoint.join("wal"),
-                    wal_end.max(replayed_wal).unwrap_or_default(),
+                    wal_end.unwrap_or_default(),
                     args.max_line_bytes,
                     Arc::clone(&wake),
                 )

@@ -437,7 +437,16 @@ pub fn read_file(
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<bool> {
     let opened = std::fs::File::open(&file.path).and_then(|mut f| {
-        if let Some((start, _)) = file.range {
+        if let Some((start, end)) = file.range {
+            // A log range is input nothing else holds: a segment cut short (or recreated
+            // empty after being deleted) must not be read as fewer lines.
+            let len = f.metadata()?.len();
+            if len < end {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("it holds {len} bytes, not the {end} this batch read"),
+                ));
+            }
             std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
         }
         Ok(f)
@@ -453,9 +462,9 @@ pub fn read_file(
             // A log segment is input nothing else holds: skipping it would lose lines.
             return Err(
                 datafusion::common::DataFusionError::IoError(e).context(format!(
-                    "the socket log segment {} holding bytes {:?} of this batch is gone; the \
-                 batch cannot be read again exactly. Restore the segment, or start over with \
-                 `dfstream reset --checkpoint DIR`",
+                    "the socket log segment {} holding bytes {:?} of this batch is gone or \
+                     cut short; the batch cannot be read again exactly. Restore the segment, \
+                     or start over with `dfstream reset --checkpoint DIR`",
                     file.path.display(),
                     file.range.unwrap_or_default()
                 )),

@@ -22,7 +22,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use super::{Sink, SinkBatch};
 use crate::error::{Error, Result};
 use crate::query::OutputMode;
-use crate::state::store::write_atomic_with;
+use crate::state::store::{sync_dir, write_atomic_with};
 
 /// The file complete mode keeps up to date.
 pub const COMPLETE_FILE: &str = "result.parquet";
@@ -67,7 +67,7 @@ impl Sink for ParquetSink {
                 // A replay of a batch whose first run wrote rows (its input has since
                 // vanished) must not leave that run's file behind.
                 let path = self.dir.join(batch_file_name(batch.batch_id));
-                match std::fs::remove_file(&path) {
+                match std::fs::remove_file(&path).and_then(|_| sync_dir(&self.dir)) {
                     Ok(()) => {
                         log::warn!(
                             "removed {} written by an earlier run of batch {}, which now \

@@ -5,7 +5,7 @@
 //! then rename). `notify` events only wake the trigger loop early; what to take is always
 //! decided by listing the directory, so a file reported by an event and seen by a listing
 //! is still taken once, and missed events (network filesystems) only cost latency. An
-//! unchanged directory is not listed again. Links are followed to files; FIFOs, sockets,
+//! unchanged directory is listed only every few seconds. Links are followed to files; FIFOs, sockets,
 //! devices and broken links are skipped, each logged once.
 //! With `--max-file-age`, names of files older than that (relative to the newest file taken)
 //! are forgotten and such old files ignored, so memory stays bounded however many files pass.
@@ -21,6 +21,11 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 
 use crate::error::{Error, Result};
+
+/// An unchanged directory is still listed this often: a network filesystem may cache its
+/// modification time, an object-store mount may never change it, and a link's target may
+/// appear without touching it.
+const FULL_LISTING: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A file the source hands out: its name in the input directory and when it was first seen.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -51,8 +56,11 @@ pub struct DirSource {
     skipped: std::collections::HashSet<String>,
     /// The directory's modification time when a listing found nothing new, if that time was
     /// safely in the past then: while it stays the same, no entry was added, and the
-    /// directory is not listed again (an idle job over 20,000 files spent a CPU on listings).
+    /// directory is listed only every [`FULL_LISTING`] (an idle job over 20,000 files spent a
+    /// CPU on listings).
     quiet_since: Option<SystemTime>,
+    /// When the directory was last listed.
+    listed_at: std::time::Instant,
     /// Kept alive for its events; `None` if the platform watcher could not start.
     _watcher: Option<RecommendedWatcher>,
 }
@@ -95,6 +103,7 @@ impl DirSource {
             waiting: HashMap::new(),
             skipped: Default::default(),
             quiet_since: None,
+            listed_at: std::time::Instant::now(),
             _watcher: watcher,
         })
     }
@@ -150,9 +159,10 @@ impl DirSource {
     pub fn available(&mut self) -> Result<Vec<String>> {
         let now = SystemTime::now();
         let stamp = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
-        if stamp.is_some() && stamp == self.quiet_since {
+        if stamp.is_some() && stamp == self.quiet_since && self.listed_at.elapsed() < FULL_LISTING {
             return Ok(Vec::new());
         }
+        self.listed_at = std::time::Instant::now();
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
         let now_micros = micros_since_epoch(now);
@@ -269,7 +279,9 @@ fn may_add_a_file(kind: &notify::EventKind) -> bool {
     use notify::event::{AccessKind, AccessMode, ModifyKind};
     match kind {
         EventKind::Create(_) | EventKind::Any | EventKind::Other => true,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        // Data written to a file (every write call raises one): the file is taken when it is
+        // renamed into place or closed, which raise their own events.
+        EventKind::Modify(ModifyKind::Metadata(_) | ModifyKind::Data(_)) => false,
         EventKind::Modify(_) => true,
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) | EventKind::Remove(_) => false,

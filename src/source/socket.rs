@@ -88,6 +88,7 @@ impl SocketSource {
         let segment_bytes = std::env::var("DFSTREAM_WAL_SEGMENT_BYTES")
             .ok()
             .and_then(|b| b.parse().ok())
+            .filter(|&b| b >= 64)
             .unwrap_or(SEGMENT_BYTES);
         Self::start_with_segments(address, wal_dir, taken, max_line_bytes, wake, segment_bytes)
     }
@@ -391,7 +392,7 @@ impl Writer {
 
     /// Appends whole lines from `stream` to the log until it closes.
     fn read_lines(&self, mut stream: TcpStream, end: &mut WalPosition) -> std::io::Result<()> {
-        let mut segment = self.open_segment(end)?;
+        let mut segment = self.open_segment_retrying(end)?;
         let mut partial: Vec<u8> = Vec::new();
         let mut skipping = false;
         let mut buf = vec![0u8; 1 << 16];
@@ -457,7 +458,7 @@ impl Writer {
                         segment: end.segment + 1,
                         offset: 0,
                     };
-                    segment = self.open_segment(end)?;
+                    segment = self.open_segment_retrying(end)?;
                 }
             }
         }
@@ -504,32 +505,66 @@ impl Writer {
     }
 
     /// Appends whole lines, syncs them, then makes them available. A failed write (a full
-    /// disk, a file-size limit) is cut back to the log's last whole line, logged, and retried
-    /// with backoff until it succeeds or the job stops; meanwhile the lines wait in memory and
-    /// the server waits on TCP, so no line is lost, none is logged twice or in part.
+    /// disk, a file-size limit) is cut back to the log's last whole line and retried; the
+    /// lines wait in memory meanwhile, so none is lost, logged twice or logged in part.
     fn append(&self, file: &mut File, end: &mut WalPosition, bytes: &[u8]) -> std::io::Result<()> {
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = file.write_all(bytes).and_then(|_| file.sync_data()) {
-            let path = segment_path(&self.wal_dir, end.segment);
-            file.set_len(end.offset)?;
-            if self.stop.load(Ordering::SeqCst) {
-                return Err(e);
-            }
-            log::warn!(
-                "appending {} bytes of lines to the socket log {} failed: {e}; retrying in {} ms \
-                 (reading from {} waits meanwhile)",
+        let path = segment_path(&self.wal_dir, end.segment);
+        let what = || {
+            format!(
+                "appending {} bytes of lines to the socket log {}",
                 bytes.len(),
-                path.display(),
-                backoff.as_millis(),
-                self.address
-            );
-            self.sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+                path.display()
+            )
+        };
+        self.retrying(what, || {
+            if file.metadata()?.len() > end.offset {
+                file.set_len(end.offset)?;
+            }
+            file.write_all(bytes)?;
+            file.sync_data()
+        })?;
         end.offset += bytes.len() as u64;
         *self.durable.lock().expect("wal position poisoned") = *end;
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// Opens the segment `end` is in, retrying like [`Self::append`] while that fails.
+    fn open_segment_retrying(&self, end: &WalPosition) -> std::io::Result<File> {
+        let what = || {
+            format!(
+                "opening the socket log segment {}",
+                segment_path(&self.wal_dir, end.segment).display()
+            )
+        };
+        self.retrying(what, || self.open_segment(end))
+    }
+
+    /// Runs `attempt` until it succeeds, logging each failure and waiting with backoff (100 ms
+    /// doubling to 5 s) in between, while reading from the server waits (TCP holds its lines
+    /// back). Gives up only when the job stops.
+    fn retrying<T>(
+        &self,
+        what: impl Fn() -> String,
+        mut attempt: impl FnMut() -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match attempt() {
+                Ok(value) => return Ok(value),
+                Err(e) if self.stop.load(Ordering::SeqCst) => return Err(e),
+                Err(e) => {
+                    log::warn!(
+                        "{} failed: {e}; retrying in {} ms (reading from {} waits meanwhile)",
+                        what(),
+                        backoff.as_millis(),
+                        self.address
+                    );
+                    self.sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
 
@@ -642,13 +677,13 @@ mod tests {
             conn.write_all(format!("line {i}\n").as_bytes()).unwrap();
             std::thread::sleep(Duration::from_millis(30));
         }
-        wait_until(|| {
-            let logged: usize = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| std::fs::read(e.unwrap().path()).unwrap().len())
-                .sum();
-            logged == 35 && source.has_input()
-        });
+        // Bytes reach the file before the append that wrote them marks them available: wait
+        // for the log's end, three segments on (two 7-byte lines fill an 8-byte segment).
+        let end = WalPosition {
+            segment: 2,
+            offset: 7,
+        };
+        wait_until(|| *source.durable.lock().unwrap() == end);
         let ranges = source.take(None, 0).unwrap();
         let text: Vec<u8> = ranges
             .iter()

@@ -149,6 +149,16 @@ impl Checkpoint {
             _lock: Some(lock),
         };
         match checkpoint.metadata()? {
+            Some(stored) if stored.inputs.is_none() && meta.inputs.is_some() => {
+                // Written before inputs were recorded: record them now, so that from here on
+                // another input is refused.
+                checkpoint.check_same_query(&stored, meta)?;
+                let upgraded = Metadata {
+                    inputs: meta.inputs.clone(),
+                    ..stored
+                };
+                checkpoint.put_json("metadata", &upgraded)?;
+            }
             Some(stored) => checkpoint.check_same_query(&stored, meta)?,
             None if checkpoint.has_batch_files()? => {
                 let dir = checkpoint.store.describe();
@@ -381,7 +391,11 @@ impl Checkpoint {
             return Ok(WalPosition::default());
         }
         for n in self.batch_ids("commits", "")? {
-            if let Ok(Some(commit)) = self.read_json::<Commit>(&format!("commits/{n}")) {
+            // Damaged commits are skipped (no recovery restores them); an I/O error is not
+            // damage, and stops the deletion.
+            if let Some(Ok(bytes)) = self.get_sealed(&format!("commits/{n}"))?
+                && let Ok(commit) = serde_json::from_slice::<Commit>(&bytes)
+            {
                 return Ok(commit.wal_end.unwrap_or_default());
             }
         }
@@ -723,7 +737,9 @@ pub fn reset(dir: &Path) -> Result<()> {
         )));
     }
     let _lock = lock(dir)?;
-    let mut ours: Vec<String> = vec!["metadata".into(), ".metadata.tmp".into()];
+    // `metadata` goes last: a reset cut short (Ctrl-C, a file that cannot be deleted) leaves
+    // something that is still recognised as a checkpoint, and can be reset again.
+    let mut ours: Vec<String> = Vec::new();
     for folder in ["offsets", "commits", "state", "sources", "wal"] {
         let names = store
             .list(folder)
@@ -735,6 +751,7 @@ pub fn reset(dir: &Path) -> Result<()> {
                 .map(|name| format!("{folder}/{name}")),
         );
     }
+    ours.extend([".metadata.tmp".to_string(), "metadata".to_string()]);
     for path in &ours {
         store
             .delete(path)
@@ -753,7 +770,7 @@ pub fn reset(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `store` holds a checkpoint: a sealed `metadata`, offsets or commit.
+/// Whether `store` holds a checkpoint: a sealed `metadata` or batch file.
 fn is_checkpoint(store: &LocalStore) -> Result<bool> {
     let sealed = |path: &str| -> Result<bool> {
         let bytes = store
@@ -764,11 +781,15 @@ fn is_checkpoint(store: &LocalStore) -> Result<bool> {
     if sealed("metadata")? {
         return Ok(true);
     }
-    for folder in ["offsets", "commits"] {
+    for (folder, suffix) in BATCH_FILES {
         let names = store
             .list(folder)
             .map_err(|e| Error::io(format!("listing {}/{folder}", store.describe()), e))?;
-        for name in names.iter().filter(|n| n.parse::<u64>().is_ok()) {
+        let numbered = |n: &&String| {
+            n.strip_suffix(suffix)
+                .is_some_and(|stem| stem.parse::<u64>().is_ok())
+        };
+        for name in names.iter().filter(numbered) {
             if sealed(&format!("{folder}/{name}"))? {
                 return Ok(true);
             }

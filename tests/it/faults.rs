@@ -184,6 +184,20 @@ fn reset_refuses_what_is_not_a_checkpoint_and_deletes_only_its_own_files() {
     // And the next run starts over.
     assert_ok(&ws.run(&wordcount(), &["--trigger", "once", "--no-console"]));
     assert_eq!(ws.commits(), [0]);
+    // A reset cut short after deleting offsets and commits leaves state files: still a
+    // checkpoint, that a run refuses and a reset finishes.
+    for gone in ["metadata", "offsets", "commits"] {
+        let path = ws.checkpoint.join(gone);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let out = ws.run(&wordcount(), &["--trigger", "once", "--no-console"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_ok(&reset(&ws.checkpoint));
+    assert_ok(&ws.run(&wordcount(), &["--trigger", "once", "--no-console"]));
 }
 
 #[test]
@@ -234,18 +248,7 @@ fn a_sources_snapshot_written_during_a_replay_holds_only_replayed_files() {
         assert_ok(&out);
         out
     };
-    let forget = |batches: std::ops::Range<u64>| {
-        for n in batches {
-            for file in [
-                format!("commits/{n}"),
-                format!("state/{n}.delta"),
-                format!("state/{n}.snapshot"),
-                format!("sources/{n}.snapshot"),
-            ] {
-                let _ = std::fs::remove_file(ws.checkpoint.join(file));
-            }
-        }
-    };
+    let forget = |batches: std::ops::Range<u64>| forget_commits(&ws, batches);
     run("1000");
     assert_eq!(ws.commits(), [0, 1, 2, 3]);
     // A crash after commit 0 with batches 1 to 3 run but not committed (--checkpoint-interval
@@ -266,6 +269,21 @@ fn a_sources_snapshot_written_during_a_replay_holds_only_replayed_files() {
         stderr(&out)
     );
     assert_exact(&ws, "after a replay, a crash and damaged offsets");
+}
+
+/// Removes what commits `batches` (commit, state, sources snapshot), keeping their offsets:
+/// as if the job died after running them, before committing them.
+fn forget_commits(ws: &Workspace, batches: impl IntoIterator<Item = u64>) {
+    for n in batches {
+        for file in [
+            format!("commits/{n}"),
+            format!("state/{n}.delta"),
+            format!("state/{n}.snapshot"),
+            format!("sources/{n}.snapshot"),
+        ] {
+            let _ = std::fs::remove_file(ws.checkpoint.join(file));
+        }
+    }
 }
 
 #[test]
@@ -473,31 +491,85 @@ fn a_fall_back_past_damaged_state_replays_socket_lines_from_kept_log_segments() 
 }
 
 #[test]
-fn a_full_disk_under_the_socket_log_loses_no_line_and_tears_none() {
+fn a_file_size_limit_on_the_socket_log_loses_no_line_and_tears_none() {
+    full_log_disk(FullDisk::FileSizeLimit);
+}
+
+#[test]
+fn a_full_filesystem_under_the_socket_log_loses_no_line_and_tears_none() {
+    full_log_disk(FullDisk::Tmpfs);
+}
+
+/// How a test fills the disk under the socket log.
+enum FullDisk {
+    /// `ulimit -f 8`: appends fail once a segment reaches 8 KiB; raised with prlimit.
+    FileSizeLimit,
+    /// A 64 KiB tmpfs mounted at `checkpoint/wal`, filled to 8 KiB free; emptied later.
+    Tmpfs,
+}
+
+/// Unmounts a test's tmpfs however the test ends.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Lines arrive while appends to the socket log fail; once space is back, every line is
+/// counted once and whole, over the one connection.
+fn full_log_disk(how: FullDisk) {
     let ws = Workspace::new();
     let lines: Vec<String> = (0..4000)
         .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
         .collect();
+    let log_file = ws.dir.path().join("job.log");
     let done = Arc::new(AtomicBool::new(false));
     let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
-    let log_file = ws.dir.path().join("job.log");
-    // Like a nearly full disk: appends fail once the log reaches 8 KiB.
     let mut cmd = socket_job(&ws, &addr, &["--trigger", "continuous"]);
+    let mut _mounted = None;
+    let filler = ws.checkpoint.join("wal/filler");
+    match how {
+        FullDisk::FileSizeLimit => {
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let limit = libc::rlimit {
+                        rlim_cur: 8 * 1024,
+                        rlim_max: libc::RLIM_INFINITY,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        FullDisk::Tmpfs => {
+            let wal = ws.checkpoint.join("wal");
+            std::fs::create_dir_all(&wal).unwrap();
+            let mounted = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+                .arg(&wal)
+                .output();
+            if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+                // SAFETY: geteuid has no preconditions.
+                assert_ne!(
+                    unsafe { libc::geteuid() },
+                    0,
+                    "root cannot mount: {mounted:?}"
+                );
+                eprintln!("not root: the file-size-limit test stands in for this one");
+                done.store(true, Ordering::SeqCst);
+                return;
+            }
+            _mounted = Some(Mounted(wal));
+            std::fs::write(&filler, vec![b'x'; 56 * 1024]).unwrap();
+        }
+    }
     cmd.stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_file).unwrap());
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 8 * 1024,
-                rlim_max: libc::RLIM_INFINITY,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let job = cmd.spawn().unwrap();
     let log = || std::fs::read_to_string(&log_file).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -505,23 +577,30 @@ fn a_full_disk_under_the_socket_log_loses_no_line_and_tears_none() {
         assert!(Instant::now() < deadline, "no failed append:\n{}", log());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let partial = counted_words(&ws);
-    assert!(partial < 8000, "everything counted despite the limit");
+    assert!(
+        counted_words(&ws) < 8000,
+        "everything counted despite the full disk"
+    );
     // Space again: the waiting lines go into the log, whole, and the job goes on.
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: prlimit with a valid pid and limit, and no old limit asked for.
-    let raised = unsafe {
-        libc::prlimit(
-            job.id() as libc::pid_t,
-            libc::RLIMIT_FSIZE,
-            &unlimited,
-            std::ptr::null_mut(),
-        )
-    };
-    assert_eq!(raised, 0, "{}", std::io::Error::last_os_error());
+    match how {
+        FullDisk::FileSizeLimit => {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: prlimit with a valid pid and limit, and no old limit asked for.
+            let raised = unsafe {
+                libc::prlimit(
+                    job.id() as libc::pid_t,
+                    libc::RLIMIT_FSIZE,
+                    &unlimited,
+                    std::ptr::null_mut(),
+                )
+            };
+            assert_eq!(raised, 0, "{}", std::io::Error::last_os_error());
+        }
+        FullDisk::Tmpfs => std::fs::remove_file(&filler).unwrap(),
+    }
     wait_for_words(&ws, 8000, Duration::from_secs(60));
     stop_with_log(job);
     done.store(true, Ordering::SeqCst);
@@ -536,5 +615,91 @@ fn a_full_disk_under_the_socket_log_loses_no_line_and_tears_none() {
         sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
         socket_oracle(&lines),
         "a line lost, torn or counted twice"
+    );
+}
+
+#[test]
+fn socket_lines_of_a_replay_batch_lost_to_damaged_offsets_are_read_again() {
+    let ws = Workspace::new();
+    let lines: Vec<String> = (0..3000)
+        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
+    let job = socket_job(&ws, &addr, &["--trigger", "continuous"])
+        .args(["--snapshot-interval", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_words(&ws, 6000, Duration::from_secs(60));
+    stop_with_log(job);
+    let last = *ws.commits().last().unwrap();
+    assert!(last >= 3, "too few batches: {last}");
+    let run = || {
+        let out = socket_job(&ws, &addr, &["--trigger", "available-now"])
+            .args(["--snapshot-interval", "2"])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        out
+    };
+    // A crash after commit 0 with the later batches run but not committed: they are replayed
+    // from their log ranges, the replay committing batch 1 with a snapshot.
+    forget_commits(&ws, 1..=last);
+    run();
+    // A second crash just after that commit, and offsets/2 damaged: batches 2 and later cannot
+    // be replayed, so their lines must be taken again from where batch 1 ended.
+    forget_commits(&ws, 2..=last);
+    flip(&ws.checkpoint.join("offsets/2"));
+    let out = run();
+    done.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    assert!(
+        stderr(&out).contains("offsets/2 is damaged"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
+        socket_oracle(&lines)
+    );
+}
+
+#[test]
+fn a_replay_whose_log_segment_is_gone_stops_with_an_error() {
+    let ws = Workspace::new();
+    let lines: Vec<String> = (0..1000).map(|i| format!("w{}\n", i % 50)).collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
+    let job = socket_job(&ws, &addr, &["--trigger", "continuous"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_words(&ws, 1000, Duration::from_secs(60));
+    stop_with_log(job);
+    let result = std::fs::read(ws.output.join("result.parquet")).unwrap();
+    // The last batch must be re-run, but its log is deleted by hand.
+    forget_commits(&ws, [*ws.commits().last().unwrap()]);
+    for segment in std::fs::read_dir(ws.checkpoint.join("wal")).unwrap() {
+        std::fs::remove_file(segment.unwrap().path()).unwrap();
+    }
+    let out = socket_job(&ws, &addr, &["--trigger", "available-now"])
+        .output()
+        .unwrap();
+    done.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("socket log segment")
+            && stderr(&out).contains("is gone or cut short"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(ws.output.join("result.parquet")).unwrap(),
+        result,
+        "nothing counted short"
     );
 }

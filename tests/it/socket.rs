@@ -206,7 +206,14 @@ fn sigkill_storm(damage: bool) {
             &ws,
             &query,
             &addr,
-            &["--max-batch-rows", "500", "--snapshot-interval", "3"],
+            &[
+                "--max-batch-rows",
+                "500",
+                "--snapshot-interval",
+                "3",
+                "--retain-batches",
+                "6",
+            ],
         );
         std::thread::sleep(Duration::from_millis(300 + 100 * round));
         let mut job = job;
@@ -218,7 +225,12 @@ fn sigkill_storm(damage: bool) {
         }
     }
     // A last run sees the stream to its end.
-    let job = start_job(&ws, &query, &addr, &["--snapshot-interval", "3"]);
+    let job = start_job(
+        &ws,
+        &query,
+        &addr,
+        &["--snapshot-interval", "3", "--retain-batches", "6"],
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while firsts.lock().unwrap().len() <= kills {
         assert!(Instant::now() < deadline, "the last run did not connect");
