@@ -314,6 +314,10 @@ impl Job {
             })
             .transpose()?;
         let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
+        let recovered_damage = recovered.damaged;
+        if recovered_damage {
+            log::warn!("the next commit writes a full snapshot, so the damage does not linger");
+        }
         if let Some(last) = recovered.last_commit {
             log::info!(
                 "resuming from {} after batch {last}: {} files already taken, {} groups in state",
@@ -355,7 +359,7 @@ impl Job {
             wake,
             wal_end,
             uncommitted: Vec::new(),
-            snapshot_due: false,
+            snapshot_due: recovered_damage,
             last_commit: Instant::now(),
             checkpoint_interval: args.checkpoint_interval,
             checkpoint,

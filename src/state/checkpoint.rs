@@ -106,6 +106,10 @@ pub struct Recovered {
     pub wal_taken: Option<WalPosition>,
     /// The watermark after `last_commit`.
     pub watermark: Option<i64>,
+    /// Whether recovery had to work around damaged files: the next commit should then write
+    /// a full snapshot, so that the damage does not linger until a second one makes the
+    /// checkpoint unrecoverable.
+    pub damaged: bool,
 }
 
 /// The per-batch files: folder and name suffix.
@@ -124,6 +128,9 @@ pub struct Checkpoint {
     retain_batches: u64,
     /// Held open for the exclusive lock; released when the process ends, however it ends.
     _lock: Option<File>,
+    /// Whether reading found a damaged file (so the next commit should write a fresh
+    /// snapshot, letting retention drop what recovery had to work around).
+    damage_seen: std::sync::atomic::AtomicBool,
 }
 
 impl Checkpoint {
@@ -147,6 +154,7 @@ impl Checkpoint {
             snapshot_interval: snapshot_interval.max(1),
             retain_batches,
             _lock: Some(lock),
+            damage_seen: Default::default(),
         };
         match checkpoint.metadata()? {
             Some(stored) if stored.inputs.is_none() && meta.inputs.is_some() => {
@@ -186,6 +194,7 @@ impl Checkpoint {
             snapshot_interval: 1,
             retain_batches: 0,
             _lock: None,
+            damage_seen: Default::default(),
         };
         let meta = checkpoint.metadata()?.ok_or_else(|| {
             Error::Usage(format!(
@@ -303,7 +312,10 @@ impl Checkpoint {
                     good_commits.push(n);
                 }
                 Ok(None) => {}
-                Err(damage) => log::warn!("{damage}; batch {n} will be re-run"),
+                Err(damage) => {
+                    self.note_damage();
+                    log::warn!("{damage}; batch {n} will be re-run");
+                }
             }
         }
         let mut recovered = Recovered::default();
@@ -317,6 +329,7 @@ impl Checkpoint {
                     break;
                 }
                 (Err(damage), _) | (_, Err(damage)) => {
+                    self.note_damage();
                     log::warn!(
                         "cannot restore batch {c}: {damage}; falling back to an earlier batch"
                     );
@@ -333,6 +346,7 @@ impl Checkpoint {
             )));
         }
         recovered.last_commit = restored;
+        recovered.damaged = self.damage_seen.load(std::sync::atomic::Ordering::Relaxed);
         recovered.wal_taken = restored.and_then(|c| wal_ends.get(&c).copied().flatten());
         recovered.watermark = restored.and_then(|c| watermarks.get(&c).copied().flatten());
         if let Some(c) = restored
@@ -346,6 +360,7 @@ impl Checkpoint {
                 Ok(Some(offsets)) if offsets.batch_id == next => recovered.replay.push(offsets),
                 Ok(None) => break,
                 Ok(Some(_)) | Err(_) => {
+                    self.note_damage();
                     log::warn!(
                         "offsets/{next} is damaged; its files will be taken again as new input"
                     );
@@ -355,6 +370,11 @@ impl Checkpoint {
             next += 1;
         }
         Ok(recovered)
+    }
+
+    fn note_damage(&self) {
+        self.damage_seen
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Deletes every file of batches `first` and later: after a fall-back, batches that will
@@ -475,6 +495,7 @@ impl Checkpoint {
                     Ok(Some(snapshot)) => items.extend(snapshot),
                     Ok(None) => continue,
                     Err(damage) => {
+                        self.note_damage();
                         log::warn!("{damage}; trying an older snapshot");
                         problem.get_or_insert(damage);
                         continue;
@@ -489,6 +510,7 @@ impl Checkpoint {
                         continue 'start;
                     }
                     Err(damage) => {
+                        self.note_damage();
                         problem.get_or_insert(damage);
                         continue 'start;
                     }
@@ -978,6 +1000,7 @@ mod tests {
         })
         .unwrap();
         let recovered = cp.recover(None).unwrap();
+        assert!(!recovered.damaged);
         assert_eq!(recovered.last_commit, Some(4));
         assert_eq!(recovered.taken.len(), 5);
         assert_eq!(recovered.replay.len(), 1);
@@ -988,6 +1011,7 @@ mod tests {
         // A damaged newest commit falls back one batch and replays it.
         std::fs::write(dir.path().join("commits/4"), b"{\"batch_id\": 4").unwrap();
         let recovered = cp.recover(None).unwrap();
+        assert!(recovered.damaged, "the next commit writes a fresh snapshot");
         assert_eq!(recovered.last_commit, Some(3));
         assert_eq!(
             recovered
