@@ -365,6 +365,14 @@ fn serve_once(lines: Vec<String>, done: Arc<AtomicBool>) -> (String, std::thread
     (addr, server)
 }
 
+/// `count` lines of two words each, from 50 and 31 distinct words: a small state, and a line
+/// torn and glued to another makes a word no line has.
+fn two_word_lines(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
+        .collect()
+}
+
 fn socket_job(ws: &Workspace, addr: &str, extra: &[&str]) -> Command {
     let mut cmd = dfstream();
     cmd.arg("run")
@@ -442,9 +450,7 @@ fn batch_numbers(dir: &Path, suffix: &str) -> Vec<u64> {
 #[test]
 fn a_fall_back_past_damaged_state_replays_socket_lines_from_kept_log_segments() {
     let ws = Workspace::new();
-    let lines: Vec<String> = (0..3000)
-        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
-        .collect();
+    let lines = two_word_lines(3000);
     let done = Arc::new(AtomicBool::new(false));
     let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
     let retention = ["--snapshot-interval", "3", "--retain-batches", "5"];
@@ -521,9 +527,7 @@ impl Drop for Mounted {
 /// counted once and whole, over the one connection.
 fn full_log_disk(how: FullDisk) {
     let ws = Workspace::new();
-    let lines: Vec<String> = (0..4000)
-        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
-        .collect();
+    let lines = two_word_lines(4000);
     let log_file = ws.dir.path().join("job.log");
     let done = Arc::new(AtomicBool::new(false));
     let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
@@ -621,9 +625,7 @@ fn full_log_disk(how: FullDisk) {
 #[test]
 fn socket_lines_of_a_replay_batch_lost_to_damaged_offsets_are_read_again() {
     let ws = Workspace::new();
-    let lines: Vec<String> = (0..3000)
-        .map(|i| format!("w{} v{}\n", i % 50, (i * 7) % 31))
-        .collect();
+    let lines = two_word_lines(3000);
     let done = Arc::new(AtomicBool::new(false));
     let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
     let job = socket_job(&ws, &addr, &["--trigger", "continuous"])

@@ -61,7 +61,12 @@ impl Workspace {
 
     /// `dfstream run QUERY --input .. --output .. --checkpoint ..` plus `extra`.
     pub fn command(&self, query: &Path, extra: &[&str]) -> Command {
-        let mut cmd = Command::new(bin());
+        self.command_of(Path::new(bin()), query, extra)
+    }
+
+    /// [`Self::command`] with another copy of the binary.
+    pub fn command_of(&self, program: &Path, query: &Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.arg("run")
             .arg(query)
             .arg("--input")
