@@ -581,19 +581,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_reach_the_log_whole_and_ranges_cover_them_once() {
+    /// A server socket, a log directory, and a source reading the one into the other.
+    fn listening(
+        max_line_bytes: usize,
+        segment_bytes: u64,
+    ) -> (TcpListener, tempfile::TempDir, SocketSource) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let dir = tempfile::tempdir().unwrap();
-        let mut source = SocketSource::start(
+        let source = SocketSource::start_with_segments(
             &addr,
             dir.path(),
             WalPosition::default(),
-            20,
+            max_line_bytes,
             Arc::new(Notify::new()),
+            segment_bytes,
         )
         .unwrap();
+        (listener, dir, source)
+    }
+
+    #[test]
+    fn lines_reach_the_log_whole_and_ranges_cover_them_once() {
+        let (listener, dir, mut source) = listening(20, SEGMENT_BYTES);
         let (mut conn, _) = listener.accept().unwrap();
         conn.write_all(b"one\r\ntwo\nthis line is too long\nthr")
             .unwrap();
@@ -622,17 +632,7 @@ mod tests {
     #[test]
     fn a_cut_last_line_is_kept_on_a_reset_as_on_a_clean_close() {
         use std::os::fd::AsRawFd;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let dir = tempfile::tempdir().unwrap();
-        let _source = SocketSource::start(
-            &addr,
-            dir.path(),
-            WalPosition::default(),
-            100,
-            Arc::new(Notify::new()),
-        )
-        .unwrap();
+        let (listener, dir, _source) = listening(100, SEGMENT_BYTES);
         let (mut conn, _) = listener.accept().unwrap();
         conn.write_all(b"one\ntwo").unwrap();
         std::thread::sleep(Duration::from_millis(300));
@@ -660,18 +660,7 @@ mod tests {
 
     #[test]
     fn segments_roll_and_committed_ones_are_deleted() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let dir = tempfile::tempdir().unwrap();
-        let mut source = SocketSource::start_with_segments(
-            &addr,
-            dir.path(),
-            WalPosition::default(),
-            100,
-            Arc::new(Notify::new()),
-            8,
-        )
-        .unwrap();
+        let (listener, dir, mut source) = listening(100, 8);
         let (mut conn, _) = listener.accept().unwrap();
         for i in 0..5 {
             conn.write_all(format!("line {i}\n").as_bytes()).unwrap();

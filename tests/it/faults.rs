@@ -103,6 +103,16 @@ fn reset(dir: &Path) -> Output {
         .unwrap()
 }
 
+/// Asserts exit code 2 (refused before start) with `needle` in the message.
+fn assert_refused(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "{needle:?} in:\n{}",
+        stderr(out)
+    );
+}
+
 fn wordcount() -> PathBuf {
     repo("sql/wordcount.sql")
 }
@@ -147,12 +157,7 @@ fn reset_refuses_what_is_not_a_checkpoint_and_deletes_only_its_own_files() {
     std::fs::write(project.join("state/important.txt"), "precious").unwrap();
     std::fs::write(project.join("metadata"), "my notes").unwrap();
     let out = reset(&project);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not a dfstream checkpoint"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, "not a dfstream checkpoint");
     assert_eq!(
         std::fs::read_to_string(project.join("state/important.txt")).unwrap(),
         "precious"
@@ -307,12 +312,7 @@ fn another_input_directory_on_the_same_checkpoint_is_refused() {
             .unwrap()
     };
     let out = run_over(&other);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("reads other input"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, "reads other input");
     let verify = dfstream()
         .arg("verify")
         .arg(wordcount())
@@ -324,12 +324,7 @@ fn another_input_directory_on_the_same_checkpoint_is_refused() {
         .arg(&ws.checkpoint)
         .output()
         .unwrap();
-    assert_eq!(verify.status.code(), Some(2), "{}", stderr(&verify));
-    assert!(
-        stderr(&verify).contains("not the --input given"),
-        "{}",
-        stderr(&verify)
-    );
+    assert_refused(&verify, "not the --input given");
     // The same directory named another way is the same input.
     let same = ws.dir.path().join("proj/../input");
     std::fs::create_dir(ws.dir.path().join("proj")).unwrap();
