@@ -152,6 +152,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
                 name: format!("t{t}.txt"),
                 ts_micros: 0,
                 mtime_micros: 0,
+                size: None,
             }],
             wal: vec![],
             force_watermark: None,
@@ -223,5 +224,6 @@ fn trigger_file(path: &std::path::Path) -> TriggerFile {
         display: path.display().to_string(),
         ts_micros: 0,
         range: None,
+        size: None,
     }
 }

@@ -192,6 +192,7 @@ fn datafusion_batch(
                 path,
                 ts_micros: 1_700_000_000_000_000,
                 range: None,
+                size: None,
             };
             read_file(&file, &projection, &counters, 16 << 20, |batch| {
                 let batch = match &event_time {

@@ -175,13 +175,14 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         .as_ref()
         .map_or(0, |s| s.counters.long_lines.load(Ordering::Relaxed));
     log::info!(
-        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} lines without an event time, {} late rows dropped",
+        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} files changed after they were taken, {} lines without an event time, {} late rows dropped",
         job.batches_run,
         counters.rows,
         counters.bytes,
         counters.lossy_lines,
         counters.long_lines + socket_long_lines,
         counters.vanished_files,
+        counters.changed_files,
         counters.bad_event_times,
         counters.late_rows
     );
@@ -436,6 +437,7 @@ impl Job {
                 display: dir.join(&f.name).display().to_string(),
                 ts_micros: f.ts_micros,
                 range: None,
+                size: f.size,
             }));
         }
         if let Some(socket) = &mut self.socket {
@@ -445,6 +447,7 @@ impl Job {
                     display: socket.address().to_string(),
                     ts_micros: range.ts_micros,
                     range: Some((range.start, range.end)),
+                    size: None,
                 });
                 socket.mark_taken(range.end_position());
             }

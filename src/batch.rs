@@ -48,6 +48,8 @@ pub struct TextCounters {
     pub bytes: AtomicU64,
     /// Files that vanished before they could be read.
     pub vanished_files: AtomicU64,
+    /// Files whose size differed, when read, from the size they were taken with.
+    pub changed_files: AtomicU64,
     /// Time spent reading and decoding files, summed over the threads that read them.
     pub read_nanos: AtomicU64,
     /// Lines whose `--event-time` expression gave NULL or failed, skipped.
@@ -64,6 +66,7 @@ impl TextCounters {
             rows: self.rows.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
             vanished_files: self.vanished_files.load(Ordering::Relaxed),
+            changed_files: self.changed_files.load(Ordering::Relaxed),
             read_nanos: self.read_nanos.load(Ordering::Relaxed),
             bad_event_times: self.bad_event_times.load(Ordering::Relaxed),
             late_rows: self.late_rows.load(Ordering::Relaxed),
@@ -79,6 +82,7 @@ pub struct TextCountersSnapshot {
     pub rows: u64,
     pub bytes: u64,
     pub vanished_files: u64,
+    pub changed_files: u64,
     pub read_nanos: u64,
     pub bad_event_times: u64,
     pub late_rows: u64,
@@ -93,6 +97,7 @@ impl std::ops::Sub for TextCountersSnapshot {
             rows: self.rows - o.rows,
             bytes: self.bytes - o.bytes,
             vanished_files: self.vanished_files - o.vanished_files,
+            changed_files: self.changed_files - o.changed_files,
             read_nanos: self.read_nanos - o.read_nanos,
             bad_event_times: self.bad_event_times - o.bad_event_times,
             late_rows: self.late_rows - o.late_rows,

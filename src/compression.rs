@@ -1,7 +1,6 @@
 //! Compressed input files: which ones are (by their extension, as Spark and DataFusion decide)
 //! and a reader that gives their decompressed bytes. Knows nothing of lines or SQL.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
@@ -26,9 +25,9 @@ impl Compression {
         }
     }
 
-    /// A reader of `file`'s decompressed bytes. Files of several concatenated members (as
+    /// A reader of the decompressed bytes of `file` (a file's compressed bytes). Files of several concatenated members (as
     /// `cat a.gz b.gz` makes) are read whole, as the command-line tools do.
-    pub fn decoder(self, file: File) -> io::Result<Box<dyn Read + Send>> {
+    pub fn decoder(self, file: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
         let buffered = BufReader::with_capacity(1 << 16, file);
         Ok(match self {
             Self::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
@@ -42,6 +41,7 @@ impl Compression {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use std::io::Write;
 
     fn round_trip(name: &str, compressed: Vec<u8>) {

@@ -77,11 +77,16 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )
         .ok();
     }
-    // Arrival times, where the offsets still record them.
-    let mut ts = BTreeMap::new();
+    // Arrival times and sizes taken, where the offsets still record them.
+    let mut taken_as = BTreeMap::new();
     for batch_id in 0..=last {
         if let Some(offsets) = checkpoint.offsets(batch_id) {
-            ts.extend(offsets.files.into_iter().map(|f| (f.name, f.ts_micros)));
+            taken_as.extend(
+                offsets
+                    .files
+                    .into_iter()
+                    .map(|f| (f.name, (f.ts_micros, f.size))),
+            );
         }
     }
     let projection = Projection::new(None).context(|| "the lines schema".into())?;
@@ -98,8 +103,9 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         let file = TriggerFile {
             display: path.display().to_string(),
             path,
-            ts_micros: ts.get(name).copied().unwrap_or(0),
+            ts_micros: taken_as.get(name).map_or(0, |t| t.0),
             range: None,
+            size: taken_as.get(name).and_then(|t| t.1),
         };
         let mut failed = None;
         read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
@@ -117,11 +123,21 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             return Err(e).context(|| format!("event times of {name}"));
         }
     }
-    let vanished = counters.snapshot().vanished_files;
-    if vanished > 0 {
+    let counts = counters.snapshot();
+    if counts.vanished_files > 0 {
         writeln!(
             out,
-            "note: {vanished} input files no longer exist; the batch result cannot include them"
+            "note: {} input files no longer exist; the batch result cannot include them",
+            counts.vanished_files
+        )
+        .ok();
+    }
+    if counts.changed_files > 0 {
+        writeln!(
+            out,
+            "note: {} input files changed size after they were taken; the bytes taken are read \
+             (where the checkpoint still records the size), as the job read them",
+            counts.changed_files
         )
         .ok();
     }

@@ -50,6 +50,9 @@ pub struct TriggerFile {
     /// Read only these bytes `[start, end)` (a range of the socket source's log), not the
     /// whole file. A range holds whole lines.
     pub range: Option<(u64, u64)>,
+    /// Read only the first `size` bytes (of a compressed file, before decompressing): the
+    /// size the file had when it was taken, so that a replay reads what the first run read.
+    pub size: Option<u64>,
 }
 
 /// The input of one trigger, with a generation number that tells executions apart.
@@ -453,11 +456,14 @@ pub fn read_file(
     });
     let compression = crate::compression::Compression::of(&file.path);
     let mut reader: Box<dyn Read> = match opened {
-        Ok(f) => match (file.range, compression) {
-            (Some((start, end)), _) => Box::new(f.take(end.saturating_sub(start))),
-            (None, Some(kind)) => kind.decoder(f).map_err(|e| unreadable(file, e))?,
-            (None, None) => Box::new(f),
-        },
+        Ok(f) => {
+            let f = pinned(f, file, counters).map_err(|e| unreadable(file, e))?;
+            match (file.range, compression) {
+                (Some((start, end)), _) => Box::new(f.take(end.saturating_sub(start))),
+                (None, Some(kind)) => kind.decoder(f).map_err(|e| unreadable(file, e))?,
+                (None, None) => Box::new(f),
+            }
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.range.is_some() => {
             // A log segment is input nothing else holds: skipping it would lose lines.
             return Err(
@@ -519,6 +525,35 @@ pub fn read_file(
         .read_nanos
         .fetch_add(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     result
+}
+
+/// `f` limited to the size its file was taken with. A file whose size differs now (it grew,
+/// or was replaced) is read as it was taken, as far as it still goes; the change is logged
+/// and counted. Files must not change once complete (the README's contract, and Spark's).
+fn pinned(
+    f: std::fs::File,
+    file: &TriggerFile,
+    counters: &TextCounters,
+) -> std::io::Result<std::io::Take<std::fs::File>> {
+    let Some(size) = file.size else {
+        return Ok(f.take(u64::MAX));
+    };
+    let now = f.metadata()?.len();
+    if now != size {
+        counters
+            .changed_files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        log::warn!(
+            "{}: {now} bytes now, {size} when it was taken; {}",
+            file.display,
+            if now > size {
+                "only the bytes taken are read (what was added later is ignored)"
+            } else {
+                "it shrank or was replaced, and its batch reads what is left of those bytes"
+            }
+        );
+    }
+    Ok(f.take(size))
 }
 
 /// The error for an input file that exists but cannot be read (permissions, damaged

@@ -36,6 +36,10 @@ pub struct NewFile {
     /// The file's modification time, microseconds since the epoch.
     #[serde(default)]
     pub mtime_micros: i64,
+    /// The file's size when it was taken: its batch (and a replay of it) reads exactly these
+    /// bytes. Missing in offsets written before sizes were recorded (then: the whole file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// See the module docs.
@@ -50,8 +54,9 @@ pub struct DirSource {
     max_age_micros: Option<i64>,
     /// Old files ignored by the last listing (to log only changes).
     ignored_old: usize,
-    /// Names seen by a listing but not yet taken: (modification time, first seen), in micros.
-    waiting: HashMap<String, (i64, i64)>,
+    /// Names seen by a listing but not yet taken: (modification time, first seen) in micros,
+    /// and the size the latest listing saw.
+    waiting: HashMap<String, (i64, i64, u64)>,
     /// Entries that are not files to read (FIFOs, broken links), each logged once.
     skipped: std::collections::HashSet<String>,
     /// The directory's modification time when a listing found nothing new, if that time was
@@ -216,7 +221,8 @@ impl DirSource {
             }
             self.waiting
                 .entry(name.clone())
-                .or_insert((modified, now_micros));
+                .and_modify(|w| w.2 = meta.len())
+                .or_insert((modified, now_micros, meta.len()));
             found.push((modified, name));
         }
         if ignored_old != self.ignored_old {
@@ -251,12 +257,16 @@ impl DirSource {
             .iter()
             .map(|name| {
                 let now = micros_since_epoch(SystemTime::now());
-                let (mtime_micros, ts_micros) = self.waiting.remove(name).unwrap_or((now, now));
+                let (mtime_micros, ts_micros, size) = match self.waiting.remove(name) {
+                    Some((mtime, first_seen, size)) => (mtime, first_seen, Some(size)),
+                    None => (now, now, None),
+                };
                 self.note_taken(name.clone(), mtime_micros);
                 NewFile {
                     name: name.clone(),
                     ts_micros,
                     mtime_micros,
+                    size,
                 }
             })
             .collect();

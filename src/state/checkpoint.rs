@@ -976,6 +976,7 @@ mod tests {
                     name: name.clone(),
                     ts_micros: 0,
                     mtime_micros: 0,
+                    size: None,
                 }],
                 wal: vec![],
                 force_watermark: None,

@@ -202,6 +202,7 @@ fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
         display: "file.txt".into(),
         ts_micros: 0,
         range: None,
+        size: None,
     };
     let projection = Projection::new(None).unwrap();
     let mut batches = 0;
@@ -509,5 +510,44 @@ fn an_unreadable_file_says_how_to_go_on() {
         stderr(&out).contains("1 files vanished"),
         "{}",
         stderr(&out)
+    );
+}
+
+#[test]
+fn a_file_that_grows_after_it_was_taken_is_read_as_it_was_taken() {
+    use std::io::Write;
+    let ws = Workspace::new();
+    let wordcount = repo("sql/wordcount.sql");
+    let args = ["--trigger", "once", "--no-console"];
+    ws.add_file("a.txt", "first words\n");
+    assert_ok(&ws.run(&wordcount, &args));
+    // The job died before its commit, and a writer appended to the file meanwhile: the
+    // replay reads the bytes the batch took (recorded in its offsets), not the new ones.
+    std::fs::remove_file(ws.checkpoint.join("commits/0")).unwrap();
+    let _ = std::fs::remove_file(ws.checkpoint.join("state/0.delta"));
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(ws.input.join("a.txt"))
+        .unwrap()
+        .write_all(b"late words\n")
+        .unwrap();
+    let out = ws.run(&wordcount, &args);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(err.contains("23 bytes now, 12 when it was taken"), "{err}");
+    assert!(
+        err.contains("1 files changed after they were taken"),
+        "{err}"
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["first|1", "words|1"]
+    );
+    // Nor is it read again later.
+    ws.add_file("b.txt", "b\n");
+    assert_ok(&ws.run(&wordcount, &args));
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["b|1", "first|1", "words|1"]
     );
 }

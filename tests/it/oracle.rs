@@ -113,6 +113,7 @@ async fn stream(
                     display: name.clone(),
                     ts_micros: ts_of(range.start + i),
                     range: None,
+                    size: None,
                 })
                 .collect(),
         );
@@ -485,6 +486,7 @@ fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u
                             display: files[i].0.clone(),
                             ts_micros: ts[i],
                             range: None,
+                            size: None,
                         })
                         .collect(),
                 );
