@@ -256,6 +256,7 @@ impl Job {
                     args.max_file_age,
                     Arc::clone(&wake),
                 )
+                .map(|source| source.latest_first(args.latest_first))
             })
             .transpose()?;
         let state_schema = query.state_schema();

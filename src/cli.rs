@@ -280,6 +280,10 @@ pub struct RunArgs {
     /// At most this many new files per batch.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_files_per_trigger: Option<u64>,
+    /// With a backlog, take the newest files first (Spark's latestFirst): with
+    /// --max-files-per-trigger, the first batches hold the most recent data.
+    #[arg(long)]
+    pub latest_first: bool,
     /// Take only files whose names match this glob, e.g. '*.txt'.
     #[arg(long)]
     pub glob: Option<String>,

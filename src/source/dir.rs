@@ -66,6 +66,8 @@ pub struct DirSource {
     quiet_since: Option<SystemTime>,
     /// When the directory was last listed.
     listed_at: std::time::Instant,
+    /// Hand out the newest files first (`--latest-first`).
+    latest_first: bool,
     /// Kept alive for its events; `None` if the platform watcher could not start.
     _watcher: Option<RecommendedWatcher>,
 }
@@ -109,12 +111,20 @@ impl DirSource {
             skipped: Default::default(),
             quiet_since: None,
             listed_at: std::time::Instant::now(),
+            latest_first: false,
             _watcher: watcher,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Hands out the newest files first (Spark's `latestFirst`): with a backlog and
+    /// `--max-files-per-trigger`, the first batches hold the most recent data.
+    pub fn latest_first(mut self, yes: bool) -> Self {
+        self.latest_first = yes;
+        self
     }
 
     /// The directory as an absolute path with links resolved: what a checkpoint records, so
@@ -159,8 +169,8 @@ impl DirSource {
         self.taken.len()
     }
 
-    /// Lists the directory and returns the names of untaken files, oldest first, without
-    /// taking them.
+    /// Lists the directory and returns the names of untaken files, oldest first (newest first
+    /// with [`Self::latest_first`]), without taking them.
     pub fn available(&mut self) -> Result<Vec<String>> {
         let now = SystemTime::now();
         let stamp = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
@@ -241,6 +251,9 @@ impl DirSource {
         self.quiet_since =
             stamp.filter(|&t| found.is_empty() && t + std::time::Duration::from_secs(2) < now);
         found.sort();
+        if self.latest_first {
+            found.reverse();
+        }
         Ok(found.into_iter().map(|(_, name)| name).collect())
     }
 

@@ -95,6 +95,45 @@ fn available_now_uses_as_many_batches_as_max_files_needs() {
 }
 
 #[test]
+fn latest_first_takes_the_newest_files_first() {
+    let ws = Workspace::new();
+    for (i, name) in ["old.txt", "mid.txt", "new.txt"].iter().enumerate() {
+        ws.add_file(name, format!("{name}\n"));
+        let t = std::time::SystemTime::now() - Duration::from_secs(300 - 100 * i as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(ws.input.join(name))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+    let lines = ws.dir.path().join("lines.sql");
+    std::fs::write(&lines, "SELECT value FROM lines").unwrap();
+    let run = |extra: &[&str]| {
+        let ws = &ws;
+        let _ = std::fs::remove_dir_all(&ws.checkpoint);
+        let _ = std::fs::remove_dir_all(&ws.output);
+        let mut args = vec![
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--no-console",
+        ];
+        args.extend(extra);
+        assert_ok(&ws.run(&lines, &args));
+        (0..3)
+            .map(|n| {
+                let file = ws.output.join(format!("batch-{n:012}.parquet"));
+                rows(&read_parquet(&file)).concat()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&[]), ["old.txt", "mid.txt", "new.txt"]);
+    assert_eq!(run(&["--latest-first"]), ["new.txt", "mid.txt", "old.txt"]);
+}
+
+#[test]
 fn a_restart_counts_only_new_files_and_the_output_is_the_total() {
     let ws = Workspace::new();
     let first = [("a.txt", "alpha beta\nbeta\n"), ("b.txt", "gamma\n")];
