@@ -302,6 +302,11 @@ impl Job {
         // that on as it runs. (Starting past the replays would skip the lines of a replay
         // batch whose offsets turn out damaged, and commit a log end no batch has reached.)
         let wal_end = recovered.wal_taken;
+        let replay_end = recovered
+            .replay
+            .iter()
+            .flat_map(|o| o.wal.iter().map(WalRange::end_position))
+            .max();
         let socket = args
             .socket
             .as_deref()
@@ -310,6 +315,7 @@ impl Job {
                     address,
                     &args.checkpoint.join("wal"),
                     wal_end.unwrap_or_default(),
+                    replay_end.unwrap_or_default(),
                     args.max_line_bytes,
                     Arc::clone(&wake),
                 )

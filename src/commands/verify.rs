@@ -198,6 +198,20 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     for row in unexpected.iter().take(20) {
         writeln!(out, "  stream only: {row}").ok();
     }
+    let unpinned = recovered
+        .taken
+        .keys()
+        .filter(|name| taken_as.get(*name).is_none_or(|t| t.1.is_none()))
+        .count();
+    if unpinned > 0 {
+        writeln!(
+            out,
+            "note: {unpinned} files were read whole, as they are now: their batches' offsets, \
+             which record the size each was taken with, are no longer kept (--retain-batches); \
+             a file changed since it was taken shows here as a difference"
+        )
+        .ok();
+    }
     Ok(false)
 }
 

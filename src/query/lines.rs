@@ -457,7 +457,8 @@ pub fn read_file(
     let compression = crate::compression::Compression::of(&file.path);
     let mut reader: Box<dyn Read> = match opened {
         Ok(f) => {
-            let f = pinned(f, file, counters).map_err(|e| unreadable(file, e))?;
+            let f = pinned(f, file, counters, compression.is_some())
+                .map_err(|e| unreadable(file, e))?;
             match (file.range, compression) {
                 (Some((start, end)), _) => Box::new(f.take(end.saturating_sub(start))),
                 (None, Some(kind)) => kind.decoder(f).map_err(|e| unreadable(file, e))?,
@@ -530,10 +531,13 @@ pub fn read_file(
 /// `f` limited to the size its file was taken with. A file whose size differs now (it grew,
 /// or was replaced) is read as it was taken, as far as it still goes; the change is logged
 /// and counted. Files must not change once complete (the README's contract, and Spark's).
+/// A compressed file is read whole: cut short, its stream would not decode at all, and a
+/// restart could never get past it.
 fn pinned(
     f: std::fs::File,
     file: &TriggerFile,
     counters: &TextCounters,
+    compressed: bool,
 ) -> std::io::Result<std::io::Take<std::fs::File>> {
     let Some(size) = file.size else {
         return Ok(f.take(u64::MAX));
@@ -546,14 +550,16 @@ fn pinned(
         log::warn!(
             "{}: {now} bytes now, {size} when it was taken; {}",
             file.display,
-            if now > size {
+            if compressed {
+                "a compressed file is read whole, as it is now"
+            } else if now > size {
                 "only the bytes taken are read (what was added later is ignored)"
             } else {
                 "it shrank or was replaced, and its batch reads what is left of those bytes"
             }
         );
     }
-    Ok(f.take(size))
+    Ok(f.take(if compressed { u64::MAX } else { size }))
 }
 
 /// The error for an input file that exists but cannot be read (permissions, damaged

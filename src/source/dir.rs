@@ -184,6 +184,7 @@ impl DirSource {
         let horizon = self.horizon();
         let mut ignored_old = 0;
         let mut found: Vec<(i64, String)> = Vec::new();
+        let mut listed = std::collections::HashSet::new();
         for entry in entries {
             let entry =
                 entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
@@ -229,6 +230,7 @@ impl DirSource {
                 ignored_old += 1;
                 continue;
             }
+            listed.insert(name.clone());
             self.waiting
                 .entry(name.clone())
                 .and_modify(|w| w.2 = meta.len())
@@ -250,6 +252,8 @@ impl DirSource {
         // tick as the last change, just after the listing, would not change it.
         self.quiet_since =
             stamp.filter(|&t| found.is_empty() && t + std::time::Duration::from_secs(2) < now);
+        // A file that went before it was taken is forgotten.
+        self.waiting.retain(|name, _| listed.contains(name));
         found.sort();
         if self.latest_first {
             found.reverse();

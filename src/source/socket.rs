@@ -77,10 +77,13 @@ pub struct SocketSource {
 impl SocketSource {
     /// Starts reading from `address` (HOST:PORT) into the log in `wal_dir`. `taken` is where
     /// committed (or replayed) batches end; anything logged after it is input still to take.
+    /// `needed` is where the lines that batches took or will replay end: a log that ends
+    /// before it was deleted or cut short, and starting would read new lines in their place.
     pub fn start(
         address: &str,
         wal_dir: &Path,
         taken: WalPosition,
+        needed: WalPosition,
         max_line_bytes: usize,
         wake: Arc<Notify>,
     ) -> Result<Self> {
@@ -90,14 +93,21 @@ impl SocketSource {
             .and_then(|b| b.parse().ok())
             .filter(|&b| b >= 64)
             .unwrap_or(SEGMENT_BYTES);
-        Self::start_with_segments(address, wal_dir, taken, max_line_bytes, wake, segment_bytes)
+        Self::start_with_segments(
+            address,
+            wal_dir,
+            (taken, needed),
+            max_line_bytes,
+            wake,
+            segment_bytes,
+        )
     }
 
     /// [`Self::start`] with log segments of `segment_bytes` (small in tests).
     fn start_with_segments(
         address: &str,
         wal_dir: &Path,
-        taken: WalPosition,
+        (taken, needed): (WalPosition, WalPosition),
         max_line_bytes: usize,
         wake: Arc<Notify>,
         segment_bytes: u64,
@@ -110,6 +120,18 @@ impl SocketSource {
         std::fs::create_dir_all(wal_dir)
             .map_err(|e| Error::io(format!("creating {}", wal_dir.display()), e))?;
         let end = recover_log(wal_dir)?;
+        if end < needed.max(taken) {
+            return Err(Error::Checkpoint(format!(
+                "the socket log in {} ends at segment {} byte {}, before the lines the \
+                 checkpoint's batches took or will re-run (up to segment {} byte {}): it was \
+                 deleted or cut short. Restore it, or start over with `dfstream reset`",
+                wal_dir.display(),
+                end.segment,
+                end.offset,
+                needed.max(taken).segment,
+                needed.max(taken).offset
+            )));
+        }
         let durable = Arc::new(Mutex::new(end));
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(SocketCounters::default());
@@ -131,7 +153,7 @@ impl SocketSource {
             address: address.to_string(),
             wal_dir: wal_dir.to_path_buf(),
             durable,
-            taken: taken.min(end),
+            taken,
             stop,
             counters,
             thread: Some(thread),
@@ -592,7 +614,7 @@ mod tests {
         let source = SocketSource::start_with_segments(
             &addr,
             dir.path(),
-            WalPosition::default(),
+            Default::default(),
             max_line_bytes,
             Arc::new(Notify::new()),
             segment_bytes,

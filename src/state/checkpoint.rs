@@ -346,7 +346,6 @@ impl Checkpoint {
             )));
         }
         recovered.last_commit = restored;
-        recovered.damaged = self.damage_seen.load(std::sync::atomic::Ordering::Relaxed);
         recovered.wal_taken = restored.and_then(|c| wal_ends.get(&c).copied().flatten());
         recovered.watermark = restored.and_then(|c| watermarks.get(&c).copied().flatten());
         if let Some(c) = restored
@@ -369,6 +368,7 @@ impl Checkpoint {
             }
             next += 1;
         }
+        recovered.damaged = self.damage_seen.load(std::sync::atomic::Ordering::Relaxed);
         Ok(recovered)
     }
 

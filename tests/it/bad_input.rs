@@ -550,4 +550,32 @@ fn a_file_that_grows_after_it_was_taken_is_read_as_it_was_taken() {
         sorted_rows(&read_parquet(&ws.output)),
         ["b|1", "first|1", "words|1"]
     );
+
+    // A compressed file cut at its old size would not decode: it is read whole, as it is now.
+    let ws = Workspace::new();
+    let gzip = |text: &[u8]| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text).unwrap();
+        gz.finish().unwrap()
+    };
+    ws.add_file("c.gz", gzip(b"first words\n"));
+    assert_ok(&ws.run(&wordcount, &args));
+    std::fs::remove_file(ws.checkpoint.join("commits/0")).unwrap();
+    let _ = std::fs::remove_file(ws.checkpoint.join("state/0.delta"));
+    std::fs::write(
+        ws.input.join("c.gz"),
+        gzip(b"first words\nand more words\n"),
+    )
+    .unwrap();
+    let out = ws.run(&wordcount, &args);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("a compressed file is read whole"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["and|1", "first|1", "more|1", "words|2"]
+    );
 }

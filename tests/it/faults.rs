@@ -334,6 +334,15 @@ fn another_input_directory_on_the_same_checkpoint_is_refused() {
 /// A line server for one test: the first connection gets `lines`, in chunks with pauses;
 /// later connections get nothing. Holds connections open until `done`.
 fn serve_once(lines: Vec<String>, done: Arc<AtomicBool>) -> (String, std::thread::JoinHandle<()>) {
+    serve(lines, done, false)
+}
+
+/// [`serve_once`], or with `to_every_client` the same lines to every connection.
+fn serve(
+    lines: Vec<String>,
+    done: Arc<AtomicBool>,
+    to_every_client: bool,
+) -> (String, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
@@ -346,7 +355,7 @@ fn serve_once(lines: Vec<String>, done: Arc<AtomicBool>) -> (String, std::thread
                 continue;
             };
             conn.set_nonblocking(false).unwrap();
-            if std::mem::take(&mut first) {
+            if std::mem::take(&mut first) || to_every_client {
                 for chunk in lines.chunks(100) {
                     if conn.write_all(chunk.concat().as_bytes()).is_err() {
                         break;
@@ -553,13 +562,11 @@ fn full_log_disk(how: FullDisk) {
                 .arg(&wal)
                 .output();
             if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
-                // SAFETY: geteuid has no preconditions.
-                assert_ne!(
-                    unsafe { libc::geteuid() },
-                    0,
-                    "root cannot mount: {mounted:?}"
+                // Not root, or root without the right to mount (a container).
+                eprintln!(
+                    "cannot mount a tmpfs ({mounted:?}): the file-size-limit test stands in \
+                     for this one"
                 );
-                eprintln!("not root: the file-size-limit test stands in for this one");
                 done.store(true, Ordering::SeqCst);
                 return;
             }
@@ -664,11 +671,11 @@ fn socket_lines_of_a_replay_batch_lost_to_damaged_offsets_are_read_again() {
 }
 
 #[test]
-fn a_replay_whose_log_segment_is_gone_stops_with_an_error() {
+fn a_replay_whose_log_segment_is_gone_is_refused_at_start() {
     let ws = Workspace::new();
     let lines: Vec<String> = (0..1000).map(|i| format!("w{}\n", i % 50)).collect();
     let done = Arc::new(AtomicBool::new(false));
-    let (addr, server) = serve_once(lines.clone(), Arc::clone(&done));
+    let (addr, server) = serve(lines.clone(), Arc::clone(&done), true);
     let job = socket_job(&ws, &addr, &["--trigger", "continuous"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -677,7 +684,8 @@ fn a_replay_whose_log_segment_is_gone_stops_with_an_error() {
     wait_for_words(&ws, 1000, Duration::from_secs(60));
     stop_with_log(job);
     let result = std::fs::read(ws.output.join("result.parquet")).unwrap();
-    // The last batch must be re-run, but its log is deleted by hand.
+    // The last batch must be re-run, but its log is deleted by hand (and the server would
+    // send lines again, which must not be read in its place).
     forget_commits(&ws, [*ws.commits().last().unwrap()]);
     for segment in std::fs::read_dir(ws.checkpoint.join("wal")).unwrap() {
         std::fs::remove_file(segment.unwrap().path()).unwrap();
@@ -687,13 +695,7 @@ fn a_replay_whose_log_segment_is_gone_stops_with_an_error() {
         .unwrap();
     done.store(true, Ordering::SeqCst);
     server.join().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("socket log segment")
-            && stderr(&out).contains("is gone or cut short"),
-        "{}",
-        stderr(&out)
-    );
+    assert_refused(&out, "deleted or cut short");
     assert_eq!(
         std::fs::read(ws.output.join("result.parquet")).unwrap(),
         result,
