@@ -5,6 +5,7 @@
 //! is committed. A batch started but not committed by an earlier run is re-run first, with the
 //! same files. Owns shutdown: Ctrl-C or SIGTERM ends the loop between batches.
 
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::batch::{TextCounters, TextCountersSnapshot};
-use crate::cli::{RunConfig, Trigger};
+use crate::cli::{CleanSource, RunConfig, Trigger};
 use crate::error::{Context, Result};
 use crate::query::lines::{TriggerFile, TriggerSlot};
 use crate::query::plan::QueryFile;
@@ -21,7 +22,7 @@ use crate::query::{QuerySpec, StreamingQuery};
 use crate::sink::console::ConsoleSink;
 use crate::sink::parquet::ParquetSink;
 use crate::sink::{Sink, SinkBatch};
-use crate::source::dir::{DirSource, NewFile};
+use crate::source::dir::{Cleanup, DirSource, NewFile};
 use crate::source::socket::{SocketSource, WalPosition, WalRange};
 use crate::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
 
@@ -216,6 +217,11 @@ struct Job {
     next_batch: u64,
     /// Batches an earlier run recorded but did not commit, to re-run first.
     replay: Vec<Offsets>,
+    /// What `--clean-source` does with files no recovery can need.
+    cleanup: Option<Cleanup>,
+    /// With `--clean-source`: the files of committed batches, by batch, until no recovery
+    /// can re-run that batch.
+    to_clean: BTreeMap<u64, Vec<String>>,
     batches_run: u64,
     /// Test aid: sleep this long between the steps of a batch, so that a crash test can kill
     /// the process inside each step (`DFSTREAM_PAUSE_BETWEEN_STEPS_MS`).
@@ -293,6 +299,33 @@ impl Job {
             query.slot().restore_watermark(watermark);
             query.forget_closed_windows()?;
         }
+        let cleanup = match args.clean_source {
+            CleanSource::Off => None,
+            CleanSource::Delete => Some(Cleanup::Delete),
+            CleanSource::Archive => args.archive_dir.clone().map(Cleanup::Archive),
+        };
+        // With --clean-source: the files of committed batches whose offsets are kept wait
+        // until no recovery can re-run their batch; taken files whose batch's offsets are gone
+        // can go now (a crash may have come between a commit and its cleanup).
+        let mut to_clean: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        let mut clean_now = Vec::new();
+        if cleanup.is_some()
+            && let Some(last) = recovered.last_commit
+        {
+            for batch in checkpoint.kept_batches()? {
+                if let Some(offsets) = checkpoint.offsets(batch).filter(|_| batch <= last) {
+                    to_clean.insert(batch, offsets.files.into_iter().map(|f| f.name).collect());
+                }
+            }
+            let waiting: HashSet<&String> = to_clean.values().flatten().collect();
+            clean_now.extend(
+                recovered
+                    .taken
+                    .keys()
+                    .filter(|name| !waiting.contains(name))
+                    .cloned(),
+            );
+        }
         // Only the restored batches' files: a replayed batch's files are marked as it runs, so
         // a sources snapshot written during the replay never lists a batch not yet re-run.
         if let Some(source) = &mut source {
@@ -360,7 +393,7 @@ impl Job {
             args.trigger,
             config.partitions
         );
-        Ok(Self {
+        let mut job = Self {
             query,
             source,
             socket,
@@ -376,14 +409,20 @@ impl Job {
             next_batch,
             replay: recovered.replay,
             batches_run: 0,
+            cleanup,
+            to_clean,
             step_pause: std::env::var("DFSTREAM_PAUSE_BETWEEN_STEPS_MS")
                 .ok()
                 .and_then(|ms| ms.parse().ok())
                 .map(Duration::from_millis),
-        })
+        };
+        if let (Some(how), Some(source)) = (&job.cleanup, &job.source) {
+            source.clean(&clean_now, how);
+        }
+        job.clean_unneeded()?;
+        Ok(job)
     }
 
-    /// Runs one batch over `files` and commits it.
     fn list_files(&mut self) -> Result<Vec<String>> {
         match &mut self.source {
             Some(source) => source.available(),
@@ -478,6 +517,7 @@ impl Job {
         let counts = self.counters.snapshot() - before;
         self.snapshot_due |= self.checkpoint.wants_snapshot(batch_id);
         self.uncommitted.push(Uncommitted {
+            files: offsets.files.iter().map(|f| f.name.clone()).collect(),
             delta: output.state_delta.clone(),
             commit: Commit {
                 batch_id,
@@ -518,6 +558,21 @@ impl Job {
 }
 
 impl Job {
+    /// With `--clean-source`: deletes or archives the input files of committed batches that
+    /// no recovery can re-run any more (older than the oldest commit it could restore).
+    fn clean_unneeded(&mut self) -> Result<()> {
+        let (Some(how), Some(source)) = (&self.cleanup, &self.source) else {
+            return Ok(());
+        };
+        let Some(oldest) = self.checkpoint.oldest_restorable()? else {
+            return Ok(());
+        };
+        let keep = self.to_clean.split_off(&(oldest.batch_id + 1));
+        let done = std::mem::replace(&mut self.to_clean, keep);
+        source.clean(done.values().flatten(), how);
+        Ok(())
+    }
+
     /// When the uncommitted batches must be committed, if there are any.
     fn commit_deadline(&self) -> Option<Instant> {
         (!self.uncommitted.is_empty()).then(|| self.last_commit + self.checkpoint_interval)
@@ -557,7 +612,11 @@ impl Job {
                 committed_at_micros: now,
                 ..batch.commit
             })?;
+            if self.cleanup.is_some() {
+                self.to_clean.insert(batch.commit.batch_id, batch.files);
+            }
         }
+        self.clean_unneeded()?;
         if let (Some(socket), Some(end)) = (&self.socket, self.wal_end) {
             // Not just up to `end`: a recovery that falls back past damaged files re-runs
             // older batches, whose lines must still be in the log.
@@ -570,6 +629,8 @@ impl Job {
 
 /// A batch whose output is written but whose state and commit are not yet durable.
 struct Uncommitted {
+    /// The names of the batch's input files (for `--clean-source`).
+    files: Vec<String>,
     delta: Option<datafusion::arrow::array::RecordBatch>,
     commit: Commit,
 }

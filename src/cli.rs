@@ -280,6 +280,14 @@ pub struct RunArgs {
     /// At most this many new files per batch.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_files_per_trigger: Option<u64>,
+    /// Once no recovery can need a taken file any more (its batch is committed and older than
+    /// the checkpoint history kept, see --retain-batches): delete it, or move it into
+    /// --archive-dir (Spark's cleanSource). Default: leave it.
+    #[arg(long, value_enum, default_value = "off")]
+    pub clean_source: CleanSource,
+    /// Where --clean-source archive moves files (the same name, under this directory).
+    #[arg(long)]
+    pub archive_dir: Option<PathBuf>,
     /// With a backlog, take the newest files first (Spark's latestFirst): with
     /// --max-files-per-trigger, the first batches hold the most recent data.
     #[arg(long)]
@@ -307,6 +315,14 @@ pub struct RunArgs {
     /// Keep checkpoint files of at least this many recent batches.
     #[arg(long, default_value_t = 100)]
     pub retain_batches: u64,
+}
+
+/// What `--clean-source` does with a file no recovery can need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CleanSource {
+    Off,
+    Delete,
+    Archive,
 }
 
 /// When batches run.
@@ -375,6 +391,38 @@ impl RunArgs {
                     self.trigger
                 ));
             }
+        }
+        match (self.clean_source, &self.archive_dir) {
+            (CleanSource::Archive, None) => {
+                return usage("--clean-source archive needs --archive-dir DIR".into());
+            }
+            (CleanSource::Off | CleanSource::Delete, Some(dir)) => {
+                return usage(format!(
+                    "--archive-dir {} is used only with --clean-source archive",
+                    dir.display()
+                ));
+            }
+            (CleanSource::Archive, Some(dir)) => {
+                let input = self.input.clone().unwrap_or_else(|| "input".into());
+                let same = |a: &std::path::Path, b: &std::path::Path| {
+                    std::fs::canonicalize(a)
+                        .ok()
+                        .zip(std::fs::canonicalize(b).ok())
+                        .is_some_and(|(a, b)| a == b)
+                };
+                if same(dir, &input) {
+                    return usage(format!(
+                        "--archive-dir {} is the input directory itself",
+                        dir.display()
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if self.clean_source != CleanSource::Off && self.input.is_none() && self.socket.is_some() {
+            return usage(
+                "--clean-source acts on --input files; this job reads only a socket".into(),
+            );
         }
         if self.checkpoint.exists() && !self.checkpoint.is_dir() {
             return usage(format!(

@@ -42,6 +42,14 @@ pub struct NewFile {
     pub size: Option<u64>,
 }
 
+/// What happens to a taken file once no recovery can need it (`--clean-source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cleanup {
+    Delete,
+    /// Moved into this directory, under the same name.
+    Archive(PathBuf),
+}
+
 /// See the module docs.
 pub struct DirSource {
     dir: PathBuf,
@@ -267,6 +275,34 @@ impl DirSource {
         }
     }
 
+    /// Deletes or archives `names` (taken files no recovery can need). A file already gone is
+    /// fine; any other failure is logged, and the file stays (it is never read again).
+    pub fn clean<'a>(&self, names: impl IntoIterator<Item = &'a String>, how: &Cleanup) {
+        let mut cleaned = 0;
+        for name in names {
+            let from = self.dir.join(name);
+            let result = match how {
+                Cleanup::Delete => std::fs::remove_file(&from),
+                Cleanup::Archive(dir) => {
+                    std::fs::create_dir_all(dir).and_then(|_| move_file(&from, &dir.join(name)))
+                }
+            };
+            match result {
+                Ok(()) => cleaned += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("--clean-source: {}: {e}; left in place", from.display()),
+            }
+        }
+        if cleaned > 0 {
+            match how {
+                Cleanup::Delete => log::info!("--clean-source: deleted {cleaned} files"),
+                Cleanup::Archive(dir) => {
+                    log::info!("--clean-source: moved {cleaned} files to {}", dir.display())
+                }
+            }
+        }
+    }
+
     /// Takes up to `max` of `names` (in order): they will never be handed out again.
     pub fn take(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
         let count = max.unwrap_or(usize::MAX).min(names.len());
@@ -289,6 +325,22 @@ impl DirSource {
             .collect();
         self.forget_old();
         files
+    }
+}
+
+/// Renames `from` to `to`, or copies and deletes it across filesystems.
+fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let hidden = to.with_file_name(format!(
+                ".{}.tmp",
+                to.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            std::fs::copy(from, &hidden)?;
+            std::fs::rename(&hidden, to)?;
+            std::fs::remove_file(from)
+        }
+        result => result,
     }
 }
 

@@ -407,19 +407,29 @@ impl Checkpoint {
     /// from: the start, while batch 0's history is all here; else where the oldest good commit
     /// kept ended. Log segments before it can go; later ones may still be replayed.
     pub fn oldest_restart_wal(&self) -> Result<WalPosition> {
+        Ok(self
+            .oldest_restorable()?
+            .and_then(|c| c.wal_end)
+            .unwrap_or_default())
+    }
+
+    /// The oldest commit a recovery from the files kept here could restore (later batches
+    /// may be re-run from their offsets; this one and earlier ones never are), or `None`
+    /// while batch 0's history is all here and everything could be re-run.
+    pub fn oldest_restorable(&self) -> Result<Option<Commit>> {
         if self.can_start_over()? {
-            return Ok(WalPosition::default());
+            return Ok(None);
         }
         for n in self.batch_ids("commits", "")? {
             // Damaged commits are skipped (no recovery restores them); an I/O error is not
-            // damage, and stops the deletion.
+            // damage, and stops the caller's deletions.
             if let Some(Ok(bytes)) = self.get_sealed(&format!("commits/{n}"))?
                 && let Ok(commit) = serde_json::from_slice::<Commit>(&bytes)
             {
-                return Ok(commit.wal_end.unwrap_or_default());
+                return Ok(Some(commit));
             }
         }
-        Ok(WalPosition::default())
+        Ok(None)
     }
 
     /// Whether batch 0 could be rebuilt from nothing (all its history is still here).
@@ -566,6 +576,11 @@ impl Checkpoint {
             }
         }
         Ok(commits)
+    }
+
+    /// The batches whose offsets are still kept, ascending.
+    pub fn kept_batches(&self) -> Result<Vec<u64>> {
+        self.batch_ids("offsets", "")
     }
 
     /// The input files of batch `batch_id`, if its offsets are still kept and good.

@@ -332,6 +332,8 @@ fn flags_that_cannot_work_or_do_nothing_are_refused() {
             vec!["--param", "p=99999999999999999999999999999999999999999"],
             &["38 digits"],
         ),
+        (vec!["--clean-source", "archive"], &["--archive-dir"]),
+        (vec!["--archive-dir", "/tmp/x"], &["--clean-source archive"]),
     ];
     for (flags, needles) in cases {
         let mut args = window.to_vec();

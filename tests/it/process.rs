@@ -611,3 +611,87 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
     );
     assert_eq!(rows, ["2026-01-01T00:00:00Z|2026-01-01T00:00:02Z|quiet|2"]);
 }
+
+#[test]
+fn clean_source_removes_files_only_once_no_recovery_can_need_them() {
+    for mode in ["delete", "archive"] {
+        let ws = Workspace::new();
+        let archive = ws.dir.path().join("archive");
+        let texts: Vec<(String, String)> = (0..9)
+            .map(|i| (format!("f{i}.txt"), format!("word{i} common\n")))
+            .collect();
+        let mut args = vec![
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--no-console",
+            "--checkpoint-interval",
+            "0",
+            "--snapshot-interval",
+            "2",
+            "--retain-batches",
+            "2",
+            "--clean-source",
+            mode,
+        ];
+        if mode == "archive" {
+            args.extend(["--archive-dir", archive.to_str().unwrap()]);
+        }
+        for (name, text) in &texts[..8] {
+            ws.add_file(name, text);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+        let left = |dir: &std::path::Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        };
+        // Batches 0-7, one file each; with two batches of history kept and snapshots every
+        // second batch, recovery could still restore batch 5 and re-run 6 and 7.
+        assert_eq!(left(&ws.input), ["f6.txt", "f7.txt"], "{mode}");
+        if mode == "archive" {
+            assert_eq!(left(&archive).len(), 6);
+            assert_eq!(
+                std::fs::read_to_string(archive.join("f3.txt")).unwrap(),
+                "word3 common\n"
+            );
+        }
+        // Damaged commits 6 and 7: recovery restores batch 5 and re-runs 6 and 7, whose files
+        // are still there; a new file makes the result be written again.
+        for n in [6, 7] {
+            let path = ws.checkpoint.join(format!("commits/{n}"));
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[3] ^= 0x5a;
+            std::fs::write(&path, bytes).unwrap();
+        }
+        ws.add_file(&texts[8].0, &texts[8].1);
+        let out = ws.run(&repo("sql/wordcount.sql"), &args);
+        assert_ok(&out);
+        assert!(
+            stderr(&out).contains("recovering from batch 5"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("vanished before"),
+            "{}",
+            stderr(&out)
+        );
+        let files: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
+        assert_eq!(
+            sorted_rows(&read_parquet(&ws.output)),
+            wordcount_oracle(&ws, &files),
+            "{mode}"
+        );
+    }
+}
