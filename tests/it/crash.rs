@@ -11,8 +11,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::util::{
-    Line, Workspace, assert_ok, batch_query, bin, lines_of, read_parquet, repo, rows, runtime,
-    sorted_rows, stderr, stdout,
+    Line, Workspace, assert_logged, assert_ok, batch_query, bin, lines_of, read_parquet, repo,
+    rows, runtime, sorted_rows, stderr, stdout,
 };
 
 const WORDS: &[&str] = &[
@@ -409,16 +409,12 @@ fn nothing_good_left_is_a_clear_error_not_a_wrong_count() {
         "0",
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("no good state"), "{}", stderr(&out));
+    assert_logged(&out, "no good state");
     let _ = ws;
     // A damaged metadata file is refused too.
     let (_ws, out) = damaged_restart(|c: &Path| flip(&c.join("metadata")), "3", "100");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("metadata is damaged"),
-        "{}",
-        stderr(&out)
-    );
+    assert_logged(&out, "metadata is damaged");
 }
 
 /// Makes `dir` unwritable even for root (immutable attribute), or with permissions.
@@ -514,7 +510,7 @@ fn a_file_size_limit_that_cuts_a_write_short_fails_clearly_and_recovers_exactly(
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+    assert_logged(&out, "File too large");
     let after = checkpoint_files(&ws.checkpoint);
     for file in &before {
         assert!(after.contains(file), "{} changed", file.0);
@@ -560,11 +556,7 @@ fn a_second_process_on_one_checkpoint_is_refused() {
     assert!(ws.wait_for_commit(0, Duration::from_secs(20)));
     let second = ws.run(&repo("sql/wordcount.sql"), &["--trigger", "once"]);
     assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
-    assert!(
-        stderr(&second).contains(&format!("pid {}", first.id())),
-        "{}",
-        stderr(&second)
-    );
+    assert_logged(&second, &format!("pid {}", first.id()));
     let reset = Command::new(bin())
         .args(["reset", "--checkpoint"])
         .arg(&ws.checkpoint)
@@ -687,7 +679,7 @@ fn verify_reads_event_times_and_refuses_jobs_it_cannot_check() {
     assert_ok(&ws.run(&tumbling, &with_watermark));
     let out = verify_query(&ws, "sql/tumbling_wordcount.sql", &["size=10s"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--watermark 5s"), "{}", stderr(&out));
+    assert_logged(&out, "--watermark 5s");
 
     // Sessions are merged by the engine; plain DataFusion would see one-row sessions.
     let ws = Workspace::new();
@@ -696,7 +688,7 @@ fn verify_reads_event_times_and_refuses_jobs_it_cannot_check() {
     assert_ok(&ws.run(&sessions, &["--param", "gap=10s", "--trigger", "once"]));
     let out = verify_query(&ws, "sql/session_wordcount.sql", &["gap=10s"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("session()"), "{}", stderr(&out));
+    assert_logged(&out, "session()");
 }
 
 #[test]

@@ -141,7 +141,7 @@ fn a_replayed_batch_without_rows_removes_what_its_first_run_wrote() {
         std::fs::remove_file(ws.input.join("a.txt")).unwrap();
         let out = ws.run(&query, &args);
         assert_ok(&out);
-        assert!(stderr(&out).contains("vanished"), "{}", stderr(&out));
+        assert_logged(&out, "vanished");
         assert!(
             !first.exists(),
             "{mode}: the replay of batch 0 read nothing, yet its first run's file stayed"
@@ -268,11 +268,7 @@ fn a_sources_snapshot_written_during_a_replay_holds_only_replayed_files() {
     // A new file makes the job write its result again (else the last result would stay).
     ws.add_file("late.txt", "late arrival\n");
     let out = run("2");
-    assert!(
-        stderr(&out).contains("offsets/2 is damaged"),
-        "{}",
-        stderr(&out)
-    );
+    assert_logged(&out, "offsets/2 is damaged");
     assert_exact(&ws, "after a replay, a crash and damaged offsets");
 }
 
@@ -659,11 +655,7 @@ fn socket_lines_of_a_replay_batch_lost_to_damaged_offsets_are_read_again() {
     let out = run();
     done.store(true, Ordering::SeqCst);
     server.join().unwrap();
-    assert!(
-        stderr(&out).contains("offsets/2 is damaged"),
-        "{}",
-        stderr(&out)
-    );
+    assert_logged(&out, "offsets/2 is damaged");
     assert_eq!(
         sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
         socket_oracle(&lines)

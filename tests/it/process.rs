@@ -5,8 +5,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::{
-    Line, Workspace, assert_ok, batch_query, lines_of, read_parquet, repo, rows, runtime,
-    sorted_rows, stderr, stdout,
+    Line, Workspace, assert_logged, assert_ok, batch_query, lines_of, read_parquet, repo, rows,
+    runtime, sorted_rows, stderr, stdout,
 };
 
 /// The oracle for wordcount over the given files of `ws`.
@@ -389,11 +389,7 @@ fn max_file_age_bounds_the_taken_record_without_recounting() {
     set_age("older.txt", "ancient\n", 3 * 3600);
     let out = ws.run(&repo("sql/wordcount.sql"), &args);
     assert_ok(&out);
-    assert!(
-        stderr(&out).contains("older than --max-file-age"),
-        "{}",
-        stderr(&out)
-    );
+    assert_logged(&out, "older than --max-file-age");
     assert_eq!(
         sorted_rows(&read_parquet(&ws.output)),
         wordcount_oracle(&ws, &both)
@@ -419,11 +415,7 @@ fn event_time_drives_windows_and_lines_without_one_are_counted_skips() {
         ],
     );
     assert_ok(&out);
-    assert!(
-        stderr(&out).contains("2 lines without an event time"),
-        "{}",
-        stderr(&out)
-    );
+    assert_logged(&out, "2 lines without an event time");
     assert!(
         stderr(&out).contains("not-a-time gamma"),
         "a sample is logged: {}",
@@ -462,7 +454,7 @@ fn an_event_time_that_is_not_a_timestamp_is_refused() {
             &["--trigger", "once", "--event-time", expr],
         );
         assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+        assert_logged(&out, needle);
     }
 }
 
@@ -522,11 +514,7 @@ fn append_mode_with_a_watermark_emits_each_window_once_across_restarts() {
     with_flush.push("--final-flush");
     let out = ws.run(&query, &with_flush);
     assert_ok(&out);
-    assert!(
-        stderr(&out).contains("late rows dropped"),
-        "{}",
-        stderr(&out)
-    );
+    assert_logged(&out, "late rows dropped");
     let all = sorted_rows(&read_parquet(&ws.output));
     let w = |s: u32| format!("2026-01-01T00:00:{s:02}Z");
     let expected: Vec<String> = [
@@ -674,11 +662,7 @@ fn clean_source_removes_files_only_once_no_recovery_can_need_them() {
         ws.add_file(&texts[8].0, &texts[8].1);
         let out = ws.run(&repo("sql/wordcount.sql"), &args);
         assert_ok(&out);
-        assert!(
-            stderr(&out).contains("recovering from batch 5"),
-            "{}",
-            stderr(&out)
-        );
+        assert_logged(&out, "recovering from batch 5");
         assert!(
             !stderr(&out).contains("vanished before"),
             "{}",

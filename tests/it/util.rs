@@ -143,6 +143,12 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts that the run's log (stderr) says `needle`, and shows the log if not.
+pub fn assert_logged(output: &Output, needle: &str) {
+    let log = stderr(output);
+    assert!(log.contains(needle), "{needle:?} not in the log:\n{log}");
+}
+
 /// Asserts success and shows stderr if not.
 pub fn assert_ok(output: &Output) {
     assert!(
