@@ -156,6 +156,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             }],
             wal: vec![],
             force_watermark: None,
+            trigger_micros: None,
         };
         checkpoint.write_offsets(&offsets).unwrap();
         let offsets_done = start.elapsed();

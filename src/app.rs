@@ -61,8 +61,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 offsets.files.len(),
                 offsets.wal.len()
             );
-            job.run_batch(offsets.files, offsets.wal, offsets.force_watermark)
-                .await?;
+            job.run(offsets).await?;
         }
         match config.args.trigger {
             Trigger::Once => {
@@ -447,25 +446,39 @@ impl Job {
         }
     }
 
-    /// Runs one batch over `files` and `wal`; `force_watermark` (recorded with the input, so a
-    /// replay does the same) moves the watermark first: idle time, or a final flush.
+    /// Runs a new batch over `files` and `wal` at the current time; `force_watermark`
+    /// (recorded with the input, so a replay does the same) moves the watermark first: idle
+    /// time, or a final flush.
     async fn run_batch(
         &mut self,
         files: Vec<NewFile>,
         wal: Vec<WalRange>,
         force_watermark: Option<i64>,
     ) -> Result<()> {
-        let batch_id = self.next_batch;
-        let started = Instant::now();
-        let before = self.counters.snapshot();
-        let offsets = Offsets {
-            batch_id,
+        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+        self.run(Offsets {
+            batch_id: self.next_batch,
             files,
             wal,
             force_watermark,
-        };
+            trigger_micros: Some(now),
+        })
+        .await
+    }
+
+    /// Runs batch `offsets.batch_id` over exactly its recorded input, at its recorded time
+    /// (a replay of a batch recorded without one runs at the current time).
+    async fn run(&mut self, mut offsets: Offsets) -> Result<()> {
+        let batch_id = self.next_batch;
+        let started = Instant::now();
+        let before = self.counters.snapshot();
+        offsets.batch_id = batch_id;
+        let trigger_micros = *offsets.trigger_micros.get_or_insert_with(|| {
+            crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
+        });
         self.checkpoint.write_offsets(&offsets)?;
-        if let Some(watermark) = force_watermark {
+        self.query.slot().clock().set(trigger_micros);
+        if let Some(watermark) = offsets.force_watermark {
             self.query.slot().restore_watermark(watermark);
         }
         pause(self.step_pause).await;

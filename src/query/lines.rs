@@ -72,6 +72,8 @@ pub struct TriggerSlot {
     event_time: Arc<std::sync::OnceLock<Arc<EventTime>>>,
     /// `--watermark`: rows older than it are dropped.
     watermark: Arc<Watermark>,
+    /// What `now()` and its kin answer during the trigger.
+    clock: super::clock::TriggerClock,
 }
 
 /// The event-time watermark: the largest `ts` seen minus a delay, only moving forward. Rows
@@ -201,7 +203,13 @@ impl TriggerSlot {
             max_line_bytes,
             event_time: Arc::default(),
             watermark: Arc::default(),
+            clock: Default::default(),
         }
+    }
+
+    /// The trigger's time, which `now()`, `current_date` and `current_time` answer.
+    pub fn clock(&self) -> &super::clock::TriggerClock {
+        &self.clock
     }
 
     /// Enables the watermark with this delay (microseconds).

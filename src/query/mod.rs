@@ -6,6 +6,7 @@
 //! above it (run over the merged groups); see [`incremental`]. A query without aggregation is
 //! stateless: its whole plan runs over each trigger's rows.
 
+pub mod clock;
 pub mod functions;
 pub mod incremental;
 pub mod lines;
@@ -108,6 +109,7 @@ impl StreamingQuery {
     /// Plans the query and checks that it can run as a stream in the requested mode.
     pub async fn plan(spec: QuerySpec<'_>, slot: TriggerSlot) -> Result<Self> {
         let ctx = session(spec.partitions);
+        clock::register(&ctx, slot.clock());
         ctx.register_table(
             "lines",
             Arc::new(LinesTable::new(slot.clone(), spec.partitions)),
@@ -129,6 +131,15 @@ impl StreamingQuery {
             reason,
         };
         let analysis = analyze(&optimized).map_err(unsupported)?;
+        if analysis.aggregates > 0
+            && let Some(name) = volatile_function(&optimized)
+        {
+            log::warn!(
+                "{}: {name}() gives another value each time it runs, so a batch re-run after a \
+                 crash can merge other values into the state than its first run showed",
+                spec.file.path.display()
+            );
+        }
         let mode =
             choose_mode(spec.mode, &analysis, spec.watermark.is_some()).map_err(unsupported)?;
         let physical = ctx
@@ -305,6 +316,27 @@ struct Analysis {
     window_above_aggregate: bool,
     /// The GROUP BY key holding a row's window (made by tumble(), hop() or session()).
     window: Option<incremental::WindowKey>,
+}
+
+/// The name of a volatile function (`random()`, `uuid()`) the plan calls, if any.
+fn volatile_function(plan: &LogicalPlan) -> Option<String> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility
+                        == datafusion::logical_expr::Volatility::Volatile
+                    && !clock::is_trigger_time(&f.func)
+                {
+                    found = Some(f.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
 }
 
 /// Walks the optimized plan from the root and refuses what cannot be maintained incrementally.

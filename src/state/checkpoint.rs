@@ -70,6 +70,10 @@ pub struct Offsets {
     /// A watermark set before the batch runs (idle time, or a final flush).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_watermark: Option<i64>,
+    /// The trigger's time (microseconds): what `now()` answers in the batch and its replay.
+    /// Missing in offsets written before it was recorded (a replay then uses its own time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_micros: Option<i64>,
 }
 
 /// Written once a batch is fully done; also what `dfstream checkpoint show` reports.
@@ -995,6 +999,7 @@ mod tests {
                 }],
                 wal: vec![],
                 force_watermark: None,
+                trigger_micros: None,
             })
             .unwrap();
             taken.insert(name, 0);
@@ -1013,6 +1018,7 @@ mod tests {
             files: vec![],
             wal: vec![],
             force_watermark: None,
+            trigger_micros: None,
         })
         .unwrap();
         let recovered = cp.recover(None).unwrap();

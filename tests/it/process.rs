@@ -577,7 +577,8 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
             .map(|d| d.count())
             .unwrap_or(0);
         if files > 0 {
-            let rows = sorted_rows(&read_parquet(&ws.output));
+            // The job may be renaming a file into place meanwhile.
+            let rows = sorted_rows(&crate::util::read_parquet_live(&ws.output));
             if !rows.is_empty() {
                 break rows;
             }
@@ -678,4 +679,65 @@ fn clean_source_removes_files_only_once_no_recovery_can_need_them() {
             "{mode}"
         );
     }
+}
+
+#[test]
+fn now_is_the_trigger_time_and_a_replay_sees_the_same() {
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("seen.sql");
+    std::fs::write(
+        &query,
+        "SELECT value, now() AS seen, current_timestamp AS also, current_date AS day FROM lines",
+    )
+    .unwrap();
+    let args = ["--trigger", "once", "--no-console"];
+    let batch = |n: u64| {
+        let file = ws.output.join(format!("batch-{n:012}.parquet"));
+        rows(&read_parquet(&file))
+    };
+    ws.add_file("a.txt", "a\n");
+    assert_ok(&ws.run(&query, &args));
+    std::thread::sleep(Duration::from_millis(20));
+    ws.add_file("b.txt", "b\n");
+    assert_ok(&ws.run(&query, &args));
+    let (first, second) = (batch(0), batch(1));
+    let seen = |row: &str| row.split('|').nth(1).unwrap().to_string();
+    assert_ne!(
+        seen(&first[0]),
+        seen(&second[0]),
+        "each trigger has its own time"
+    );
+    for row in first.iter().chain(&second) {
+        let cells: Vec<&str> = row.split('|').collect();
+        assert_eq!(
+            cells[1], cells[2],
+            "now() and current_timestamp agree: {row}"
+        );
+        assert!(
+            cells[1].starts_with(cells[3]),
+            "current_date is now's day: {row}"
+        );
+    }
+    // Batch 1 re-run after a crash before its commit: the same time as its first run.
+    std::fs::remove_file(ws.checkpoint.join("commits/1")).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let out = ws.run(&query, &args);
+    assert_ok(&out);
+    assert_logged(&out, "re-running batch 1");
+    assert_eq!(batch(1), second);
+}
+
+#[test]
+fn a_volatile_function_in_a_stateful_query_is_warned_about() {
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("r.sql");
+    std::fs::write(
+        &query,
+        "SELECT count(*) AS n, sum(random()) AS r FROM lines",
+    )
+    .unwrap();
+    ws.add_file("a.txt", "a\n");
+    let out = ws.run(&query, &["--trigger", "once", "--no-console"]);
+    assert_ok(&out);
+    assert_logged(&out, "random() gives another value each time it runs");
 }
