@@ -156,6 +156,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             }],
             wal: vec![],
             force_watermark: None,
+            skipped: false,
             trigger_micros: None,
         };
         checkpoint.write_offsets(&offsets).unwrap();

@@ -461,6 +461,7 @@ impl Job {
             files,
             wal,
             force_watermark,
+            skipped: false,
             trigger_micros: Some(now),
         })
         .await
@@ -512,8 +513,25 @@ impl Job {
             }
             self.wal_end = Some(socket.taken());
         }
+        let described = describe_inputs(&inputs);
+        if offsets.skipped {
+            log::warn!(
+                "batch {batch_id}: its input was set aside by `dfstream checkpoint skip-batch` \
+                 ({described}); it runs and commits without it"
+            );
+            inputs.clear();
+        }
         self.query.slot().set(inputs);
-        let output = self.query.run_trigger().await?;
+        let output =
+            self.query
+                .run_trigger()
+                .await
+                .map_err(|source| crate::error::Error::BatchFailed {
+                    batch_id,
+                    inputs: described,
+                    checkpoint: self.checkpoint.dir().to_path_buf(),
+                    source: Box::new(source),
+                })?;
         let queried = started.elapsed();
         pause(self.step_pause).await;
         let sink_batch = SinkBatch {
@@ -646,6 +664,25 @@ struct Uncommitted {
     files: Vec<String>,
     delta: Option<datafusion::arrow::array::RecordBatch>,
     commit: Commit,
+}
+
+/// The input of a batch, for messages: its files, or the socket log ranges it reads.
+fn describe_inputs(inputs: &[TriggerFile]) -> String {
+    if inputs.is_empty() {
+        return "no input".to_string();
+    }
+    let shown: Vec<String> = inputs
+        .iter()
+        .take(5)
+        .map(|f| match f.range {
+            Some((start, end)) => format!("{} bytes {start}..{end}", f.path.display()),
+            None => f.display.clone(),
+        })
+        .collect();
+    match inputs.len() {
+        n if n > shown.len() => format!("{} and {} more", shown.join(", "), n - shown.len()),
+        _ => shown.join(", "),
+    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -190,6 +190,18 @@ pub enum SqlFormat {
 pub enum CheckpointCommand {
     /// Print the query, the committed batches and their input, the state size and the files.
     Show(ShowArgs),
+    /// Set aside the input of batch N, a batch that fails at every start (its files or log
+    /// ranges stay recorded and taken, and are listed by `checkpoint show`): the next start
+    /// commits batch N as empty and runs the rest.
+    SkipBatch(SkipBatchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SkipBatchArgs {
+    /// The batch to set aside: one started but not committed.
+    pub batch: u64,
+    #[arg(long, default_value = "checkpoint")]
+    pub checkpoint: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

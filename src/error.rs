@@ -28,6 +28,21 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A batch's query failed; it is re-run (and fails again) at every start until its input
+    /// is set aside.
+    #[error(
+        "batch {batch_id} failed (input: {inputs}): {source}\nThe batch is re-run at every start. \
+         To set its input aside and go on with the rest, run `dfstream checkpoint skip-batch \
+         {batch_id} --checkpoint {checkpoint}`, then start the job again.",
+        checkpoint = .checkpoint.display()
+    )]
+    BatchFailed {
+        batch_id: u64,
+        inputs: String,
+        checkpoint: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("{context}: {source}")]
     DataFusion {
         context: String,
@@ -41,7 +56,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Sql(_) | Error::Unsupported { .. } | Error::Checkpoint(_) => 2,
-            Error::Io { .. } | Error::DataFusion { .. } => 1,
+            Error::Io { .. } | Error::DataFusion { .. } | Error::BatchFailed { .. } => 1,
         }
     }
 

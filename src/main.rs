@@ -51,6 +51,9 @@ fn main() -> ExitCode {
             Command::Checkpoint(CheckpointCommand::Show(args)) => {
                 dfstream::commands::show(args, &mut stdout).map(|_| true)
             }
+            Command::Checkpoint(CheckpointCommand::SkipBatch(args)) => {
+                dfstream::commands::skip_batch(args, &mut stdout).map(|_| true)
+            }
             Command::Reset(args) => {
                 dfstream::commands::reset_checkpoint(&args.checkpoint, &mut stdout).map(|_| true)
             }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::ShowArgs;
+use crate::cli::{ShowArgs, SkipBatchArgs};
 use crate::error::{Error, Result};
 use crate::generate;
 use crate::state::checkpoint::{Checkpoint, reset};
@@ -63,10 +63,24 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
     let next = commits.last().map_or(0, |c| c.batch_id + 1);
     if let Some(offsets) = checkpoint.offsets(next) {
         text.push_str(&format!(
-            "{:>6} {:>6}  (started, not committed: re-run on the next start)\n",
+            "{:>6} {:>6}  (started, not committed: re-run on the next start{})\n",
             next,
-            offsets.files.len()
+            offsets.files.len(),
+            if offsets.skipped {
+                ", without its input"
+            } else {
+                ""
+            }
         ));
+    }
+    // Batches whose input was set aside (`checkpoint skip-batch`), while their offsets are kept.
+    for batch in checkpoint.kept_batches()? {
+        if let Some(offsets) = checkpoint.offsets(batch).filter(|o| o.skipped) {
+            text.push_str(&format!(
+                "skipped    batch {batch}, input set aside: {}\n",
+                offsets.describe_input()
+            ));
+        }
     }
     let files = checkpoint.files()?;
     let state_bytes: u64 = files
@@ -88,6 +102,20 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
 
 fn format_micros(micros: i64) -> String {
     generate::iso8601(micros)
+}
+
+/// `dfstream checkpoint skip-batch N`: sets aside the input of a batch that fails at every
+/// start (refused while a job holds the checkpoint).
+pub fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()> {
+    let checkpoint = Checkpoint::lock_existing(&args.checkpoint)?;
+    let offsets = checkpoint.skip_batch(args.batch)?;
+    writeln!(
+        out,
+        "batch {} set aside ({}): the next start commits it without its input and goes on",
+        args.batch,
+        offsets.describe_input()
+    )
+    .map_err(|e| Error::io("writing to the console", e))
 }
 
 /// `dfstream reset`: deletes the checkpoint's contents so that the next run starts over.

@@ -8,7 +8,7 @@ pub mod shortcuts;
 pub mod sql;
 pub mod verify;
 
-pub use checkpoint::{reset_checkpoint, show};
+pub use checkpoint::{reset_checkpoint, show, skip_batch};
 pub use generate::{generate, write_continuously};
 pub use shortcuts::{demo, shortcut};
 pub use sql::sql;

@@ -70,10 +70,32 @@ pub struct Offsets {
     /// A watermark set before the batch runs (idle time, or a final flush).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_watermark: Option<i64>,
+    /// Set aside by `dfstream checkpoint skip-batch`: the batch runs (and commits) without
+    /// reading its input, which stays recorded here and taken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// The trigger's time (microseconds): what `now()` answers in the batch and its replay.
     /// Missing in offsets written before it was recorded (a replay then uses its own time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_micros: Option<i64>,
+}
+
+impl Offsets {
+    /// The batch's input for messages: file names and socket log ranges.
+    pub fn describe_input(&self) -> String {
+        let mut what: Vec<String> = self.files.iter().map(|f| f.name.clone()).collect();
+        what.extend(self.wal.iter().map(|r| {
+            format!(
+                "socket log segment {} bytes {}..{}",
+                r.segment, r.start, r.end
+            )
+        }));
+        if what.is_empty() {
+            "no input".to_string()
+        } else {
+            what.join(", ")
+        }
+    }
 }
 
 /// Written once a batch is fully done; also what `dfstream checkpoint show` reports.
@@ -211,6 +233,14 @@ impl Checkpoint {
 
     pub fn dir(&self) -> &Path {
         self.store.root()
+    }
+
+    /// Opens an existing checkpoint to change it outside a run (`checkpoint skip-batch`),
+    /// holding the lock: refused while a job holds it.
+    pub fn lock_existing(dir: &Path) -> Result<Self> {
+        let (mut checkpoint, _) = Self::open_read_only(dir)?;
+        checkpoint._lock = Some(lock(dir)?);
+        Ok(checkpoint)
     }
 
     /// Whether any batch's offsets, commit, state or sources file is here.
@@ -533,6 +563,31 @@ impl Checkpoint {
             return Ok(items);
         }
         Err(problem.unwrap_or_else(|| format!("no {folder} snapshot and no history from batch 0")))
+    }
+
+    /// Marks batch `batch_id`, started but not committed, as set aside (its offsets say so);
+    /// refuses a committed batch, or one that recovery would not re-run next.
+    pub fn skip_batch(&self, batch_id: u64) -> Result<Offsets> {
+        let dir = self.store.describe();
+        let refuse = |state: &str| {
+            Err(Error::Usage(format!(
+                "batch {batch_id} in {dir} {state}; only a batch that was started but not \
+                 committed can be skipped"
+            )))
+        };
+        if let Ok(Some(_)) = self.read_json::<Commit>(&format!("commits/{batch_id}")) {
+            return refuse("is committed");
+        }
+        let Ok(Some(mut offsets)) = self.read_json::<Offsets>(&format!("offsets/{batch_id}"))
+        else {
+            return refuse(
+                "has no good offsets (it was not started, or its offsets are damaged, and then \
+                 its input is taken again as new input anyway)",
+            );
+        };
+        offsets.skipped = true;
+        self.write_offsets(&offsets)?;
+        Ok(offsets)
     }
 
     /// Records the input of batch `offsets.batch_id` before it runs.
@@ -999,6 +1054,7 @@ mod tests {
                 }],
                 wal: vec![],
                 force_watermark: None,
+                skipped: false,
                 trigger_micros: None,
             })
             .unwrap();
@@ -1018,6 +1074,7 @@ mod tests {
             files: vec![],
             wal: vec![],
             force_watermark: None,
+            skipped: false,
             trigger_micros: None,
         })
         .unwrap();

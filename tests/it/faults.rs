@@ -694,3 +694,71 @@ fn a_replay_whose_log_segment_is_gone_is_refused_at_start() {
         "nothing counted short"
     );
 }
+
+#[test]
+fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        "SELECT word, sum(100 / (length(word) - 1)) AS s \
+         FROM (SELECT unnest(words(value)) AS word FROM lines) GROUP BY word",
+    )
+    .unwrap();
+    let args = ["--trigger", "once", "--no-console"];
+    ws.add_file("a.txt", "hello world\n");
+    assert_ok(&ws.run(&query, &args));
+    ws.add_file("bad.txt", "x\n");
+    for _ in 0..2 {
+        // The batch fails, and fails again when it is re-run at the next start.
+        let out = ws.run(&query, &args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        for needle in ["batch 1 failed (input:", "bad.txt", "Divide by zero"] {
+            assert_logged(&out, needle);
+        }
+        assert_logged(&out, "dfstream checkpoint skip-batch 1 --checkpoint");
+    }
+    let checkpoint_command = |args: &[&str]| {
+        dfstream()
+            .arg("checkpoint")
+            .args(args)
+            .arg("--checkpoint")
+            .arg(&ws.checkpoint)
+            .output()
+            .unwrap()
+    };
+    assert_refused(&checkpoint_command(&["skip-batch", "0"]), "is committed");
+    assert_refused(&checkpoint_command(&["skip-batch", "7"]), "no good offsets");
+    let out = checkpoint_command(&["skip-batch", "1"]);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("batch 1 set aside (bad.txt)"),
+        "{}",
+        stdout(&out)
+    );
+    // A run killed inside the set-aside batch, then one that finishes: it stays set aside.
+    ws.add_file("c.txt", "more words\n");
+    let mut killed = ws
+        .quiet(&query, &args)
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "400")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let show = checkpoint_command(&["show"]);
+    assert!(
+        stdout(&show).contains("skipped    batch 1, input set aside: bad.txt"),
+        "{}",
+        stdout(&show)
+    );
+    let out = ws.run(&query, &args);
+    assert_ok(&out);
+    assert_logged(&out, "set aside by `dfstream checkpoint skip-batch`");
+    assert_ok(&ws.run(&query, &args));
+    assert_eq!(ws.commits(), [0, 1, 2]);
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["hello|25", "more|33", "words|25", "world|25"]
+    );
+}
