@@ -79,8 +79,12 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     }
     // Arrival times and sizes taken, where the offsets still record them.
     let mut taken_as = BTreeMap::new();
+    let mut set_aside = std::collections::BTreeSet::new();
     for batch_id in 0..=last {
         if let Some(offsets) = checkpoint.offsets(batch_id) {
+            if offsets.skipped {
+                set_aside.extend(offsets.files.iter().map(|f| f.name.clone()));
+            }
             taken_as.extend(
                 offsets
                     .files
@@ -98,7 +102,16 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .map(|text| crate::query::event_time(&ctx, text))
         .transpose()?;
     let mut lines: Vec<RecordBatch> = Vec::new();
-    for name in recovered.taken.keys() {
+    if !set_aside.is_empty() {
+        writeln!(
+            out,
+            "note: {} files of batches set aside by `checkpoint skip-batch` are left out, as the \
+             job left them out",
+            set_aside.len()
+        )
+        .ok();
+    }
+    for name in recovered.taken.keys().filter(|n| !set_aside.contains(*n)) {
         let path = args.input.join(name);
         let file = TriggerFile {
             display: path.display().to_string(),

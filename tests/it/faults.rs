@@ -761,4 +761,18 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
         sorted_rows(&read_parquet(&ws.output)),
         ["hello|25", "more|33", "words|25", "world|25"]
     );
+    // verify leaves the set-aside file out too.
+    let verify = dfstream()
+        .arg("verify")
+        .arg(&query)
+        .arg("--input")
+        .arg(&ws.input)
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_ok(&verify);
+    assert!(stdout(&verify).contains("OK"), "{}", stdout(&verify));
 }
