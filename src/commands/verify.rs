@@ -159,6 +159,23 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     ctx.register_table("lines", Arc::new(table))
         .context(|| "registering lines".into())?;
     let logical = plan::logical_plan(&ctx, &file, &params).await?;
+    let unknown_arrivals = recovered
+        .taken
+        .keys()
+        .filter(|name| !set_aside.contains(*name) && !taken_as.contains_key(*name))
+        .count();
+    // The optimized plan scans only the columns the query needs.
+    let scanned = ctx
+        .state()
+        .optimize(&logical)
+        .context(|| "planning the batch query".into())?;
+    if unknown_arrivals > 0 && meta.event_time.is_none() && reads_arrival_time(&scanned) {
+        return Err(Error::Usage(format!(
+            "the query reads `ts`, the time each file arrived, and the checkpoint no longer \
+             records it for {unknown_arrivals} files (their batches' offsets were deleted; \
+             --retain-batches keeps more), so verify cannot rebuild their rows"
+        )));
+    }
     if crate::query::groups_by_session(&logical) {
         return Err(Error::Usage(
             "the query groups by session(): sessions are merged by the streaming engine, \
@@ -226,6 +243,27 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .ok();
     }
     Ok(false)
+}
+
+/// Whether `plan` reads the `ts` column of `lines`.
+fn reads_arrival_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut reads = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == "lines"
+            && scan
+                .projected_schema
+                .fields()
+                .iter()
+                .any(|f| f.name() == "ts")
+        {
+            reads = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    reads
 }
 
 async fn read_output(path: &Path) -> Result<Vec<RecordBatch>> {

@@ -748,3 +748,30 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
         "after {kills} SIGKILLs, seed {seed}"
     );
 }
+
+#[test]
+fn verify_refuses_an_arrival_time_query_once_arrival_times_are_pruned() {
+    let ws = Workspace::new();
+    for i in 0..6 {
+        ws.add_file(&format!("f{i}.txt"), "a b\n");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--no-console",
+        "--param",
+        "size=10s",
+        "--snapshot-interval",
+        "2",
+        "--retain-batches",
+        "1",
+    ];
+    assert_ok(&ws.run(&repo("sql/tumbling_wordcount.sql"), &args));
+    assert!(!ws.checkpoint.join("offsets/0").exists(), "pruned");
+    let out = verify_query(&ws, "sql/tumbling_wordcount.sql", &["size=10s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_logged(&out, "the query reads `ts`");
+}
