@@ -387,6 +387,17 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
                 return Ok(TreeNodeRecursion::Stop);
             }
             LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => analysis.sort_or_limit = true,
+            LogicalPlan::Union(_) if !below_aggregate && has_aggregate_below(node) => {
+                problem = Some(
+                    "UNION with an aggregation in one of its parts: dfstream maintains one \
+                     GROUP BY whose result is the query's result. Run the aggregation as its \
+                     own query (a second job, or `dfstream sql` over its output), or put the \
+                     UNION below the GROUP BY (aggregate over `(SELECT ... UNION ALL \
+                     SELECT ...)`)"
+                        .to_string(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
             LogicalPlan::RecursiveQuery(_) => {
                 problem = Some("recursive queries cannot run over a stream".to_string());
                 return Ok(TreeNodeRecursion::Stop);

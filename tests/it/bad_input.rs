@@ -78,6 +78,29 @@ fn queries_that_cannot_be_maintained_are_refused_with_the_reason() {
     let join = "SELECT a.value FROM lines a JOIN lines b ON a.value = b.value";
     let out = ws.run(&query(&ws, join), &["--trigger", "once"]);
     assert_usage_error(&out, &["joins"]);
+    // Was an internal error ("unexpected plan shape ... please file a bug report").
+    let union = "SELECT word, count(*) AS n FROM (SELECT unnest(words(value)) AS word FROM lines) \
+                 GROUP BY word UNION ALL SELECT 'total', 0";
+    let out = ws.run(&query(&ws, union), &["--trigger", "once"]);
+    assert_usage_error(&out, &["UNION with an aggregation", "below the GROUP BY"]);
+}
+
+#[test]
+fn a_union_below_the_group_by_or_of_plain_rows_runs() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    let below = "SELECT v, count(*) AS n FROM \
+                 (SELECT value AS v FROM lines UNION ALL SELECT upper(value) AS v FROM lines) \
+                 GROUP BY v";
+    let out = ws.run(&query(&ws, below), &["--trigger", "once"]);
+    assert_ok(&out);
+    assert_eq!(sorted_rows(&read_parquet(&ws.output)), ["X Y|1", "x y|1"]);
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    let plain = "SELECT value FROM lines UNION ALL SELECT upper(value) FROM lines";
+    let out = ws.run(&query(&ws, plain), &["--trigger", "once"]);
+    assert_ok(&out);
+    assert_eq!(sorted_rows(&read_parquet(&ws.output)), ["X Y", "x y"]);
 }
 
 #[test]
