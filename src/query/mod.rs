@@ -131,6 +131,16 @@ impl StreamingQuery {
             reason,
         };
         let analysis = analyze(&optimized).map_err(unsupported)?;
+        if analysis.window_in_grouping_set && spec.watermark.is_some() {
+            return Err(unsupported(
+                "cannot run this query with --watermark: its window key is inside ROLLUP, CUBE \
+                 or GROUPING SETS, whose subtotal rows have no window, so closed windows could \
+                 not leave the state or be emitted once. Group by plain keys (compute the \
+                 subtotals from the output with `dfstream sql`), or run without --watermark \
+                 in complete mode"
+                    .to_string(),
+            ));
+        }
         if analysis.aggregates > 0
             && let Some(name) = volatile_function(&optimized)
         {
@@ -316,6 +326,8 @@ struct Analysis {
     window_above_aggregate: bool,
     /// The GROUP BY key holding a row's window (made by tumble(), hop() or session()).
     window: Option<incremental::WindowKey>,
+    /// A window key inside ROLLUP, CUBE or GROUPING SETS, where closed windows cannot be told.
+    window_in_grouping_set: bool,
 }
 
 /// The name of a volatile function (`random()`, `uuid()`) the plan calls, if any.
@@ -419,7 +431,31 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
         return Err(format!("cannot run this query as a stream: {p}"));
     }
     analysis.window = window_key(plan).map_err(|e| format!("cannot run this query: {e}"))?;
+    analysis.window_in_grouping_set = window_in_grouping_set(plan);
     Ok(analysis)
+}
+
+/// Whether the first GROUP BY has ROLLUP, CUBE or GROUPING SETS over a window key.
+fn window_in_grouping_set(plan: &LogicalPlan) -> bool {
+    use datafusion::logical_expr::ExprSchemable;
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node {
+            let input = aggregate.input.schema();
+            found = aggregate.group_expr.iter().any(|e| match e {
+                Expr::GroupingSet(set) => set.distinct_expr().iter().any(|key| {
+                    window_size_of(&aggregate.input, key, false).is_some()
+                        || key
+                            .get_type(input)
+                            .is_ok_and(|t| functions::is_session_type(&t))
+                }),
+                _ => false,
+            });
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Finds the GROUP BY key that holds a row's window: the `{start, end}` made by session(), or

@@ -2,7 +2,7 @@
 //! never loses or double-counts data.
 
 use crate::util::{
-    Workspace, assert_logged, assert_ok, read_parquet, repo, sorted_rows, stderr, stdout,
+    Workspace, assert_logged, assert_ok, read_parquet, repo, rows, sorted_rows, stderr, stdout,
 };
 
 fn query(ws: &Workspace, sql: &str) -> std::path::PathBuf {
@@ -83,6 +83,31 @@ fn queries_that_cannot_be_maintained_are_refused_with_the_reason() {
                  GROUP BY word UNION ALL SELECT 'total', 0";
     let out = ws.run(&query(&ws, union), &["--trigger", "once"]);
     assert_usage_error(&out, &["UNION with an aggregation", "below the GROUP BY"]);
+}
+
+#[test]
+fn a_window_key_inside_rollup_is_refused_with_a_watermark_and_runs_without() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    let rollup = query(
+        &ws,
+        "SELECT tumble(ts, INTERVAL '1 minute') AS w, value, count(*) AS n FROM lines \
+         GROUP BY ROLLUP(tumble(ts, INTERVAL '1 minute'), value)",
+    );
+    for mode in ["append", "update", "complete"] {
+        let out = ws.run(
+            &rollup,
+            &["--trigger", "once", "--watermark", "1m", "--mode", mode],
+        );
+        assert_usage_error(&out, &["ROLLUP, CUBE or GROUPING SETS", "--watermark"]);
+    }
+    let out = ws.run(&rollup, &["--trigger", "once", "--no-console"]);
+    assert_ok(&out);
+    assert_eq!(
+        rows(&read_parquet(&ws.output)).len(),
+        3,
+        "detail, window and grand total"
+    );
 }
 
 #[test]
