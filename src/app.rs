@@ -311,19 +311,32 @@ impl Job {
         if cleanup.is_some()
             && let Some(last) = recovered.last_commit
         {
-            for batch in checkpoint.kept_batches()? {
-                if let Some(offsets) = checkpoint.offsets(batch).filter(|_| batch <= last) {
+            let kept: Vec<u64> = checkpoint
+                .kept_batches()?
+                .into_iter()
+                .filter(|&b| b <= last)
+                .collect();
+            for &batch in &kept {
+                if let Some(offsets) = checkpoint.offsets(batch) {
                     to_clean.insert(batch, offsets.files.into_iter().map(|f| f.name).collect());
                 }
             }
-            let waiting: HashSet<&String> = to_clean.values().flatten().collect();
-            clean_now.extend(
-                recovered
-                    .taken
-                    .keys()
-                    .filter(|name| !waiting.contains(name))
-                    .cloned(),
-            );
+            // Files of batches whose offsets were pruned, but only when the kept history is
+            // whole (no damaged or missing offsets in it) and a commit can be restored without
+            // batch 0's: then no recovery can re-run those batches or take their files again.
+            let whole = kept
+                .first()
+                .is_some_and(|&first| to_clean.len() as u64 == last - first + 1);
+            if whole && checkpoint.oldest_restorable()?.is_some() {
+                let waiting: HashSet<&String> = to_clean.values().flatten().collect();
+                clean_now.extend(
+                    recovered
+                        .taken
+                        .keys()
+                        .filter(|name| !waiting.contains(name))
+                        .cloned(),
+                );
+            }
         }
         // Only the restored batches' files: a replayed batch's files are marked as it runs, so
         // a sources snapshot written during the replay never lists a batch not yet re-run.

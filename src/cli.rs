@@ -436,6 +436,14 @@ impl RunArgs {
                 "--clean-source acts on --input files; this job reads only a socket".into(),
             );
         }
+        if self.latest_first && self.max_file_age.is_some() {
+            return usage(
+                "--latest-first with --max-file-age would ignore the backlog: the newest file \
+                 taken first makes every older one look too old (Spark ignores maxFileAge \
+                 then); use one of them"
+                    .into(),
+            );
+        }
         if self.checkpoint.exists() && !self.checkpoint.is_dir() {
             return usage(format!(
                 "--checkpoint {} is a file; a checkpoint is a directory",

@@ -56,7 +56,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::Sql(_) | Error::Unsupported { .. } | Error::Checkpoint(_) => 2,
-            Error::Io { .. } | Error::DataFusion { .. } | Error::BatchFailed { .. } => 1,
+            Error::Io { .. } | Error::DataFusion { .. } => 1,
+            Error::BatchFailed { source, .. } => source.exit_code(),
         }
     }
 

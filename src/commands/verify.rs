@@ -176,6 +176,14 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
              --retain-batches keeps more), so verify cannot rebuild their rows"
         )));
     }
+    if calls_trigger_time(&logical) {
+        return Err(Error::Usage(
+            "the query calls now(), current_date or current_time: each batch saw its own \
+             trigger time, which one batch query over all input cannot reproduce, so verify \
+             cannot check it"
+                .into(),
+        ));
+    }
     if crate::query::groups_by_session(&logical) {
         return Err(Error::Usage(
             "the query groups by session(): sessions are merged by the streaming engine, \
@@ -243,6 +251,27 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .ok();
     }
     Ok(false)
+}
+
+/// Whether `plan` calls a function that answers the trigger's time.
+fn calls_trigger_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut calls = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && matches!(f.name(), "now" | "current_date" | "current_time")
+                {
+                    calls = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    calls
 }
 
 /// Whether `plan` reads the `ts` column of `lines`.

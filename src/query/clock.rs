@@ -11,10 +11,11 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    Volatility,
 };
 use datafusion::prelude::SessionContext;
 
@@ -106,9 +107,12 @@ impl ScalarUDFImpl for TriggerTimeFunc {
     fn aliases(&self) -> &[String] {
         static CURRENT_TIMESTAMP: std::sync::LazyLock<Vec<String>> =
             std::sync::LazyLock::new(|| vec!["current_timestamp".to_string()]);
+        static TODAY: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| vec!["today".to_string()]);
         match self.what {
             What::Timestamp => &CURRENT_TIMESTAMP,
-            What::Date | What::Time => &[],
+            What::Date => &TODAY,
+            What::Time => &[],
         }
     }
 
@@ -123,6 +127,15 @@ impl ScalarUDFImpl for TriggerTimeFunc {
             What::Date => DataType::Date32,
             What::Time => DataType::Time64(TimeUnit::Nanosecond),
         })
+    }
+
+    /// Never NULL, as DataFusion's own (and the schemas stored in checkpoints) say.
+    fn return_field_from_args(&self, _args: ReturnFieldArgs) -> Result<FieldRef> {
+        Ok(Arc::new(Field::new(
+            self.name(),
+            self.return_type(&[])?,
+            false,
+        )))
     }
 
     fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -151,7 +164,7 @@ mod tests {
         // 2024-02-29 23:59:58.5 UTC
         let micros = 1_709_251_198_500_000;
         clock.set(micros);
-        let sql = "SELECT now() AS a, current_timestamp AS b, current_date AS c, \
+        let sql = "SELECT now() AS a, current_timestamp AS b, today() AS c, \
                    current_time AS d";
         let df = ctx.sql(sql).await.unwrap();
         let plan = df.create_physical_plan().await.unwrap();

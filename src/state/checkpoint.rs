@@ -138,10 +138,11 @@ pub struct Recovered {
     pub damaged: bool,
 }
 
-/// The per-batch files: folder and name suffix.
+/// The per-batch files: folder and name suffix. Commits come first, so that deleting a
+/// batch's files (pruning, discarding) never leaves a commit without its offsets.
 const BATCH_FILES: [(&str, &str); 5] = [
-    ("offsets", ""),
     ("commits", ""),
+    ("offsets", ""),
     ("state", ".delta"),
     ("state", ".snapshot"),
     ("sources", ".snapshot"),
@@ -575,8 +576,15 @@ impl Checkpoint {
                  committed can be skipped"
             )))
         };
-        if let Ok(Some(_)) = self.read_json::<Commit>(&format!("commits/{batch_id}")) {
-            return refuse("is committed");
+        match self.read_json::<Commit>(&format!("commits/{batch_id}")) {
+            Ok(None) => {}
+            Ok(Some(_)) => return refuse("is committed"),
+            Err(_) => {
+                return refuse(
+                    "has a damaged commit (recovery decides whether it is re-run: start the \
+                     job, and skip the batch if it then fails)",
+                );
+            }
         }
         let Ok(Some(mut offsets)) = self.read_json::<Offsets>(&format!("offsets/{batch_id}"))
         else {

@@ -383,6 +383,10 @@ fn flags_that_cannot_work_or_do_nothing_are_refused() {
             &["38 digits"],
         ),
         (vec!["--clean-source", "archive"], &["--archive-dir"]),
+        (
+            vec!["--latest-first", "--max-file-age", "1d"],
+            &["--latest-first", "--max-file-age"],
+        ),
         (vec!["--archive-dir", "/tmp/x"], &["--clean-source archive"]),
     ];
     for (flags, needles) in cases {
