@@ -526,11 +526,11 @@ impl Job {
             }
             self.wal_end = Some(socket.taken());
         }
-        let described = describe_inputs(&inputs);
         if offsets.skipped {
             log::warn!(
                 "batch {batch_id}: its input was set aside by `dfstream checkpoint skip-batch` \
-                 ({described}); it runs and commits without it"
+                 ({}); it runs and commits without it",
+                offsets.describe_input()
             );
             inputs.clear();
         }
@@ -541,7 +541,7 @@ impl Job {
                 .await
                 .map_err(|source| crate::error::Error::BatchFailed {
                     batch_id,
-                    inputs: described,
+                    inputs: offsets.describe_input(),
                     checkpoint: self.checkpoint.dir().to_path_buf(),
                     source: Box::new(source),
                 })?;
@@ -677,25 +677,6 @@ struct Uncommitted {
     files: Vec<String>,
     delta: Option<datafusion::arrow::array::RecordBatch>,
     commit: Commit,
-}
-
-/// The input of a batch, for messages: its files, or the socket log ranges it reads.
-fn describe_inputs(inputs: &[TriggerFile]) -> String {
-    if inputs.is_empty() {
-        return "no input".to_string();
-    }
-    let shown: Vec<String> = inputs
-        .iter()
-        .take(5)
-        .map(|f| match f.range {
-            Some((start, end)) => format!("{} bytes {start}..{end}", f.path.display()),
-            None => f.display.clone(),
-        })
-        .collect();
-    match inputs.len() {
-        n if n > shown.len() => format!("{} and {} more", shown.join(", "), n - shown.len()),
-        _ => shown.join(", "),
-    }
 }
 
 fn ms(d: Duration) -> f64 {

@@ -192,7 +192,6 @@ impl DirSource {
         let horizon = self.horizon();
         let mut ignored_old = 0;
         let mut found: Vec<(i64, String)> = Vec::new();
-        let mut listed = std::collections::HashSet::new();
         for entry in entries {
             let entry =
                 entry.map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
@@ -238,7 +237,6 @@ impl DirSource {
                 ignored_old += 1;
                 continue;
             }
-            listed.insert(name.clone());
             self.waiting
                 .entry(name.clone())
                 .and_modify(|w| w.2 = meta.len())
@@ -261,7 +259,10 @@ impl DirSource {
         self.quiet_since =
             stamp.filter(|&t| found.is_empty() && t + std::time::Duration::from_secs(2) < now);
         // A file that went before it was taken is forgotten.
-        self.waiting.retain(|name, _| listed.contains(name));
+        let listed: std::collections::HashSet<&str> =
+            found.iter().map(|(_, name)| name.as_str()).collect();
+        self.waiting
+            .retain(|name, _| listed.contains(name.as_str()));
         found.sort();
         if self.latest_first {
             found.reverse();

@@ -57,12 +57,17 @@ fn verify(ws: &Workspace) -> Output {
 }
 
 fn verify_query(ws: &Workspace, query: &str, params: &[&str]) -> Output {
+    verify_over(ws, &repo(query), &ws.input, params)
+}
+
+/// `dfstream verify QUERY` over `input` with the workspace's output and checkpoint.
+pub(crate) fn verify_over(ws: &Workspace, query: &Path, input: &Path, params: &[&str]) -> Output {
     Command::new(bin())
         .arg("verify")
-        .arg(repo(query))
+        .arg(query)
         .args(params.iter().flat_map(|p| ["--param", p]))
         .arg("--input")
-        .arg(&ws.input)
+        .arg(input)
         .arg("--output")
         .arg(&ws.output)
         .arg("--checkpoint")

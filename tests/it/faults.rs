@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::crash::{assert_exact, flip, random_text, seed};
+use crate::crash::{assert_exact, flip, random_text, seed, verify_over};
 use crate::util::*;
 
 /// CPU time (user + system) the process `pid` has used so far.
@@ -309,17 +309,7 @@ fn another_input_directory_on_the_same_checkpoint_is_refused() {
     };
     let out = run_over(&other);
     assert_refused(&out, "reads other input");
-    let verify = dfstream()
-        .arg("verify")
-        .arg(wordcount())
-        .arg("--input")
-        .arg(&other)
-        .arg("--output")
-        .arg(&ws.output)
-        .arg("--checkpoint")
-        .arg(&ws.checkpoint)
-        .output()
-        .unwrap();
+    let verify = verify_over(&ws, &wordcount(), &other, &[]);
     assert_refused(&verify, "not the --input given");
     // The same directory named another way is the same input.
     let same = ws.dir.path().join("proj/../input");
@@ -762,17 +752,7 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
         ["hello|25", "more|33", "words|25", "world|25"]
     );
     // verify leaves the set-aside file out too.
-    let verify = dfstream()
-        .arg("verify")
-        .arg(&query)
-        .arg("--input")
-        .arg(&ws.input)
-        .arg("--output")
-        .arg(&ws.output)
-        .arg("--checkpoint")
-        .arg(&ws.checkpoint)
-        .output()
-        .unwrap();
+    let verify = verify_over(&ws, &query, &ws.input, &[]);
     assert_ok(&verify);
     assert!(stdout(&verify).contains("OK"), "{}", stdout(&verify));
 }
