@@ -12,12 +12,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dfstream::batch::TextCounters;
-use dfstream::query::lines::{TriggerFile, TriggerSlot};
+use dfstream::query::lines::TriggerSlot;
 use dfstream::query::plan::{Params, QueryFile};
 use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
 use dfstream::sink::parquet::ParquetSink;
 use dfstream::sink::{Sink, SinkBatch};
-use dfstream::source::dir::NewFile;
+use dfstream::source::InputUnit;
+use dfstream::source::dir::{self, NewFile};
 use dfstream::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
 
 const TRIGGERS: usize = 60;
@@ -148,13 +149,17 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
         let start = Instant::now();
         let offsets = Offsets {
             batch_id,
-            files: vec![NewFile {
-                name: format!("t{t}.txt"),
-                ts_micros: 0,
-                mtime_micros: 0,
-                size: None,
-            }],
-            wal: vec![],
+            sources: [(
+                dir::NAME.to_string(),
+                serde_json::to_value(vec![NewFile {
+                    name: format!("t{t}.txt"),
+                    ts_micros: 0,
+                    mtime_micros: 0,
+                    size: None,
+                }])
+                .unwrap(),
+            )]
+            .into(),
             force_watermark: None,
             skipped: false,
             trigger_micros: None,
@@ -220,8 +225,8 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
     }
 }
 
-fn trigger_file(path: &std::path::Path) -> TriggerFile {
-    TriggerFile {
+fn trigger_file(path: &std::path::Path) -> InputUnit {
+    InputUnit {
         path: path.to_path_buf(),
         display: path.display().to_string(),
         ts_micros: 0,

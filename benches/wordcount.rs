@@ -174,7 +174,8 @@ fn datafusion_batch(
 ) -> (f64, usize) {
     use datafusion::datasource::MemTable;
     use dfstream::batch::{Projection, TextCounters, lines_schema};
-    use dfstream::query::lines::{TriggerFile, read_file};
+    use dfstream::query::lines::read_file;
+    use dfstream::source::InputUnit;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
@@ -187,7 +188,7 @@ fn datafusion_batch(
         let mut partitions = vec![Vec::new(), Vec::new()];
         let mut n = 0;
         for path in corpus_files(corpus) {
-            let file = TriggerFile {
+            let file = InputUnit {
                 display: path.display().to_string(),
                 path,
                 ts_micros: 1_700_000_000_000_000,

@@ -1,11 +1,12 @@
 //! Wires the pipeline and runs the trigger loop: source → batch → query → state → sinks.
 //!
-//! Per batch, in this order: the batch's files are recorded in the checkpoint (offsets), the
-//! query runs over them, the sinks write the result, the state delta is stored, and the batch
-//! is committed. A batch started but not committed by an earlier run is re-run first, with the
-//! same files. Owns shutdown: Ctrl-C or SIGTERM ends the loop between batches.
+//! Per batch, in this order: each source takes its part of the input, the parts are recorded
+//! in the checkpoint (offsets), the query runs over them, the sinks write the result, the
+//! state delta is stored, and the batch is committed. A batch started but not committed by an
+//! earlier run is re-run first, with the same input. Knows sources only through
+//! [`Source`]: what a part holds is each source's business. Owns shutdown: Ctrl-C or SIGTERM
+//! ends the loop between batches.
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,17 +15,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::batch::{TextCounters, TextCountersSnapshot};
-use crate::cli::{CleanSource, RunConfig, Trigger};
-use crate::error::{Context, Result};
-use crate::query::lines::{TriggerFile, TriggerSlot};
+use crate::cli::{RunConfig, Trigger};
+use crate::error::{Context, Error, Result};
+use crate::query::lines::TriggerSlot;
 use crate::query::plan::QueryFile;
 use crate::query::{QuerySpec, StreamingQuery};
 use crate::sink::console::ConsoleSink;
 use crate::sink::parquet::ParquetSink;
 use crate::sink::{Sink, SinkBatch};
-use crate::source::dir::{Cleanup, DirSource, NewFile};
-use crate::source::socket::{SocketSource, WalPosition, WalRange};
-use crate::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
+use crate::source::{self, Restorable, Restored, Source};
+use crate::state::checkpoint::{
+    Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets, Recovered, SourceParts,
+};
 
 /// How often an idle `--trigger 0` lists the directory when no event arrives.
 const IDLE_LISTING: Duration = Duration::from_millis(1000);
@@ -51,42 +53,37 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         stopped_on_signal.notify_one();
         std::future::pending::<()>().await
     });
-    let max_files = config.args.max_files_per_trigger.map(|m| m as usize);
-    let max_rows = config.args.max_batch_rows;
     let work = async {
         for offsets in std::mem::take(&mut job.replay) {
             log::info!(
-                "re-running batch {} ({} files, {} log ranges) that an earlier run did not finish",
+                "re-running batch {} ({}) that an earlier run did not finish",
                 offsets.batch_id,
-                offsets.files.len(),
-                offsets.wal.len()
+                source::describe_parts(&offsets.sources)
             );
             job.run(offsets).await?;
         }
         match config.args.trigger {
             Trigger::Once => {
-                let names = job.list_files()?;
-                let files = job.take_files(&names, None);
-                let wal = job.take_wal(None)?;
-                if !files.is_empty() || !wal.is_empty() {
-                    job.run_batch(files, wal, None).await?;
+                let parts = job.take(false)?;
+                if !parts.is_empty() {
+                    job.run_batch(parts, None).await?;
                 }
             }
             Trigger::AvailableNow => {
                 // Everything there now: the files listed and the lines logged at start.
-                let mut names = job.list_files()?;
-                let mut wal = job.take_wal(None)?;
+                for source in &mut job.sources {
+                    source.bound_to_available_now()?;
+                }
                 while !stop.load(Ordering::SeqCst) {
                     tokio::task::yield_now().await;
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let files = job.take_files(&names, max_files);
-                    names.drain(..files.len());
-                    if files.is_empty() && wal.is_empty() {
+                    let parts = job.take(true)?;
+                    if parts.is_empty() {
                         break;
                     }
-                    job.run_batch(files, std::mem::take(&mut wal), None).await?;
+                    job.run_batch(parts, None).await?;
                 }
             }
             Trigger::Interval(_) | Trigger::Continuous => {
@@ -105,12 +102,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                         break;
                     }
                     let started = Instant::now();
-                    let names = job.list_files()?;
-                    let files = job.take_files(&names, max_files);
-                    let wal = job.take_wal(max_rows)?;
-                    let ran = !files.is_empty() || !wal.is_empty();
+                    let parts = job.take(true)?;
+                    let ran = !parts.is_empty();
                     if ran {
-                        job.run_batch(files, wal, None).await?;
+                        job.run_batch(parts, None).await?;
                         last_input = Instant::now();
                     } else if let (Some(idle), Some(watermark)) =
                         (idle_timeout, job.query.slot().watermark())
@@ -125,8 +120,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                             "idle for {:?}: advancing the watermark by wall-clock time",
                             last_input.elapsed()
                         );
-                        job.run_batch(Vec::new(), Vec::new(), Some(advanced))
-                            .await?;
+                        job.run_batch(SourceParts::new(), Some(advanced)).await?;
                         last_input = Instant::now();
                     }
                     if stop.load(Ordering::SeqCst) {
@@ -159,8 +153,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         if config.args.final_flush && ends && !stop.load(Ordering::SeqCst) {
             // Backfill: the input is complete, so every open window is final.
             log::info!("--final-flush: closing every open window");
-            job.run_batch(Vec::new(), Vec::new(), Some(i64::MAX))
-                .await?;
+            job.run_batch(SourceParts::new(), Some(i64::MAX)).await?;
         }
         job.commit().await?;
         Ok::<_, crate::error::Error>(())
@@ -170,17 +163,13 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         _ = &mut shutdown => unreachable!("the shutdown future never completes"),
     }
     let counters = job.counters.snapshot();
-    let socket_long_lines = job
-        .socket
-        .as_ref()
-        .map_or(0, |s| s.counters.long_lines.load(Ordering::Relaxed));
     log::info!(
         "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} files changed after they were taken, {} lines without an event time, {} late rows dropped",
         job.batches_run,
         counters.rows,
         counters.bytes,
         counters.lossy_lines,
-        counters.long_lines + socket_long_lines,
+        counters.long_lines,
         counters.vanished_files,
         counters.changed_files,
         counters.bad_event_times,
@@ -195,14 +184,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
 /// A started pipeline.
 struct Job {
     query: StreamingQuery,
-    /// The directory source (`--input`), if any.
-    source: Option<DirSource>,
-    /// The socket source (`--socket`), if any.
-    socket: Option<SocketSource>,
+    /// Where input comes from (`--input`, `--socket`).
+    sources: Vec<Box<dyn Source>>,
     /// Signalled when a source has new input.
     wake: Arc<Notify>,
-    /// Where the socket log's taken lines end (recorded in each commit).
-    wal_end: Option<WalPosition>,
     /// Batches run but not yet committed (`--checkpoint-interval`), oldest first.
     uncommitted: Vec<Uncommitted>,
     /// Whether one of them asked for a snapshot.
@@ -216,11 +201,6 @@ struct Job {
     next_batch: u64,
     /// Batches an earlier run recorded but did not commit, to re-run first.
     replay: Vec<Offsets>,
-    /// What `--clean-source` does with files no recovery can need.
-    cleanup: Option<Cleanup>,
-    /// With `--clean-source`: the files of committed batches, by batch, until no recovery
-    /// can re-run that batch.
-    to_clean: BTreeMap<u64, Vec<String>>,
     batches_run: u64,
     /// Test aid: sleep this long between the steps of a batch, so that a crash test can kill
     /// the process inside each step (`DFSTREAM_PAUSE_BETWEEN_STEPS_MS`).
@@ -228,7 +208,7 @@ struct Job {
 }
 
 impl Job {
-    /// Plans the query, opens source, checkpoint and sinks, and restores committed progress.
+    /// Plans the query, opens sources, checkpoint and sinks, and restores committed progress.
     async fn start(config: &RunConfig) -> Result<Self> {
         let args = &config.args;
         let file = QueryFile::read(&args.query)?;
@@ -247,23 +227,11 @@ impl Job {
         )
         .await?;
         let wake = Arc::new(Notify::new());
-        let input = match (&args.input, &args.socket) {
-            (Some(dir), _) => Some(dir.clone()),
-            (None, None) => Some(std::path::PathBuf::from("input")),
-            (None, Some(_)) => None,
-        };
-        let mut source = input
-            .as_deref()
-            .map(|dir| {
-                DirSource::open(
-                    dir,
-                    args.glob.as_deref(),
-                    args.max_file_age,
-                    Arc::clone(&wake),
-                )
-                .map(|source| source.latest_first(args.latest_first))
-            })
-            .transpose()?;
+        let mut sources = source::build(&source::BuildContext {
+            config,
+            wake: Arc::clone(&wake),
+            counters: Arc::clone(&counters),
+        })?;
         let state_schema = query.state_schema();
         let meta = Metadata {
             format_version: FORMAT_VERSION,
@@ -276,13 +244,7 @@ impl Job {
             watermark: args.watermark.map(|w| format!("{w:?}")),
             state_schema: state_schema.as_ref().map(|s| s.to_string()),
             output_schema: query.output_schema().to_string(),
-            inputs: Some(
-                source
-                    .iter()
-                    .map(|s| format!("directory {}", s.identity().display()))
-                    .chain(args.socket.iter().map(|_| "socket".to_string()))
-                    .collect(),
-            ),
+            inputs: Some(sources.iter().map(|s| s.identity()).collect()),
         };
         let checkpoint = Checkpoint::open(
             &args.checkpoint,
@@ -290,82 +252,15 @@ impl Job {
             args.snapshot_interval,
             args.retain_batches,
         )?;
-        let recovered = checkpoint.recover(state_schema.as_ref())?;
-        for rows in recovered.state {
+        let mut recovered = checkpoint.recover(state_schema.as_ref())?;
+        for rows in std::mem::take(&mut recovered.state) {
             query.restore_state(rows)?;
         }
         if let Some(watermark) = recovered.watermark {
             query.slot().restore_watermark(watermark);
             query.forget_closed_windows()?;
         }
-        let cleanup = match args.clean_source {
-            CleanSource::Off => None,
-            CleanSource::Delete => Some(Cleanup::Delete),
-            CleanSource::Archive => args.archive_dir.clone().map(Cleanup::Archive),
-        };
-        // With --clean-source: the files of committed batches whose offsets are kept wait
-        // until no recovery can re-run their batch; taken files whose batch's offsets are gone
-        // can go now (a crash may have come between a commit and its cleanup).
-        let mut to_clean: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        let mut clean_now = Vec::new();
-        if cleanup.is_some()
-            && let Some(last) = recovered.last_commit
-        {
-            let kept: Vec<u64> = checkpoint
-                .kept_batches()?
-                .into_iter()
-                .filter(|&b| b <= last)
-                .collect();
-            for &batch in &kept {
-                if let Some(offsets) = checkpoint.offsets(batch) {
-                    to_clean.insert(batch, offsets.files.into_iter().map(|f| f.name).collect());
-                }
-            }
-            // Files of batches whose offsets were pruned, but only when the kept history is
-            // whole (no damaged or missing offsets in it) and a commit can be restored without
-            // batch 0's: then no recovery can re-run those batches or take their files again.
-            let whole = kept
-                .first()
-                .is_some_and(|&first| to_clean.len() as u64 == last - first + 1);
-            if whole && checkpoint.oldest_restorable()?.is_some() {
-                let waiting: HashSet<&String> = to_clean.values().flatten().collect();
-                clean_now.extend(
-                    recovered
-                        .taken
-                        .keys()
-                        .filter(|name| !waiting.contains(name))
-                        .cloned(),
-                );
-            }
-        }
-        // Only the restored batches' files: a replayed batch's files are marked as it runs, so
-        // a sources snapshot written during the replay never lists a batch not yet re-run.
-        if let Some(source) = &mut source {
-            source.mark_taken(recovered.taken);
-        }
-        // The log is taken up to where the restored batch ended; each replayed batch moves
-        // that on as it runs. (Starting past the replays would skip the lines of a replay
-        // batch whose offsets turn out damaged, and commit a log end no batch has reached.)
-        let wal_end = recovered.wal_taken;
-        let replay_end = recovered
-            .replay
-            .iter()
-            .flat_map(|o| o.wal.iter().map(WalRange::end_position))
-            .max();
-        let socket = args
-            .socket
-            .as_deref()
-            .map(|address| {
-                SocketSource::start(
-                    address,
-                    &args.checkpoint.join("wal"),
-                    wal_end.unwrap_or_default(),
-                    replay_end.unwrap_or_default(),
-                    args.max_line_bytes,
-                    Arc::clone(&wake),
-                )
-            })
-            .transpose()?;
+        restore_sources(&mut sources, &checkpoint, &recovered)?;
         let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
         let recovered_damage = recovered.damaged;
         if recovered_damage {
@@ -373,9 +268,8 @@ impl Job {
         }
         if let Some(last) = recovered.last_commit {
             log::info!(
-                "resuming from {} after batch {last}: {} files already taken, {} groups in state",
+                "resuming from {} after batch {last}: {} groups in state",
                 args.checkpoint.display(),
-                source.as_ref().map_or(0, |s| s.taken_count()),
                 query.state().map_or(0, |s| s.len())
             );
         }
@@ -392,11 +286,7 @@ impl Job {
         for sink in &mut sinks {
             sink.discard_from(first_unrecoverable)?;
         }
-        let inputs: Vec<String> = input
-            .iter()
-            .map(|d| d.display().to_string())
-            .chain(args.socket.iter().map(|s| format!("socket {s}")))
-            .collect();
+        let inputs: Vec<String> = sources.iter().map(|s| s.describe()).collect();
         log::info!(
             "running {} in {} mode over {} (trigger {:?}, {} partitions)",
             args.query.display(),
@@ -407,10 +297,8 @@ impl Job {
         );
         let mut job = Self {
             query,
-            source,
-            socket,
+            sources,
             wake,
-            wal_end,
             uncommitted: Vec::new(),
             snapshot_due: recovered_damage,
             last_commit: Instant::now(),
@@ -421,61 +309,37 @@ impl Job {
             next_batch,
             replay: recovered.replay,
             batches_run: 0,
-            cleanup,
-            to_clean,
             step_pause: std::env::var("DFSTREAM_PAUSE_BETWEEN_STEPS_MS")
                 .ok()
                 .and_then(|ms| ms.parse().ok())
                 .map(Duration::from_millis),
         };
-        if let (Some(how), Some(source)) = (&job.cleanup, &job.source) {
-            source.clean(&clean_now, how);
-        }
-        job.clean_unneeded()?;
+        job.release_input()?;
         Ok(job)
     }
 
-    fn list_files(&mut self) -> Result<Vec<String>> {
-        match &mut self.source {
-            Some(source) => source.available(),
-            None => Ok(Vec::new()),
+    /// Each source's part of a new batch (sources with nothing new are absent).
+    fn take(&mut self, limited: bool) -> Result<SourceParts> {
+        let now = now_micros();
+        let mut parts = SourceParts::new();
+        for source in &mut self.sources {
+            if let Some(part) = source.take(limited, now)? {
+                parts.insert(source.name().to_string(), part);
+            }
         }
+        Ok(parts)
     }
 
-    fn take_files(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
-        match &mut self.source {
-            Some(source) => source.take(names, max),
-            None => Vec::new(),
-        }
-    }
-
-    fn take_wal(&mut self, max_rows: Option<u64>) -> Result<Vec<WalRange>> {
-        match &mut self.socket {
-            Some(socket) => socket.take(
-                max_rows,
-                crate::source::dir::micros_since_epoch(std::time::SystemTime::now()),
-            ),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Runs a new batch over `files` and `wal` at the current time; `force_watermark`
-    /// (recorded with the input, so a replay does the same) moves the watermark first: idle
-    /// time, or a final flush.
-    async fn run_batch(
-        &mut self,
-        files: Vec<NewFile>,
-        wal: Vec<WalRange>,
-        force_watermark: Option<i64>,
-    ) -> Result<()> {
-        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+    /// Runs a new batch over `parts` at the current time; `force_watermark` (recorded with the
+    /// input, so a replay does the same) moves the watermark first: idle time, or a final
+    /// flush.
+    async fn run_batch(&mut self, parts: SourceParts, force_watermark: Option<i64>) -> Result<()> {
         self.run(Offsets {
             batch_id: self.next_batch,
-            files,
-            wal,
+            sources: parts,
             force_watermark,
             skipped: false,
-            trigger_micros: Some(now),
+            trigger_micros: Some(now_micros()),
         })
         .await
     }
@@ -487,64 +351,50 @@ impl Job {
         let started = Instant::now();
         let before = self.counters.snapshot();
         offsets.batch_id = batch_id;
-        let trigger_micros = *offsets.trigger_micros.get_or_insert_with(|| {
-            crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
-        });
+        let trigger_micros = *offsets.trigger_micros.get_or_insert_with(now_micros);
         self.checkpoint.write_offsets(&offsets)?;
         self.query.slot().clock().set(trigger_micros);
         if let Some(watermark) = offsets.force_watermark {
             self.query.slot().restore_watermark(watermark);
         }
         pause(self.step_pause).await;
-        let mut inputs = Vec::new();
-        if let Some(source) = &mut self.source {
-            source.mark_taken(
-                offsets
-                    .files
-                    .iter()
-                    .map(|f| (f.name.clone(), f.mtime_micros)),
-            );
-            let dir = source.dir();
-            inputs.extend(offsets.files.iter().map(|f| TriggerFile {
-                path: dir.join(&f.name),
-                display: dir.join(&f.name).display().to_string(),
-                ts_micros: f.ts_micros,
-                range: None,
-                size: f.size,
-            }));
-        }
-        if let Some(socket) = &mut self.socket {
-            for range in &offsets.wal {
-                inputs.push(TriggerFile {
-                    path: socket.segment_path(range.segment),
-                    display: socket.address().to_string(),
-                    ts_micros: range.ts_micros,
-                    range: Some((range.start, range.end)),
-                    size: None,
-                });
-                socket.mark_taken(range.end_position());
-            }
-            self.wal_end = Some(socket.taken());
+        let mut units = Vec::new();
+        for (name, part) in &offsets.sources {
+            let source = self
+                .sources
+                .iter_mut()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| {
+                    Error::Checkpoint(format!(
+                        "batch {batch_id} in {} read input from a {name} source, which this \
+                         run does not have; run the job with the inputs that made the \
+                         checkpoint",
+                        self.checkpoint.dir().display()
+                    ))
+                })?;
+            units.extend(source.open_batch(batch_id, part)?);
         }
         if offsets.skipped {
             log::warn!(
                 "batch {batch_id}: its input was set aside by `dfstream checkpoint skip-batch` \
                  ({}); it runs and commits without it",
-                offsets.describe_input()
+                source::describe_parts(&offsets.sources)
             );
-            inputs.clear();
+            units.clear();
         }
-        self.query.slot().set(inputs);
-        let output =
-            self.query
-                .run_trigger()
-                .await
-                .map_err(|source| crate::error::Error::BatchFailed {
-                    batch_id,
-                    inputs: offsets.describe_input(),
-                    checkpoint: self.checkpoint.dir().to_path_buf(),
-                    source: Box::new(source),
-                })?;
+        // Whole files, not ranges of the socket log.
+        let input_files = units.iter().filter(|u| u.range.is_none()).count();
+        self.query.slot().set(units);
+        let output = self
+            .query
+            .run_trigger()
+            .await
+            .map_err(|source| Error::BatchFailed {
+                batch_id,
+                inputs: source::describe_parts(&offsets.sources),
+                checkpoint: self.checkpoint.dir().to_path_buf(),
+                source: Box::new(source),
+            })?;
         let queried = started.elapsed();
         pause(self.step_pause).await;
         let sink_batch = SinkBatch {
@@ -561,25 +411,27 @@ impl Job {
         let counts = self.counters.snapshot() - before;
         self.snapshot_due |= self.checkpoint.wants_snapshot(batch_id);
         self.uncommitted.push(Uncommitted {
-            files: offsets.files.iter().map(|f| f.name.clone()).collect(),
             delta: output.state_delta.clone(),
             commit: Commit {
                 batch_id,
                 committed_at_micros: 0,
-                input_files: offsets.files.len() as u64,
+                input_files: input_files as u64,
                 input_rows: counts.rows,
                 input_bytes: counts.bytes,
                 output_rows: sink_batch.num_rows() as u64,
                 state_groups: groups,
-                wal_end: self.wal_end,
+                sources: self
+                    .sources
+                    .iter()
+                    .filter_map(|s| Some((s.name().to_string(), s.progress()?)))
+                    .collect(),
                 watermark: self.query.slot().watermark(),
             },
         });
         let t = output.timings;
         log::info!(
-            "batch {batch_id}: {} files, {} rows ({} late), {} bytes -> {} result rows, {} groups; \
+            "batch {batch_id}: {input_files} files, {} rows ({} late), {} bytes -> {} result rows, {} groups; \
              {:.1} ms (read {:.1}, aggregate {:.1}, merge {:.1}, emit {:.1}, sinks+checkpoint {:.1})",
-            offsets.files.len(),
             counts.rows,
             counts.late_rows,
             counts.bytes,
@@ -599,21 +451,17 @@ impl Job {
         }
         Ok(())
     }
-}
 
-impl Job {
-    /// With `--clean-source`: deletes or archives the input files of committed batches that
-    /// no recovery can re-run any more (older than the oldest commit it could restore).
-    fn clean_unneeded(&mut self) -> Result<()> {
-        let (Some(how), Some(source)) = (&self.cleanup, &self.source) else {
-            return Ok(());
-        };
-        let Some(oldest) = self.checkpoint.oldest_restorable()? else {
-            return Ok(());
-        };
-        let keep = self.to_clean.split_off(&(oldest.batch_id + 1));
-        let done = std::mem::replace(&mut self.to_clean, keep);
-        source.clean(done.values().flatten(), how);
+    /// Tells the sources which batches no recovery can re-run any more (older than the oldest
+    /// commit it could restore), so that input only those needed can go.
+    fn release_input(&mut self) -> Result<()> {
+        let oldest = self.checkpoint.oldest_restorable()?;
+        for source in &mut self.sources {
+            source.release(oldest.as_ref().map(|commit| Restorable {
+                batch_id: commit.batch_id,
+                progress: commit.sources.get(source.name()),
+            }))?;
+        }
         Ok(())
     }
 
@@ -645,38 +493,85 @@ impl Job {
                 ),
                 None => None,
             };
-            let empty = Default::default();
-            let taken = self.source.as_ref().map_or(&empty, |s| s.taken());
+            let remembered: SourceParts = self
+                .sources
+                .iter()
+                .filter_map(|s| Some((s.name().to_string(), s.snapshot()?)))
+                .collect();
             self.checkpoint
-                .write_snapshot(last, state.as_ref(), taken)?;
+                .write_snapshot(last, state.as_ref(), &remembered)?;
         }
-        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+        let now = now_micros();
         for batch in uncommitted {
             self.checkpoint.commit(&Commit {
                 committed_at_micros: now,
                 ..batch.commit
             })?;
-            if self.cleanup.is_some() {
-                self.to_clean.insert(batch.commit.batch_id, batch.files);
-            }
         }
-        self.clean_unneeded()?;
-        if let (Some(socket), Some(end)) = (&self.socket, self.wal_end) {
-            // Not just up to `end`: a recovery that falls back past damaged files re-runs
-            // older batches, whose lines must still be in the log.
-            socket.committed(self.checkpoint.oldest_restart_wal()?.min(end));
-        }
+        self.release_input()?;
         self.last_commit = Instant::now();
         Ok(())
     }
 }
 
+/// Hands each source what the checkpoint kept of it: the restored batch's snapshot, parts and
+/// progress, the parts to re-run, and the kept committed batches' parts.
+fn restore_sources(
+    sources: &mut [Box<dyn Source>],
+    checkpoint: &Checkpoint,
+    recovered: &Recovered,
+) -> Result<()> {
+    // The committed batches whose offsets are kept and good, and whether they run without
+    // a gap up to the restored batch.
+    let mut kept = Vec::new();
+    let mut kept_whole = false;
+    if let Some(last) = recovered.last_commit {
+        let batches: Vec<u64> = checkpoint
+            .kept_batches()?
+            .into_iter()
+            .filter(|&b| b <= last)
+            .collect();
+        kept.extend(batches.iter().filter_map(|&b| checkpoint.offsets(b)));
+        kept_whole = batches
+            .first()
+            .is_some_and(|&first| kept.len() as u64 == last - first + 1);
+    }
+    let oldest_restorable = checkpoint.oldest_restorable()?.map(|c| c.batch_id);
+    for source in sources {
+        let name = source.name();
+        let part_of = |parts: &SourceParts| parts.get(name).cloned();
+        source.restore(Restored {
+            snapshot: part_of(&recovered.sources_snapshot),
+            since_snapshot: recovered
+                .since_snapshot
+                .iter()
+                .filter_map(part_of)
+                .collect(),
+            progress: part_of(&recovered.progress),
+            replay: recovered
+                .replay
+                .iter()
+                .filter_map(|o| part_of(&o.sources))
+                .collect(),
+            kept: kept
+                .iter()
+                .filter_map(|o| Some((o.batch_id, part_of(&o.sources)?)))
+                .collect(),
+            kept_whole,
+            oldest_restorable,
+        })?;
+    }
+    Ok(())
+}
+
 /// A batch whose output is written but whose state and commit are not yet durable.
 struct Uncommitted {
-    /// The names of the batch's input files (for `--clean-source`).
-    files: Vec<String>,
     delta: Option<datafusion::arrow::array::RecordBatch>,
     commit: Commit,
+}
+
+fn now_micros() -> i64 {
+    crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
 }
 
 fn ms(d: Duration) -> f64 {

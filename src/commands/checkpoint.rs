@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::cli::{ShowArgs, SkipBatchArgs};
 use crate::error::{Error, Result};
 use crate::generate;
+use crate::source;
 use crate::state::checkpoint::{Checkpoint, reset};
 
 /// `dfstream checkpoint show`: the query, committed batches, state size and files.
@@ -41,11 +42,8 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
         };
         text.push_str(&format!("watermark  {shown}\n"));
     }
-    if let Some(end) = commits.last().and_then(|c| c.wal_end) {
-        text.push_str(&format!(
-            "socket log taken up to segment {} offset {}\n",
-            end.segment, end.offset
-        ));
+    for (name, progress) in commits.last().map(|c| &c.sources).into_iter().flatten() {
+        text.push_str(&format!("progress   {name}: {progress}\n"));
     }
     text.push_str("\n batch  files     rows      bytes  out rows   groups  committed at\n");
     for c in &commits {
@@ -63,14 +61,13 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
     let next = commits.last().map_or(0, |c| c.batch_id + 1);
     if let Some(offsets) = checkpoint.offsets(next) {
         text.push_str(&format!(
-            "{:>6} {:>6}  (started, not committed: re-run on the next start{})\n",
-            next,
-            offsets.files.len(),
+            "{next:>6}  started, not committed: re-run on the next start{} ({})\n",
             if offsets.skipped {
                 ", without its input"
             } else {
                 ""
-            }
+            },
+            source::describe_parts(&offsets.sources)
         ));
     }
     // Batches whose input was set aside (`checkpoint skip-batch`), while their offsets are kept.
@@ -78,7 +75,7 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
         if let Some(offsets) = checkpoint.offsets(batch).filter(|o| o.skipped) {
             text.push_str(&format!(
                 "skipped    batch {batch}, input set aside: {}\n",
-                offsets.describe_input()
+                source::describe_parts(&offsets.sources)
             ));
         }
     }
@@ -113,7 +110,7 @@ pub fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()> {
         out,
         "batch {} set aside ({}): the next start commits it without its input and goes on",
         args.batch,
-        offsets.describe_input()
+        source::describe_parts(&offsets.sources)
     )
     .map_err(|e| Error::io("writing to the console", e))
 }

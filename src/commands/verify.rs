@@ -14,9 +14,10 @@ use datafusion::prelude::ParquetReadOptions;
 use crate::batch::{Projection, TextCounters, lines_schema};
 use crate::cli::VerifyArgs;
 use crate::error::{Context, Error, Result};
-use crate::query::lines::{TriggerFile, read_file};
+use crate::query::lines::read_file;
 use crate::query::plan::{self, QueryFile};
 use crate::sink::parquet::COMPLETE_FILE;
+use crate::source::{InputUnit, Restored, dir, socket};
 use crate::state::checkpoint::Checkpoint;
 
 /// `dfstream verify`: runs the query once as a batch over every file the checkpoint says was
@@ -44,7 +45,9 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         }
     }
     let recovered = checkpoint.recover(None)?;
-    if recovered.wal_taken.is_some() {
+    let read_socket = meta.inputs.iter().flatten().any(|i| i == socket::NAME)
+        || recovered.progress.contains_key(socket::NAME);
+    if read_socket {
         return Err(Error::Usage(format!(
             "checkpoint {} also read lines from a socket; verify rebuilds the input from files \
              only (the socket log is deleted once committed), so it cannot check this job",
@@ -77,20 +80,24 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )
         .ok();
     }
-    // Arrival times and sizes taken, where the offsets still record them.
-    let mut taken_as = BTreeMap::new();
+    // Every file taken, with its arrival time and size where the checkpoint records them
+    // (snapshots written before they were recorded do not).
+    let part_of = |parts: &crate::state::checkpoint::SourceParts| parts.get(dir::NAME).cloned();
+    let taken = dir::taken_files(&Restored {
+        snapshot: part_of(&recovered.sources_snapshot),
+        since_snapshot: recovered
+            .since_snapshot
+            .iter()
+            .filter_map(part_of)
+            .collect(),
+        ..Default::default()
+    })?;
     let mut set_aside = std::collections::BTreeSet::new();
     for batch_id in 0..=last {
-        if let Some(offsets) = checkpoint.offsets(batch_id) {
-            if offsets.skipped {
-                set_aside.extend(offsets.files.iter().map(|f| f.name.clone()));
-            }
-            taken_as.extend(
-                offsets
-                    .files
-                    .into_iter()
-                    .map(|f| (f.name, (f.ts_micros, f.size))),
-            );
+        if let Some(offsets) = checkpoint.offsets(batch_id).filter(|o| o.skipped)
+            && let Some(part) = part_of(&offsets.sources)
+        {
+            set_aside.extend(dir::files_of(&part)?.into_iter().map(|f| f.name));
         }
     }
     let projection = Projection::new(None).context(|| "the lines schema".into())?;
@@ -111,14 +118,14 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )
         .ok();
     }
-    for name in recovered.taken.keys().filter(|n| !set_aside.contains(*n)) {
+    for (name, taken) in taken.iter().filter(|(n, _)| !set_aside.contains(*n)) {
         let path = args.input.join(name);
-        let file = TriggerFile {
+        let file = InputUnit {
             display: path.display().to_string(),
             path,
-            ts_micros: taken_as.get(name).map_or(0, |t| t.0),
+            ts_micros: taken.ts_micros.unwrap_or(0),
             range: None,
-            size: taken_as.get(name).and_then(|t| t.1),
+            size: taken.size,
         };
         let mut failed = None;
         read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
@@ -159,10 +166,9 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     ctx.register_table("lines", Arc::new(table))
         .context(|| "registering lines".into())?;
     let logical = plan::logical_plan(&ctx, &file, &params).await?;
-    let unknown_arrivals = recovered
-        .taken
-        .keys()
-        .filter(|name| !set_aside.contains(*name) && !taken_as.contains_key(*name))
+    let unknown_arrivals = taken
+        .iter()
+        .filter(|(name, t)| !set_aside.contains(*name) && t.ts_micros.is_none())
         .count();
     // The optimized plan scans only the columns the query needs.
     let scanned = ctx
@@ -171,9 +177,10 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .context(|| "planning the batch query".into())?;
     if unknown_arrivals > 0 && meta.event_time.is_none() && reads_arrival_time(&scanned) {
         return Err(Error::Usage(format!(
-            "the query reads `ts`, the time each file arrived, and the checkpoint no longer \
-             records it for {unknown_arrivals} files (their batches' offsets were deleted; \
-             --retain-batches keeps more), so verify cannot rebuild their rows"
+            "the query reads `ts`, the time each file arrived, and the checkpoint does not \
+             record it for {unknown_arrivals} files (their batches' offsets were deleted, and \
+             the sources snapshot was written by a dfstream that did not record it), so verify \
+             cannot rebuild their rows"
         )));
     }
     if calls_trigger_time(&logical) {
@@ -218,7 +225,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             out,
             "OK: {} rows, as the batch query over the {} files taken up to batch {last}",
             expected.len(),
-            recovered.taken.len()
+            taken.len()
         )
         .ok();
         return Ok(true);
@@ -236,17 +243,13 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     for row in unexpected.iter().take(20) {
         writeln!(out, "  stream only: {row}").ok();
     }
-    let unpinned = recovered
-        .taken
-        .keys()
-        .filter(|name| taken_as.get(*name).is_none_or(|t| t.1.is_none()))
-        .count();
+    let unpinned = taken.values().filter(|t| t.size.is_none()).count();
     if unpinned > 0 {
         writeln!(
             out,
-            "note: {unpinned} files were read whole, as they are now: their batches' offsets, \
-             which record the size each was taken with, are no longer kept (--retain-batches); \
-             a file changed since it was taken shows here as a difference"
+            "note: {unpinned} files were read whole, as they are now: the checkpoint does not \
+             record the size each was taken with (it was written by an earlier dfstream); a \
+             file changed since it was taken shows here as a difference"
         )
         .ok();
     }

@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::io::Read;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -34,32 +33,16 @@ use datafusion::arrow::compute::{cast, filter, filter_record_batch, is_not_null}
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 
 use crate::batch::{LineDecoder, Projection, TextCounters, lines_schema};
+use crate::source::InputUnit;
 
 /// Bytes read from a file at a time.
 const READ_CHUNK: usize = 1 << 20;
-
-/// One file of a trigger's input, with the arrival time its rows carry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TriggerFile {
-    /// Where to read it.
-    pub path: PathBuf,
-    /// What the `file` column says.
-    pub display: String,
-    /// The `ts` of every row of the file, microseconds since the epoch.
-    pub ts_micros: i64,
-    /// Read only these bytes `[start, end)` (a range of the socket source's log), not the
-    /// whole file. A range holds whole lines.
-    pub range: Option<(u64, u64)>,
-    /// Read only the first `size` bytes (of a compressed file, before decompressing): the
-    /// size the file had when it was taken, so that a replay reads what the first run read.
-    pub size: Option<u64>,
-}
 
 /// The input of one trigger, with a generation number that tells executions apart.
 #[derive(Debug, Default)]
 struct TriggerInput {
     generation: u64,
-    files: Arc<Vec<TriggerFile>>,
+    files: Arc<Vec<InputUnit>>,
 }
 
 /// Where the app puts each trigger's files for the `lines` scans to read.
@@ -246,7 +229,7 @@ impl TriggerSlot {
     }
 
     /// Makes `files` the input of the next plan execution.
-    pub fn set(&self, files: Vec<TriggerFile>) {
+    pub fn set(&self, files: Vec<InputUnit>) {
         self.watermark
             .trigger_max
             .store(i64::MIN, Ordering::Relaxed);
@@ -255,7 +238,7 @@ impl TriggerSlot {
         input.files = Arc::new(files);
     }
 
-    fn current(&self) -> (u64, Arc<Vec<TriggerFile>>) {
+    fn current(&self) -> (u64, Arc<Vec<InputUnit>>) {
         let input = self.input.lock().expect("trigger slot poisoned");
         (input.generation, Arc::clone(&input.files))
     }
@@ -441,7 +424,7 @@ impl ExecutionPlan for LinesExec {
 /// batch to `emit`, which returns false to stop. A file that no longer exists is a counted,
 /// logged skip; one that cannot be read is an error that says how to go on.
 pub fn read_file(
-    file: &TriggerFile,
+    file: &InputUnit,
     projection: &Projection,
     counters: &TextCounters,
     max_line_bytes: usize,
@@ -543,7 +526,7 @@ pub fn read_file(
 /// restart could never get past it.
 fn pinned(
     f: std::fs::File,
-    file: &TriggerFile,
+    file: &InputUnit,
     counters: &TextCounters,
     compressed: bool,
 ) -> std::io::Result<std::io::Take<std::fs::File>> {
@@ -573,7 +556,7 @@ fn pinned(
 /// The error for an input file that exists but cannot be read (permissions, damaged
 /// compressed data, an I/O error). The batch stops and is re-run at the next start, so the
 /// message says what lets it through.
-fn unreadable(file: &TriggerFile, e: std::io::Error) -> datafusion::common::DataFusionError {
+fn unreadable(file: &InputUnit, e: std::io::Error) -> datafusion::common::DataFusionError {
     let how = if file.range.is_some() {
         "the socket log is damaged; restore it, or start over with `dfstream reset`"
     } else if e.kind() == std::io::ErrorKind::PermissionDenied {

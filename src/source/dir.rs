@@ -9,18 +9,35 @@
 //! devices and broken links are skipped, each logged once.
 //! With `--max-file-age`, names of files older than that (relative to the newest file taken)
 //! are forgotten and such old files ignored, so memory stays bounded however many files pass.
+//! A batch's part is the list of files it took ([`NewFile`]: name, arrival time, modification
+//! time, size); a sources snapshot remembers every name still taken. With `--clean-source`,
+//! a file is deleted or archived once no recovery can re-run the batch that read it.
 //! Never reads file contents, plans SQL or writes checkpoints.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use globset::{Glob, GlobMatcher};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::{BuildContext, InputUnit, Restorable, Restored, Source};
+use crate::cli::CleanSource;
 use crate::error::{Error, Result};
+
+/// The source's name in offsets, commits and snapshots.
+pub const NAME: &str = "files";
+
+/// The directory source among the kinds of source.
+pub const KIND: super::Kind = super::Kind {
+    name: NAME,
+    build: |ctx| Ok(DirSource::from_config(ctx)?.map(|s| Box::new(s) as Box<dyn Source>)),
+    describe_part,
+};
 
 /// An unchanged directory is still listed this often: a network filesystem may cache its
 /// modification time, an object-store mount may never change it, and a link's target may
@@ -28,7 +45,7 @@ use crate::error::{Error, Result};
 const FULL_LISTING: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A file the source hands out: its name in the input directory and when it was first seen.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewFile {
     pub name: String,
     /// Microseconds since the epoch: the arrival time of the file's rows.
@@ -40,6 +57,100 @@ pub struct NewFile {
     /// bytes. Missing in offsets written before sizes were recorded (then: the whole file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+}
+
+/// A taken file as the source remembers it (and a sources snapshot records it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    pub mtime_micros: i64,
+    /// Its rows' arrival time; unknown for files remembered by snapshots written before
+    /// it was recorded.
+    pub ts_micros: Option<i64>,
+    pub size: Option<u64>,
+}
+
+/// One entry of a sources snapshot: a taken file, or (in snapshots written before arrival
+/// times and sizes were kept) its name and modification time.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Remembered {
+    File {
+        name: String,
+        mtime_micros: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ts_micros: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+    },
+    NameAndMtime(String, i64),
+}
+
+impl From<&NewFile> for Taken {
+    fn from(f: &NewFile) -> Self {
+        Taken {
+            mtime_micros: f.mtime_micros,
+            ts_micros: Some(f.ts_micros),
+            size: f.size,
+        }
+    }
+}
+
+/// The files of a recorded part of a batch.
+pub fn files_of(part: &Value) -> Result<Vec<NewFile>> {
+    super::decode(NAME, "files of a batch", part)
+}
+
+/// A part of a batch for messages: its file names.
+pub fn describe_part(part: &Value) -> String {
+    match files_of(part) {
+        Ok(files) => files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(_) => format!("files {part}"),
+    }
+}
+
+/// Every file taken up to the restored batch, with what is known of it: the snapshot's
+/// files, then each later batch's.
+pub fn taken_files(restored: &Restored) -> Result<BTreeMap<String, Taken>> {
+    let mut taken = BTreeMap::new();
+    if let Some(snapshot) = &restored.snapshot {
+        let entries: Vec<Remembered> = super::decode(NAME, "snapshot", snapshot)?;
+        for entry in entries {
+            let (name, file) = match entry {
+                Remembered::File {
+                    name,
+                    mtime_micros,
+                    ts_micros,
+                    size,
+                } => (
+                    name,
+                    Taken {
+                        mtime_micros,
+                        ts_micros,
+                        size,
+                    },
+                ),
+                Remembered::NameAndMtime(name, mtime_micros) => (
+                    name,
+                    Taken {
+                        mtime_micros,
+                        ts_micros: None,
+                        size: None,
+                    },
+                ),
+            };
+            taken.insert(name, file);
+        }
+    }
+    for part in &restored.since_snapshot {
+        for file in files_of(part)? {
+            taken.insert(file.name.clone(), Taken::from(&file));
+        }
+    }
+    Ok(taken)
 }
 
 /// What happens to a taken file once no recovery can need it (`--clean-source`).
@@ -54,8 +165,8 @@ pub enum Cleanup {
 pub struct DirSource {
     dir: PathBuf,
     glob: Option<GlobMatcher>,
-    /// Names already taken (and so never taken again), with their modification times.
-    taken: HashMap<String, i64>,
+    /// Names already taken (and so never taken again), with what is known of them.
+    taken: HashMap<String, Taken>,
     /// The newest modification time taken (never later than the clock).
     newest_mtime: i64,
     /// Forget and ignore files this much older than `newest_mtime`.
@@ -76,6 +187,14 @@ pub struct DirSource {
     listed_at: std::time::Instant,
     /// Hand out the newest files first (`--latest-first`).
     latest_first: bool,
+    /// `--max-files-per-trigger`.
+    max_files: Option<usize>,
+    /// With `--trigger available-now`: the files listed when the run began, still to take.
+    bound: Option<VecDeque<String>>,
+    /// What `--clean-source` does with files no recovery can need.
+    cleanup: Option<Cleanup>,
+    /// With `--clean-source`: the files of each batch read, until no recovery can re-run it.
+    to_clean: BTreeMap<u64, Vec<String>>,
     /// Kept alive for its events; `None` if the platform watcher could not start.
     _watcher: Option<RecommendedWatcher>,
 }
@@ -120,8 +239,36 @@ impl DirSource {
             quiet_since: None,
             listed_at: std::time::Instant::now(),
             latest_first: false,
+            max_files: None,
+            bound: None,
+            cleanup: None,
+            to_clean: BTreeMap::new(),
             _watcher: watcher,
         })
+    }
+
+    /// The source `--input` (or, without it or `--socket`, `input/`) asks for.
+    pub fn from_config(ctx: &BuildContext) -> Result<Option<Self>> {
+        let args = &ctx.config.args;
+        let dir = match (&args.input, &args.socket) {
+            (Some(dir), _) => dir.clone(),
+            (None, None) => PathBuf::from("input"),
+            (None, Some(_)) => return Ok(None),
+        };
+        let mut source = Self::open(
+            &dir,
+            args.glob.as_deref(),
+            args.max_file_age,
+            Arc::clone(&ctx.wake),
+        )?
+        .latest_first(args.latest_first);
+        source.max_files = args.max_files_per_trigger.map(|m| m as usize);
+        source.cleanup = match args.clean_source {
+            CleanSource::Off => None,
+            CleanSource::Delete => Some(Cleanup::Delete),
+            CleanSource::Archive => args.archive_dir.clone().map(Cleanup::Archive),
+        };
+        Ok(Some(source))
     }
 
     pub fn dir(&self) -> &Path {
@@ -141,24 +288,24 @@ impl DirSource {
         std::fs::canonicalize(&self.dir).unwrap_or_else(|_| self.dir.clone())
     }
 
-    /// Marks files as taken (restored from a checkpoint): name and modification time.
-    pub fn mark_taken(&mut self, files: impl IntoIterator<Item = (String, i64)>) {
-        for (name, mtime) in files {
+    /// Marks files as taken (restored from a checkpoint, or read by a batch).
+    pub fn mark_taken(&mut self, files: impl IntoIterator<Item = (String, Taken)>) {
+        for (name, file) in files {
             self.waiting.remove(&name);
-            self.note_taken(name, mtime);
+            self.note_taken(name, file);
         }
         self.forget_old();
     }
 
-    /// Every name remembered as taken, with its modification time.
-    pub fn taken(&self) -> &HashMap<String, i64> {
+    /// Every name remembered as taken, with what is known of it.
+    pub fn taken(&self) -> &HashMap<String, Taken> {
         &self.taken
     }
 
-    fn note_taken(&mut self, name: String, mtime: i64) {
+    fn note_taken(&mut self, name: String, file: Taken) {
         let now = micros_since_epoch(SystemTime::now());
-        self.newest_mtime = self.newest_mtime.max(mtime.min(now));
-        self.taken.insert(name, mtime);
+        self.newest_mtime = self.newest_mtime.max(file.mtime_micros.min(now));
+        self.taken.insert(name, file);
     }
 
     /// Files older than this are ignored and forgotten (with `--max-file-age`).
@@ -169,7 +316,7 @@ impl DirSource {
 
     fn forget_old(&mut self) {
         if let Some(horizon) = self.horizon() {
-            self.taken.retain(|_, mtime| *mtime >= horizon);
+            self.taken.retain(|_, file| file.mtime_micros >= horizon);
         }
     }
 
@@ -305,7 +452,7 @@ impl DirSource {
     }
 
     /// Takes up to `max` of `names` (in order): they will never be handed out again.
-    pub fn take(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
+    pub fn take_names(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
         let count = max.unwrap_or(usize::MAX).min(names.len());
         let files: Vec<NewFile> = names[..count]
             .iter()
@@ -315,17 +462,137 @@ impl DirSource {
                     Some((mtime, first_seen, size)) => (mtime, first_seen, Some(size)),
                     None => (now, now, None),
                 };
-                self.note_taken(name.clone(), mtime_micros);
-                NewFile {
+                let file = NewFile {
                     name: name.clone(),
                     ts_micros,
                     mtime_micros,
                     size,
-                }
+                };
+                self.note_taken(name.clone(), Taken::from(&file));
+                file
             })
             .collect();
         self.forget_old();
         files
+    }
+}
+
+impl Source for DirSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn identity(&self) -> String {
+        format!("directory {}", self.identity().display())
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn restore(&mut self, restored: Restored) -> Result<()> {
+        let taken = taken_files(&restored)?;
+        if let Some(how) = self.cleanup.clone() {
+            // The files of committed batches whose offsets are kept wait until no recovery
+            // can re-run their batch.
+            for (batch, part) in &restored.kept {
+                let names = files_of(part)?.into_iter().map(|f| f.name).collect();
+                self.to_clean.insert(*batch, names);
+            }
+            // Taken files whose batch's offsets are gone can go now (a crash may have come
+            // between a commit and its cleanup), but only when the kept history is whole and
+            // a commit can be restored without batch 0's: then no recovery can re-run those
+            // batches or take their files again.
+            if restored.kept_whole && restored.oldest_restorable.is_some() {
+                let waiting: std::collections::HashSet<&String> =
+                    self.to_clean.values().flatten().collect();
+                let gone: Vec<String> = taken
+                    .keys()
+                    .filter(|name| !waiting.contains(name))
+                    .cloned()
+                    .collect();
+                self.clean(&gone, &how);
+            }
+        }
+        self.mark_taken(taken);
+        Ok(())
+    }
+
+    fn bound_to_available_now(&mut self) -> Result<()> {
+        self.bound = Some(self.available()?.into());
+        Ok(())
+    }
+
+    fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {
+        let max = if limited { self.max_files } else { None };
+        let files = match &mut self.bound {
+            Some(bound) => {
+                let count = max.unwrap_or(usize::MAX).min(bound.len());
+                let names: Vec<String> = bound.drain(..count).collect();
+                self.take_names(&names, None)
+            }
+            None => {
+                let names = self.available()?;
+                self.take_names(&names, max)
+            }
+        };
+        if files.is_empty() {
+            return Ok(None);
+        }
+        serde_json::to_value(files)
+            .map(Some)
+            .map_err(|e| Error::Checkpoint(format!("recording taken files: {e}")))
+    }
+
+    fn open_batch(&mut self, batch_id: u64, part: &Value) -> Result<Vec<InputUnit>> {
+        let files = files_of(part)?;
+        self.mark_taken(files.iter().map(|f| (f.name.clone(), Taken::from(f))));
+        if self.cleanup.is_some() {
+            let names = files.iter().map(|f| f.name.clone()).collect();
+            self.to_clean.insert(batch_id, names);
+        }
+        Ok(files
+            .into_iter()
+            .map(|f| {
+                let path = self.dir.join(&f.name);
+                InputUnit {
+                    display: path.display().to_string(),
+                    path,
+                    ts_micros: f.ts_micros,
+                    range: None,
+                    size: f.size,
+                }
+            })
+            .collect())
+    }
+
+    fn progress(&self) -> Option<Value> {
+        None
+    }
+
+    fn snapshot(&self) -> Option<Value> {
+        let mut names: Vec<(&String, &Taken)> = self.taken.iter().collect();
+        names.sort_unstable_by_key(|(name, _)| *name);
+        let entries: Vec<Remembered> = names
+            .into_iter()
+            .map(|(name, file)| Remembered::File {
+                name: name.clone(),
+                mtime_micros: file.mtime_micros,
+                ts_micros: file.ts_micros,
+                size: file.size,
+            })
+            .collect();
+        serde_json::to_value(entries).ok()
+    }
+
+    fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()> {
+        let (Some(how), Some(oldest)) = (self.cleanup.clone(), oldest) else {
+            return Ok(());
+        };
+        let keep = self.to_clean.split_off(&(oldest.batch_id + 1));
+        let done = std::mem::replace(&mut self.to_clean, keep);
+        self.clean(done.values().flatten(), &how);
+        Ok(())
     }
 }
 
@@ -405,11 +672,11 @@ mod tests {
         let mut names = source.available().unwrap();
         names.sort();
         assert_eq!(names, ["a.txt", "b.log"]);
-        let taken = source.take(&names, Some(1));
+        let taken = source.take_names(&names, Some(1));
         assert_eq!(taken.len(), 1);
         assert_eq!(source.available().unwrap().len(), 1);
         let rest = source.available().unwrap();
-        source.take(&rest, None);
+        source.take_names(&rest, None);
         assert!(source.available().unwrap().is_empty());
     }
 
@@ -439,7 +706,7 @@ mod tests {
         // The first listing has no newest file yet: both are taken, oldest first.
         let names = source.available().unwrap();
         assert_eq!(names, ["old.txt", "new.txt"]);
-        source.take(&names, None);
+        source.take_names(&names, None);
         assert_eq!(source.taken().len(), 1, "old.txt is forgotten");
         // Forgotten, but still not taken again: it is older than the horizon.
         assert!(source.available().unwrap().is_empty());

@@ -7,8 +7,9 @@
 //! offsets are positions in the log. A line cut by a disconnect (a clean close or a reset) is
 //! ended there; a line longer than the limit is skipped and counted, and the connection stays
 //! usable. A failed append is cut back to the last whole line and retried with backoff.
-//! Segments are deleted once no recovery can need them (see `Job::commit`). Never plans SQL or decodes text (the `lines` scan
-//! reads the ranges like files).
+//! Segments are deleted once no recovery can need them ([`Source::release`]). A batch's part
+//! is its ranges of the log ([`WalRange`]); each commit records where the taken lines end.
+//! Never plans SQL or decodes text (the `lines` scan reads the ranges like files).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,9 +20,188 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::{BuildContext, InputUnit, Restorable, Restored, Source};
+use crate::batch::TextCounters;
 use crate::error::{Error, Result};
+
+/// The source's name in offsets, commits and snapshots.
+pub const NAME: &str = "socket";
+
+/// The socket source among the kinds of source.
+pub const KIND: super::Kind = super::Kind {
+    name: NAME,
+    build: |ctx| Ok(SocketSource::from_config(ctx).map(|s| Box::new(s) as Box<dyn Source>)),
+    describe_part,
+};
+
+/// The ranges of a recorded part of a batch.
+pub fn ranges_of(part: &Value) -> Result<Vec<WalRange>> {
+    super::decode(NAME, "log ranges of a batch", part)
+}
+
+/// A part of a batch for messages: its ranges of the log.
+pub fn describe_part(part: &Value) -> String {
+    match ranges_of(part) {
+        Ok(ranges) => ranges
+            .iter()
+            .map(|r| {
+                format!(
+                    "socket log segment {} bytes {}..{}",
+                    r.segment, r.start, r.end
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(_) => format!("socket {part}"),
+    }
+}
+
+/// `--socket HOST:PORT` as a [`Source`]: the log is opened, and the reading thread started,
+/// when the checkpoint says where its batches ended ([`Source::restore`]).
+pub struct SocketSource {
+    address: String,
+    wal_dir: PathBuf,
+    max_line_bytes: usize,
+    /// `--max-batch-rows`.
+    max_rows: Option<u64>,
+    wake: Arc<Notify>,
+    counters: Arc<TextCounters>,
+    /// With `--trigger available-now`: the log's end when the run began.
+    bound: Option<WalPosition>,
+    log: Option<SocketLog>,
+}
+
+impl SocketSource {
+    /// The source `--socket` asks for, if it does.
+    pub fn from_config(ctx: &BuildContext) -> Option<Self> {
+        let args = &ctx.config.args;
+        Some(Self {
+            address: args.socket.clone()?,
+            wal_dir: args.checkpoint.join("wal"),
+            max_line_bytes: args.max_line_bytes,
+            max_rows: args.max_batch_rows,
+            wake: Arc::clone(&ctx.wake),
+            counters: Arc::clone(&ctx.counters),
+            bound: None,
+            log: None,
+        })
+    }
+
+    fn log(&mut self) -> Result<&mut SocketLog> {
+        self.log.as_mut().ok_or_else(|| {
+            Error::Checkpoint("the socket source was used before it was restored".into())
+        })
+    }
+}
+
+impl Source for SocketSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn identity(&self) -> String {
+        "socket".to_string()
+    }
+
+    fn describe(&self) -> String {
+        format!("socket {}", self.address)
+    }
+
+    fn restore(&mut self, restored: Restored) -> Result<()> {
+        let position = |value: &Value| super::decode::<WalPosition>(NAME, "log position", value);
+        // Taken up to where the restored batch ended; each re-run batch moves that on as it
+        // runs. (Starting past the re-runs would skip the lines of one whose offsets turn out
+        // damaged, and commit a log end no batch has reached.)
+        let mut taken = restored
+            .progress
+            .as_ref()
+            .map(position)
+            .transpose()?
+            .unwrap_or_default();
+        for part in &restored.since_snapshot {
+            if let Some(end) = ranges_of(part)?.iter().map(WalRange::end_position).max() {
+                taken = taken.max(end);
+            }
+        }
+        let mut needed = taken;
+        for part in &restored.replay {
+            if let Some(end) = ranges_of(part)?.iter().map(WalRange::end_position).max() {
+                needed = needed.max(end);
+            }
+        }
+        self.log = Some(SocketLog::start(
+            &self.address,
+            &self.wal_dir,
+            taken,
+            needed,
+            self.max_line_bytes,
+            Arc::clone(&self.wake),
+            Arc::clone(&self.counters),
+        )?);
+        Ok(())
+    }
+
+    fn bound_to_available_now(&mut self) -> Result<()> {
+        let end = self.log()?.durable();
+        self.bound = Some(end);
+        Ok(())
+    }
+
+    fn take(&mut self, limited: bool, now_micros: i64) -> Result<Option<Value>> {
+        let max_rows = if limited { self.max_rows } else { None };
+        let bound = self.bound;
+        let ranges = self.log()?.take(max_rows, bound, now_micros)?;
+        if ranges.is_empty() {
+            return Ok(None);
+        }
+        serde_json::to_value(ranges)
+            .map(Some)
+            .map_err(|e| Error::Checkpoint(format!("recording socket log ranges: {e}")))
+    }
+
+    fn open_batch(&mut self, _batch_id: u64, part: &Value) -> Result<Vec<InputUnit>> {
+        let ranges = ranges_of(part)?;
+        let address = self.address.clone();
+        let log = self.log()?;
+        Ok(ranges
+            .into_iter()
+            .map(|range| {
+                log.mark_taken(range.end_position());
+                InputUnit {
+                    path: log.segment_path(range.segment),
+                    display: address.clone(),
+                    ts_micros: range.ts_micros,
+                    range: Some((range.start, range.end)),
+                    size: None,
+                }
+            })
+            .collect())
+    }
+
+    fn progress(&self) -> Option<Value> {
+        let taken = self.log.as_ref()?.taken();
+        serde_json::to_value(taken).ok()
+    }
+
+    fn snapshot(&self) -> Option<Value> {
+        None
+    }
+
+    fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()> {
+        // Not just up to the newest commit: a recovery that falls back past damaged files
+        // re-runs older batches, whose lines must still be in the log.
+        let restart = match oldest.and_then(|o| o.progress) {
+            Some(progress) => super::decode(NAME, "log position", progress)?,
+            None => WalPosition::default(),
+        };
+        let log = self.log()?;
+        log.committed(restart.min(log.taken()));
+        Ok(())
+    }
+}
 
 /// A segment is closed and a new one begun past this size.
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -52,17 +232,15 @@ impl WalRange {
     }
 }
 
-/// Counts the socket source keeps.
+/// Counts the socket source keeps (its skipped long lines go to the run's counters).
 #[derive(Debug, Default)]
 pub struct SocketCounters {
     pub connections: AtomicU64,
     pub bytes: AtomicU64,
-    /// Lines over `--max-line-bytes`, skipped before they reach the log.
-    pub long_lines: AtomicU64,
 }
 
 /// See the module docs.
-pub struct SocketSource {
+pub struct SocketLog {
     address: String,
     wal_dir: PathBuf,
     /// The end of what is synced to the log (what may be taken).
@@ -74,7 +252,7 @@ pub struct SocketSource {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl SocketSource {
+impl SocketLog {
     /// Starts reading from `address` (HOST:PORT) into the log in `wal_dir`. `taken` is where
     /// committed (or replayed) batches end; anything logged after it is input still to take.
     /// `needed` is where the lines that batches took or will replay end: a log that ends
@@ -86,6 +264,7 @@ impl SocketSource {
         needed: WalPosition,
         max_line_bytes: usize,
         wake: Arc<Notify>,
+        run_counters: Arc<TextCounters>,
     ) -> Result<Self> {
         // Test aid: small segments, so that tests see many (`DFSTREAM_WAL_SEGMENT_BYTES`).
         let segment_bytes = std::env::var("DFSTREAM_WAL_SEGMENT_BYTES")
@@ -98,7 +277,7 @@ impl SocketSource {
             wal_dir,
             (taken, needed),
             max_line_bytes,
-            wake,
+            (wake, run_counters),
             segment_bytes,
         )
     }
@@ -109,7 +288,7 @@ impl SocketSource {
         wal_dir: &Path,
         (taken, needed): (WalPosition, WalPosition),
         max_line_bytes: usize,
-        wake: Arc<Notify>,
+        (wake, run_counters): (Arc<Notify>, Arc<TextCounters>),
         segment_bytes: u64,
     ) -> Result<Self> {
         if address.to_socket_addrs().is_err() && !address.contains(':') {
@@ -141,6 +320,7 @@ impl SocketSource {
             durable: Arc::clone(&durable),
             stop: Arc::clone(&stop),
             counters: Arc::clone(&counters),
+            run_counters,
             max_line_bytes,
             segment_bytes,
             wake,
@@ -179,14 +359,20 @@ impl SocketSource {
         self.taken
     }
 
-    /// Whether lines are waiting to be taken.
-    pub fn has_input(&self) -> bool {
-        *self.durable.lock().expect("wal position poisoned") > self.taken
+    /// The end of the lines logged so far.
+    pub fn durable(&self) -> WalPosition {
+        *self.durable.lock().expect("wal position poisoned")
     }
 
-    /// Takes the logged lines not yet taken (at most `max_rows` lines), as ranges.
-    pub fn take(&mut self, max_rows: Option<u64>, ts_micros: i64) -> Result<Vec<WalRange>> {
-        let durable = *self.durable.lock().expect("wal position poisoned");
+    /// Takes the logged lines not yet taken (at most `max_rows` lines, and none past `bound`),
+    /// as ranges.
+    pub fn take(
+        &mut self,
+        max_rows: Option<u64>,
+        bound: Option<WalPosition>,
+        ts_micros: i64,
+    ) -> Result<Vec<WalRange>> {
+        let durable = bound.map_or(self.durable(), |b| b.min(self.durable()));
         let mut ranges = Vec::new();
         let mut rows_left = max_rows.unwrap_or(u64::MAX);
         while self.taken < durable && rows_left > 0 {
@@ -255,7 +441,7 @@ impl SocketSource {
     }
 }
 
-impl Drop for SocketSource {
+impl Drop for SocketLog {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
@@ -341,6 +527,8 @@ struct Writer {
     durable: Arc<Mutex<WalPosition>>,
     stop: Arc<AtomicBool>,
     counters: Arc<SocketCounters>,
+    /// The run's counters, for lines skipped as too long.
+    run_counters: Arc<TextCounters>,
     max_line_bytes: usize,
     segment_bytes: u64,
     wake: Arc<Notify>,
@@ -503,7 +691,7 @@ impl Writer {
     }
 
     fn skip_long_line(&self) {
-        self.counters.long_lines.fetch_add(1, Ordering::Relaxed);
+        self.run_counters.long_lines.fetch_add(1, Ordering::Relaxed);
         log::warn!(
             "{}: a line longer than --max-line-bytes {} was skipped",
             self.address,
@@ -607,25 +795,26 @@ mod tests {
     fn listening(
         max_line_bytes: usize,
         segment_bytes: u64,
-    ) -> (TcpListener, tempfile::TempDir, SocketSource) {
+    ) -> (TcpListener, tempfile::TempDir, SocketLog, Arc<TextCounters>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let dir = tempfile::tempdir().unwrap();
-        let source = SocketSource::start_with_segments(
+        let counters = Arc::new(TextCounters::default());
+        let source = SocketLog::start_with_segments(
             &addr,
             dir.path(),
             Default::default(),
             max_line_bytes,
-            Arc::new(Notify::new()),
+            (Arc::new(Notify::new()), Arc::clone(&counters)),
             segment_bytes,
         )
         .unwrap();
-        (listener, dir, source)
+        (listener, dir, source, counters)
     }
 
     #[test]
     fn lines_reach_the_log_whole_and_ranges_cover_them_once() {
-        let (listener, dir, mut source) = listening(20, SEGMENT_BYTES);
+        let (listener, dir, mut source, counters) = listening(20, SEGMENT_BYTES);
         let (mut conn, _) = listener.accept().unwrap();
         conn.write_all(b"one\r\ntwo\nthis line is too long\nthr")
             .unwrap();
@@ -636,7 +825,7 @@ mod tests {
                 .unwrap_or_default()
                 .ends_with(b"newline\n")
         });
-        let ranges = source.take(Some(2), 0).unwrap();
+        let ranges = source.take(Some(2), None, 0).unwrap();
         let log = std::fs::read(segment_path(dir.path(), 0)).unwrap();
         assert_eq!(log, b"one\r\ntwo\nthree\nlast without newline\n");
         assert_eq!(ranges.len(), 1);
@@ -644,17 +833,17 @@ mod tests {
             &log[ranges[0].start as usize..ranges[0].end as usize],
             b"one\r\ntwo\n"
         );
-        let rest = source.take(None, 0).unwrap();
+        let rest = source.take(None, None, 0).unwrap();
         assert_eq!(rest[0].start, ranges[0].end);
         assert_eq!(rest[0].end as usize, log.len());
-        assert!(source.take(None, 0).unwrap().is_empty());
-        assert_eq!(source.counters.long_lines.load(Ordering::Relaxed), 1);
+        assert!(source.take(None, None, 0).unwrap().is_empty());
+        assert_eq!(counters.long_lines.load(Ordering::Relaxed), 1);
     }
 
     #[test]
     fn a_cut_last_line_is_kept_on_a_reset_as_on_a_clean_close() {
         use std::os::fd::AsRawFd;
-        let (listener, dir, _source) = listening(100, SEGMENT_BYTES);
+        let (listener, dir, _source, _) = listening(100, SEGMENT_BYTES);
         let (mut conn, _) = listener.accept().unwrap();
         conn.write_all(b"one\ntwo").unwrap();
         std::thread::sleep(Duration::from_millis(300));
@@ -682,7 +871,7 @@ mod tests {
 
     #[test]
     fn segments_roll_and_committed_ones_are_deleted() {
-        let (listener, dir, mut source) = listening(100, 8);
+        let (listener, dir, mut source, _) = listening(100, 8);
         let (mut conn, _) = listener.accept().unwrap();
         for i in 0..5 {
             conn.write_all(format!("line {i}\n").as_bytes()).unwrap();
@@ -695,7 +884,7 @@ mod tests {
             offset: 7,
         };
         wait_until(|| *source.durable.lock().unwrap() == end);
-        let ranges = source.take(None, 0).unwrap();
+        let ranges = source.take(None, None, 0).unwrap();
         let text: Vec<u8> = ranges
             .iter()
             .flat_map(|r| {

@@ -5,19 +5,22 @@
 //! ```text
 //! lock                   the running process's pid; held with an exclusive file lock
 //! metadata               JSON: format version, query id, SQL text, parameters, mode, schemas
-//! offsets/N              JSON: the files of batch N, written before batch N runs
-//! commits/N              JSON: written after batch N's sinks and state are durable
+//! offsets/N              JSON: the input of batch N, written before batch N runs: each
+//!                        source's part under the source's name, in the source's own form
+//! commits/N              JSON: written after batch N's sinks and state are durable, with each
+//!                        source's progress (where the socket log's taken lines end)
 //! state/N.delta          Arrow IPC: the groups batch N changed (their merged partial rows)
 //! state/N.snapshot       Arrow IPC: every group after batch N, every --snapshot-interval batches
-//! sources/N.snapshot     JSON: every file taken up to batch N (name, modification time), with
-//!                        each state snapshot (minus those forgotten past --max-file-age)
+//! sources/N.snapshot     JSON: what each source remembers after batch N (the files taken,
+//!                        minus those forgotten past --max-file-age), with each state snapshot
 //! ```
+//! Format 1 (before sources recorded their own parts) is read, and upgraded on open.
 //! A batch is done exactly when a good `commits/N` exists. Recovery restores the newest batch
 //! whose state and taken-files record can be rebuilt from good files, falling back (with a
 //! warning) past damaged ones, then re-runs every later batch whose offsets are good, with
 //! exactly those files. Knows nothing of SQL: it stores rows and names handed to it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -29,13 +32,17 @@ use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+
 use super::store::{LocalStore, Store};
 use crate::error::{Error, Result};
-use crate::source::dir::NewFile;
-use crate::source::socket::{WalPosition, WalRange};
 
-/// Version of the layout above; a checkpoint of another version is refused.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the layout above; a checkpoint of a later version is refused, and one of an
+/// earlier version is read and upgraded.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Each source's entry in a batch record, by source name, in the source's own form.
+pub type SourceParts = BTreeMap<String, Value>;
 
 /// What the checkpoint was made for; a restart must match it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,12 +68,11 @@ pub struct Metadata {
 
 /// The input of one batch: the write-ahead record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "OffsetsRecord")]
 pub struct Offsets {
     pub batch_id: u64,
-    pub files: Vec<NewFile>,
-    /// Ranges of the socket source's log.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub wal: Vec<WalRange>,
+    /// What each source took for the batch (sources that took nothing are absent).
+    pub sources: SourceParts,
     /// A watermark set before the batch runs (idle time, or a final flush).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_watermark: Option<i64>,
@@ -80,26 +86,46 @@ pub struct Offsets {
     pub trigger_micros: Option<i64>,
 }
 
-impl Offsets {
-    /// The batch's input for messages: file names and socket log ranges.
-    pub fn describe_input(&self) -> String {
-        let mut what: Vec<String> = self.files.iter().map(|f| f.name.clone()).collect();
-        what.extend(self.wal.iter().map(|r| {
-            format!(
-                "socket log segment {} bytes {}..{}",
-                r.segment, r.start, r.end
-            )
-        }));
-        if what.is_empty() {
-            "no input".to_string()
-        } else {
-            what.join(", ")
+/// Offsets as stored: format 2, or format 1's `files` and `wal` lists (the directory and
+/// socket sources' parts, in the same form).
+#[derive(Deserialize)]
+struct OffsetsRecord {
+    batch_id: u64,
+    #[serde(default)]
+    sources: SourceParts,
+    #[serde(default)]
+    files: Vec<Value>,
+    #[serde(default)]
+    wal: Vec<Value>,
+    #[serde(default)]
+    force_watermark: Option<i64>,
+    #[serde(default)]
+    skipped: bool,
+    #[serde(default)]
+    trigger_micros: Option<i64>,
+}
+
+impl From<OffsetsRecord> for Offsets {
+    fn from(r: OffsetsRecord) -> Self {
+        let mut sources = r.sources;
+        for (name, part) in [("files", r.files), ("socket", r.wal)] {
+            if !part.is_empty() {
+                sources.insert(name.to_string(), Value::Array(part));
+            }
+        }
+        Offsets {
+            batch_id: r.batch_id,
+            sources,
+            force_watermark: r.force_watermark,
+            skipped: r.skipped,
+            trigger_micros: r.trigger_micros,
         }
     }
 }
 
 /// Written once a batch is fully done; also what `dfstream checkpoint show` reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "CommitRecord")]
 pub struct Commit {
     pub batch_id: u64,
     pub committed_at_micros: i64,
@@ -108,12 +134,71 @@ pub struct Commit {
     pub input_bytes: u64,
     pub output_rows: u64,
     pub state_groups: u64,
-    /// Where the socket log's taken lines end after this batch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wal_end: Option<WalPosition>,
+    /// Each source's progress after this batch (where the socket log's taken lines end).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: SourceParts,
     /// The event-time watermark after this batch (microseconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<i64>,
+}
+
+/// A commit as stored: format 2, or format 1's `wal_end` (the socket source's progress).
+#[derive(Deserialize)]
+struct CommitRecord {
+    batch_id: u64,
+    committed_at_micros: i64,
+    input_files: u64,
+    input_rows: u64,
+    input_bytes: u64,
+    output_rows: u64,
+    state_groups: u64,
+    #[serde(default)]
+    sources: SourceParts,
+    #[serde(default)]
+    wal_end: Option<Value>,
+    #[serde(default)]
+    watermark: Option<i64>,
+}
+
+impl From<CommitRecord> for Commit {
+    fn from(r: CommitRecord) -> Self {
+        let mut sources = r.sources;
+        if let Some(end) = r.wal_end {
+            sources.insert("socket".to_string(), end);
+        }
+        Commit {
+            batch_id: r.batch_id,
+            committed_at_micros: r.committed_at_micros,
+            input_files: r.input_files,
+            input_rows: r.input_rows,
+            input_bytes: r.input_bytes,
+            output_rows: r.output_rows,
+            state_groups: r.state_groups,
+            sources,
+            watermark: r.watermark,
+        }
+    }
+}
+
+/// A sources snapshot as stored: format 2, or format 1's list of taken files (the directory
+/// source's entry, in a form it still reads).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SourcesSnapshot {
+    BySource(SourceParts),
+    TakenFiles(Vec<Value>),
+}
+
+impl SourcesSnapshot {
+    fn into_parts(self) -> SourceParts {
+        match self {
+            SourcesSnapshot::BySource(parts) => parts,
+            SourcesSnapshot::TakenFiles(files) if files.is_empty() => SourceParts::new(),
+            SourcesSnapshot::TakenFiles(files) => {
+                [("files".to_string(), Value::Array(files))].into()
+            }
+        }
+    }
 }
 
 /// What a restart needs to continue.
@@ -123,13 +208,16 @@ pub struct Recovered {
     pub last_commit: Option<u64>,
     /// State rows to apply in order (a snapshot, then the deltas after it).
     pub state: Vec<RecordBatch>,
-    /// Every file taken by the restored batches: name and modification time.
-    pub taken: BTreeMap<String, i64>,
+    /// What the sources remembered in the newest sources snapshot the restored batch builds
+    /// on (empty if it builds on batch 0's history).
+    pub sources_snapshot: SourceParts,
+    /// The sources' parts of the batches after that snapshot, up to `last_commit`, in order.
+    pub since_snapshot: Vec<SourceParts>,
+    /// The sources' progress recorded in `last_commit`'s commit.
+    pub progress: SourceParts,
     /// Batches started (or committed but not restorable) after `last_commit`, to re-run in
-    /// order with exactly these files.
+    /// order with exactly this input.
     pub replay: Vec<Offsets>,
-    /// Where the socket log's lines taken by `last_commit` end.
-    pub wal_taken: Option<WalPosition>,
     /// The watermark after `last_commit`.
     pub watermark: Option<i64>,
     /// Whether recovery had to work around damaged files: the next commit should then write
@@ -184,12 +272,24 @@ impl Checkpoint {
             damage_seen: Default::default(),
         };
         match checkpoint.metadata()? {
-            Some(stored) if stored.inputs.is_none() && meta.inputs.is_some() => {
-                // Written before inputs were recorded: record them now, so that from here on
-                // another input is refused.
+            Some(stored)
+                if stored.format_version < FORMAT_VERSION
+                    || (stored.inputs.is_none() && meta.inputs.is_some()) =>
+            {
+                // Written by an earlier dfstream: record the format written from here on (an
+                // older dfstream then refuses it rather than misreading it), and the inputs,
+                // if not yet recorded, so that from here on another input is refused.
                 checkpoint.check_same_query(&stored, meta)?;
+                if stored.format_version < FORMAT_VERSION {
+                    log::info!(
+                        "upgrading checkpoint {} from format {} to {FORMAT_VERSION}",
+                        checkpoint.store.describe(),
+                        stored.format_version
+                    );
+                }
                 let upgraded = Metadata {
-                    inputs: meta.inputs.clone(),
+                    format_version: FORMAT_VERSION,
+                    inputs: stored.inputs.clone().or_else(|| meta.inputs.clone()),
                     ..stored
                 };
                 checkpoint.put_json("metadata", &upgraded)?;
@@ -278,9 +378,10 @@ impl Checkpoint {
             "To start over with the new query, pass another --checkpoint directory or run \
              `dfstream reset --checkpoint {dir}`; to continue the old one, run its query again."
         );
-        let differs = if stored.format_version != FORMAT_VERSION {
+        let differs = if stored.format_version > FORMAT_VERSION || stored.format_version == 0 {
             format!(
-                "it has format version {}, and this dfstream reads version {FORMAT_VERSION}",
+                "it has format version {}, and this dfstream reads versions 1 to \
+                 {FORMAT_VERSION} (a later dfstream wrote it)",
                 stored.format_version
             )
         } else if stored.sql != meta.sql {
@@ -337,13 +438,11 @@ impl Checkpoint {
     pub fn recover(&self, state_schema: Option<&SchemaRef>) -> Result<Recovered> {
         let mut good_commits = Vec::new();
         let all_commits = self.batch_ids("commits", "")?;
-        let mut wal_ends = BTreeMap::new();
-        let mut watermarks = BTreeMap::new();
+        let mut commits = BTreeMap::new();
         for &n in &all_commits {
             match self.read_json::<Commit>(&format!("commits/{n}")) {
                 Ok(Some(commit)) => {
-                    wal_ends.insert(n, commit.wal_end);
-                    watermarks.insert(n, commit.watermark);
+                    commits.insert(n, commit);
                     good_commits.push(n);
                 }
                 Ok(None) => {}
@@ -356,9 +455,10 @@ impl Checkpoint {
         let mut recovered = Recovered::default();
         let mut restored = None;
         for &c in good_commits.iter().rev() {
-            match (self.taken_at(c), self.state_at(c, state_schema)) {
-                (Ok(taken), Ok(state)) => {
-                    recovered.taken = taken;
+            match (self.sources_at(c), self.state_at(c, state_schema)) {
+                (Ok((snapshot, since_snapshot)), Ok(state)) => {
+                    recovered.sources_snapshot = snapshot;
+                    recovered.since_snapshot = since_snapshot;
                     recovered.state = state;
                     restored = Some(c);
                     break;
@@ -381,8 +481,10 @@ impl Checkpoint {
             )));
         }
         recovered.last_commit = restored;
-        recovered.wal_taken = restored.and_then(|c| wal_ends.get(&c).copied().flatten());
-        recovered.watermark = restored.and_then(|c| watermarks.get(&c).copied().flatten());
+        if let Some(commit) = restored.and_then(|c| commits.remove(&c)) {
+            recovered.progress = commit.sources;
+            recovered.watermark = commit.watermark;
+        }
         if let Some(c) = restored
             && all_commits.last().is_some_and(|&last| last > c)
         {
@@ -438,16 +540,6 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// The earliest socket-log position any recovery from the files kept here could restart
-    /// from: the start, while batch 0's history is all here; else where the oldest good commit
-    /// kept ended. Log segments before it can go; later ones may still be replayed.
-    pub fn oldest_restart_wal(&self) -> Result<WalPosition> {
-        Ok(self
-            .oldest_restorable()?
-            .and_then(|c| c.wal_end)
-            .unwrap_or_default())
-    }
-
     /// The oldest commit a recovery from the files kept here could restore (later batches
     /// may be re-run from their offsets; this one and earlier ones never are), or `None`
     /// while batch 0's history is all here and everything could be re-run.
@@ -472,24 +564,36 @@ impl Checkpoint {
         Ok(self.batch_ids("offsets", "")?.first() == Some(&0))
     }
 
-    /// File names taken up to batch `c`: the newest good sources snapshot, then offsets.
-    fn taken_at(&self, c: u64) -> std::result::Result<BTreeMap<String, i64>, String> {
-        let taken = self.rebuild(
+    /// What the sources remembered up to batch `c`: the newest good sources snapshot at or
+    /// before it, and their parts of every later batch up to `c`.
+    fn sources_at(&self, c: u64) -> std::result::Result<(SourceParts, Vec<SourceParts>), String> {
+        enum Piece {
+            Snapshot(SourceParts),
+            Batch(SourceParts),
+        }
+        let pieces = self.rebuild(
             c,
             "sources",
-            |s| self.read_json::<Vec<(String, i64)>>(&format!("sources/{s}.snapshot")),
+            |s| {
+                let snapshot =
+                    self.read_json::<SourcesSnapshot>(&format!("sources/{s}.snapshot"))?;
+                Ok(snapshot.map(|snapshot| vec![Piece::Snapshot(snapshot.into_parts())]))
+            },
             |n| {
                 let offsets = self.read_json::<Offsets>(&format!("offsets/{n}"))?;
-                Ok(offsets.map(|o| {
-                    o.files
-                        .into_iter()
-                        .map(|f| (f.name, f.mtime_micros))
-                        .collect()
-                }))
+                Ok(offsets.map(|o| vec![Piece::Batch(o.sources)]))
             },
             |n| format!("offsets/{n}"),
         )?;
-        Ok(taken.into_iter().collect())
+        let mut snapshot = SourceParts::new();
+        let mut batches = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Snapshot(parts) => snapshot = parts,
+                Piece::Batch(parts) => batches.push(parts),
+            }
+        }
+        Ok((snapshot, batches))
     }
 
     /// State rows after batch `c`: the newest good snapshot, then every delta after it.
@@ -613,19 +717,18 @@ impl Checkpoint {
         (batch_id + 1).is_multiple_of(self.snapshot_interval)
     }
 
-    /// Writes full snapshots of the state and of the taken files after batch `batch_id`.
+    /// Writes full snapshots of the state and of what the sources remember after batch
+    /// `batch_id`.
     pub fn write_snapshot(
         &self,
         batch_id: u64,
         state: Option<&RecordBatch>,
-        taken: &HashMap<String, i64>,
+        sources: &SourceParts,
     ) -> Result<()> {
         if let Some(state) = state {
             self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)?;
         }
-        let mut names: Vec<(&String, &i64)> = taken.iter().collect();
-        names.sort_unstable();
-        self.put_json(&format!("sources/{batch_id}.snapshot"), &names)
+        self.put_json(&format!("sources/{batch_id}.snapshot"), sources)
     }
 
     /// Marks batch `commit.batch_id` done, then drops files no recovery can need any more.
@@ -1045,51 +1148,62 @@ mod tests {
         Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
     }
 
+    fn offsets(batch_id: u64, parts: SourceParts) -> Offsets {
+        Offsets {
+            batch_id,
+            sources: parts,
+            force_watermark: None,
+            skipped: false,
+            trigger_micros: None,
+        }
+    }
+
+    /// The names a source "t" whose parts and snapshots are lists of names took, as recovered.
+    fn taken_names(recovered: &Recovered) -> Vec<String> {
+        let lists = recovered
+            .sources_snapshot
+            .get("t")
+            .into_iter()
+            .chain(recovered.since_snapshot.iter().filter_map(|p| p.get("t")));
+        let mut names: Vec<String> = lists
+            .flat_map(|list| serde_json::from_value::<Vec<String>>(list.clone()).unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn taken_files_come_from_snapshots_and_later_offsets_and_old_files_go() {
+    fn sources_come_from_snapshots_and_later_offsets_and_old_files_go() {
         let dir = tempfile::tempdir().unwrap();
         let cp = Checkpoint::open(dir.path(), &meta("q"), 2, 0).unwrap();
-        let mut taken = HashMap::new();
+        let mut taken = Vec::new();
         for n in 0..5u64 {
             let name = format!("f{n}");
-            cp.write_offsets(&Offsets {
-                batch_id: n,
-                files: vec![NewFile {
-                    name: name.clone(),
-                    ts_micros: 0,
-                    mtime_micros: 0,
-                    size: None,
-                }],
-                wal: vec![],
-                force_watermark: None,
-                skipped: false,
-                trigger_micros: None,
-            })
+            cp.write_offsets(&offsets(
+                n,
+                [("t".into(), serde_json::json!([name]))].into(),
+            ))
             .unwrap();
-            taken.insert(name, 0);
+            taken.push(name);
             if cp.wants_snapshot(n) {
-                cp.write_snapshot(n, None, &taken).unwrap();
+                let parts = [("t".to_string(), serde_json::json!(taken))].into();
+                cp.write_snapshot(n, None, &parts).unwrap();
             }
             cp.commit(&Commit {
                 batch_id: n,
+                sources: [("t".into(), serde_json::json!(n))].into(),
                 ..Default::default()
             })
             .unwrap();
         }
         // A started but uncommitted batch is replayed.
-        cp.write_offsets(&Offsets {
-            batch_id: 5,
-            files: vec![],
-            wal: vec![],
-            force_watermark: None,
-            skipped: false,
-            trigger_micros: None,
-        })
-        .unwrap();
+        cp.write_offsets(&offsets(5, SourceParts::new())).unwrap();
         let recovered = cp.recover(None).unwrap();
         assert!(!recovered.damaged);
         assert_eq!(recovered.last_commit, Some(4));
-        assert_eq!(recovered.taken.len(), 5);
+        assert_eq!(taken_names(&recovered), ["f0", "f1", "f2", "f3", "f4"]);
+        assert_eq!(recovered.since_snapshot.len(), 1, "after the snapshot at 3");
+        assert_eq!(recovered.progress["t"], serde_json::json!(4));
         assert_eq!(recovered.replay.len(), 1);
         assert!(
             !dir.path().join("offsets/0").exists(),
@@ -1108,10 +1222,68 @@ mod tests {
                 .collect::<Vec<_>>(),
             [4, 5]
         );
-        assert_eq!(recovered.taken.len(), 4);
+        assert_eq!(taken_names(&recovered), ["f0", "f1", "f2", "f3"]);
+        assert_eq!(recovered.progress["t"], serde_json::json!(3));
         // A damaged piece is what a failed rebuild names, not batch 0's pruned history.
         std::fs::write(dir.path().join("offsets/4"), b"{\"batch_id\": 4").unwrap();
-        let problem = cp.taken_at(4).unwrap_err();
+        let problem = cp.sources_at(4).unwrap_err();
         assert!(problem.contains("offsets/4"), "{problem}");
+    }
+
+    #[test]
+    fn format_1_records_are_read_as_the_directory_and_socket_sources_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut old = meta("q");
+        old.format_version = 1;
+        let cp = Checkpoint::open(dir.path(), &old, 10, 100).unwrap();
+        // Written as format 1 wrote them.
+        let file = serde_json::json!({"name": "a.txt", "ts_micros": 5, "mtime_micros": 4});
+        let range = serde_json::json!({"segment": 0, "start": 0, "end": 9, "ts_micros": 5});
+        let end = serde_json::json!({"segment": 0, "offset": 9});
+        cp.put_json(
+            "offsets/0",
+            &serde_json::json!({"batch_id": 0, "files": [file], "wal": [range]}),
+        )
+        .unwrap();
+        cp.put_json("sources/0.snapshot", &serde_json::json!([["a.txt", 4]]))
+            .unwrap();
+        cp.put_json(
+            "commits/0",
+            &serde_json::json!({"batch_id": 0, "committed_at_micros": 1, "input_files": 1,
+                "input_rows": 2, "input_bytes": 9, "output_rows": 2, "state_groups": 2,
+                "wal_end": end}),
+        )
+        .unwrap();
+        cp.put_json(
+            "offsets/1",
+            &serde_json::json!({"batch_id": 1, "files": []}),
+        )
+        .unwrap();
+        let recovered = cp.recover(None).unwrap();
+        assert_eq!(recovered.last_commit, Some(0));
+        assert_eq!(
+            recovered.sources_snapshot["files"],
+            serde_json::json!([["a.txt", 4]])
+        );
+        assert_eq!(recovered.progress["socket"], end);
+        assert!(recovered.replay[0].sources.is_empty());
+        let offsets = cp.offsets(0).unwrap();
+        assert_eq!(offsets.sources["files"], serde_json::json!([file]));
+        assert_eq!(offsets.sources["socket"], serde_json::json!([range]));
+        drop(cp);
+        // Opening it for a run records format 2; a later format is refused.
+        drop(Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap());
+        let (_, stored) = Checkpoint::open_read_only(dir.path()).unwrap();
+        assert_eq!(stored.format_version, FORMAT_VERSION);
+        let mut later = meta("q");
+        later.format_version = FORMAT_VERSION + 1;
+        let cp = Checkpoint::open_read_only(dir.path()).unwrap().0;
+        cp.put_json("metadata", &later).unwrap();
+        drop(cp);
+        let err = Checkpoint::open(dir.path(), &meta("q"), 10, 100)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("a later dfstream wrote it"), "{err}");
     }
 }

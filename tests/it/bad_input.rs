@@ -245,9 +245,10 @@ fn empty_files_are_fine() {
 fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
     // Drive the scan directly: the file is listed, then removed before the trigger reads it.
     use dfstream::batch::{Projection, TextCounters};
-    use dfstream::query::lines::{TriggerFile, read_file};
+    use dfstream::query::lines::read_file;
+    use dfstream::source::InputUnit;
     let counters = TextCounters::default();
-    let file = TriggerFile {
+    let file = InputUnit {
         path: "/no/such/file.txt".into(),
         display: "file.txt".into(),
         ts_micros: 0,

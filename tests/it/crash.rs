@@ -755,7 +755,7 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
 }
 
 #[test]
-fn verify_refuses_an_arrival_time_query_once_arrival_times_are_pruned() {
+fn verify_rebuilds_arrival_times_from_snapshots_once_offsets_are_pruned() {
     let ws = Workspace::new();
     for i in 0..6 {
         ws.add_file(&format!("f{i}.txt"), "a b\n");
@@ -777,6 +777,27 @@ fn verify_refuses_an_arrival_time_query_once_arrival_times_are_pruned() {
     assert_ok(&ws.run(&repo("sql/tumbling_wordcount.sql"), &args));
     assert!(!ws.checkpoint.join("offsets/0").exists(), "pruned");
     let out = verify_query(&ws, "sql/tumbling_wordcount.sql", &["size=10s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).contains("OK"), "{}", stdout(&out));
+    // Snapshots as format 1 wrote them (names and modification times only): the arrival
+    // times of pruned batches are gone, and verify says so.
+    for entry in std::fs::read_dir(ws.checkpoint.join("sources")).unwrap() {
+        let path = entry.unwrap().path();
+        let names: Vec<String> = (0..6).map(|i| format!("f{i}.txt")).collect();
+        let old: Vec<(String, i64)> = names.into_iter().map(|n| (n, 0)).collect();
+        write_sealed(&path, &serde_json::to_vec(&old).unwrap());
+    }
+    let out = verify_query(&ws, "sql/tumbling_wordcount.sql", &["size=10s"]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert_logged(&out, "the query reads `ts`");
+}
+
+/// Writes `payload` at `path` with the checksum trailer every checkpoint file carries, as an
+/// older dfstream would have written it.
+fn write_sealed(path: &Path, payload: &[u8]) {
+    let hash = twox_hash::XxHash64::oneshot(0, payload);
+    let mut bytes = payload.to_vec();
+    bytes.extend_from_slice(b"\n#dfstream-xxh64:");
+    bytes.extend_from_slice(format!("{hash:016x}:{}\n", payload.len()).as_bytes());
+    std::fs::write(path, bytes).unwrap();
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use dfstream::batch::TextCounters;
-use dfstream::query::lines::{TriggerFile, TriggerSlot};
+use dfstream::query::lines::TriggerSlot;
 use dfstream::query::plan::{Params, QueryFile};
 use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
+use dfstream::source::InputUnit;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -108,7 +109,7 @@ async fn stream(
             files[range.clone()]
                 .iter()
                 .enumerate()
-                .map(|(i, (name, _))| TriggerFile {
+                .map(|(i, (name, _))| InputUnit {
                     path: dir.join(name),
                     display: name.clone(),
                     ts_micros: ts_of(range.start + i),
@@ -481,7 +482,7 @@ fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u
                 slot.set(
                     range
                         .clone()
-                        .map(|i| TriggerFile {
+                        .map(|i| InputUnit {
                             path: dir.path().join(&files[i].0),
                             display: files[i].0.clone(),
                             ts_micros: ts[i],

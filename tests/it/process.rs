@@ -327,7 +327,9 @@ fn an_interval_trigger_batches_what_arrived_during_the_interval() {
     let (checkpoint, _) =
         dfstream::state::checkpoint::Checkpoint::open_read_only(&ws.checkpoint).unwrap();
     assert_eq!(
-        checkpoint.offsets(0).unwrap().files.len(),
+        dfstream::source::dir::files_of(&checkpoint.offsets(0).unwrap().sources["files"])
+            .unwrap()
+            .len(),
         2,
         "both files in one batch"
     );
