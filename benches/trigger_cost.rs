@@ -105,7 +105,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
     assert_eq!(query.state().unwrap().len(), groups);
 
     let checkpoint = Checkpoint::open(
-        &dir.path().join("checkpoint"),
+        &dfstream::storage::Location::Local(dir.path().join("checkpoint")),
         &Metadata {
             format_version: FORMAT_VERSION,
             query_id: String::new(),
@@ -122,6 +122,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
         10,
         100,
     )
+    .await
     .unwrap();
     let mut rng = 0x9e3779b97f4a7c15u64;
     let mut next = move || {
@@ -164,7 +165,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             skipped: false,
             trigger_micros: None,
         };
-        checkpoint.write_offsets(&offsets).unwrap();
+        checkpoint.write_offsets(&offsets).await.unwrap();
         let offsets_done = start.elapsed();
         let read_before = counters.snapshot().read_nanos;
         slot.set(vec![trigger_file(&path)]);
@@ -182,11 +183,13 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
         let checkpoint_start = Instant::now();
         checkpoint
             .write_state_delta(batch_id, output.state_delta.as_ref().unwrap())
+            .await
             .unwrap();
         if checkpoint.wants_snapshot(batch_id) {
             let live = query.state().unwrap().live_rows().unwrap();
             checkpoint
                 .write_snapshot(batch_id, Some(&live), &Default::default())
+                .await
                 .unwrap();
         }
         checkpoint
@@ -194,6 +197,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
                 batch_id,
                 ..Default::default()
             })
+            .await
             .unwrap();
         let checkpoint_time = checkpoint_start.elapsed() + offsets_done;
         let t = output.timings;

@@ -64,7 +64,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         }
         match config.args.trigger {
             Trigger::Once => {
-                let parts = job.take(false)?;
+                let parts = job.take(false).await?;
                 if !parts.is_empty() {
                     job.run_batch(parts, None).await?;
                 }
@@ -72,14 +72,14 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
             Trigger::AvailableNow => {
                 // Everything there now: the files listed and the lines logged at start.
                 for source in &mut job.sources {
-                    source.bound_to_available_now()?;
+                    source.bound_to_available_now().await?;
                 }
                 while !stop.load(Ordering::SeqCst) {
                     tokio::task::yield_now().await;
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let parts = job.take(true)?;
+                    let parts = job.take(true).await?;
                     if parts.is_empty() {
                         break;
                     }
@@ -102,7 +102,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                         break;
                     }
                     let started = Instant::now();
-                    let parts = job.take(true)?;
+                    let parts = job.take(true).await?;
                     let ran = !parts.is_empty();
                     if ran {
                         job.run_batch(parts, None).await?;
@@ -247,12 +247,13 @@ impl Job {
             inputs: Some(sources.iter().map(|s| s.identity()).collect()),
         };
         let checkpoint = Checkpoint::open(
-            &args.checkpoint,
+            &config.checkpoint,
             &meta,
             args.snapshot_interval,
             args.retain_batches,
-        )?;
-        let mut recovered = checkpoint.recover(state_schema.as_ref())?;
+        )
+        .await?;
+        let mut recovered = checkpoint.recover(state_schema.as_ref()).await?;
         for rows in std::mem::take(&mut recovered.state) {
             query.restore_state(rows)?;
         }
@@ -260,7 +261,7 @@ impl Job {
             query.slot().restore_watermark(watermark);
             query.forget_closed_windows()?;
         }
-        restore_sources(&mut sources, &checkpoint, &recovered)?;
+        restore_sources(&mut sources, &checkpoint, &recovered).await?;
         let next_batch = recovered.last_commit.map_or(0, |c| c + 1);
         let recovered_damage = recovered.damaged;
         if recovered_damage {
@@ -269,7 +270,7 @@ impl Job {
         if let Some(last) = recovered.last_commit {
             log::info!(
                 "resuming from {} after batch {last}: {} groups in state",
-                args.checkpoint.display(),
+                checkpoint.describe(),
                 query.state().map_or(0, |s| s.len())
             );
         }
@@ -282,7 +283,8 @@ impl Job {
         }
         // Anything after the restored and replayable batches cannot be reproduced: drop it.
         let first_unrecoverable = next_batch + recovered.replay.len() as u64;
-        checkpoint.discard_from(first_unrecoverable)?;
+        checkpoint.discard_from(first_unrecoverable).await?;
+        checkpoint.uncommit_from(next_batch).await?;
         for sink in &mut sinks {
             sink.discard_from(first_unrecoverable)?;
         }
@@ -314,16 +316,16 @@ impl Job {
                 .and_then(|ms| ms.parse().ok())
                 .map(Duration::from_millis),
         };
-        job.release_input()?;
+        job.release_input().await?;
         Ok(job)
     }
 
     /// Each source's part of a new batch (sources with nothing new are absent).
-    fn take(&mut self, limited: bool) -> Result<SourceParts> {
+    async fn take(&mut self, limited: bool) -> Result<SourceParts> {
         let now = now_micros();
         let mut parts = SourceParts::new();
         for source in &mut self.sources {
-            if let Some(part) = source.take(limited, now)? {
+            if let Some(part) = source.take(limited, now).await? {
                 parts.insert(source.name().to_string(), part);
             }
         }
@@ -352,7 +354,7 @@ impl Job {
         let before = self.counters.snapshot();
         offsets.batch_id = batch_id;
         let trigger_micros = *offsets.trigger_micros.get_or_insert_with(now_micros);
-        self.checkpoint.write_offsets(&offsets)?;
+        self.checkpoint.write_offsets(&offsets).await?;
         self.query.slot().clock().set(trigger_micros);
         if let Some(watermark) = offsets.force_watermark {
             self.query.slot().restore_watermark(watermark);
@@ -369,7 +371,7 @@ impl Job {
                         "batch {batch_id} in {} read input from a {name} source, which this \
                          run does not have; run the job with the inputs that made the \
                          checkpoint",
-                        self.checkpoint.dir().display()
+                        self.checkpoint.describe()
                     ))
                 })?;
             units.extend(source.open_batch(batch_id, part)?);
@@ -392,7 +394,7 @@ impl Job {
             .map_err(|source| Error::BatchFailed {
                 batch_id,
                 inputs: source::describe_parts(&offsets.sources),
-                checkpoint: self.checkpoint.dir().to_path_buf(),
+                checkpoint: self.checkpoint.describe(),
                 source: Box::new(source),
             })?;
         let queried = started.elapsed();
@@ -454,13 +456,16 @@ impl Job {
 
     /// Tells the sources which batches no recovery can re-run any more (older than the oldest
     /// commit it could restore), so that input only those needed can go.
-    fn release_input(&mut self) -> Result<()> {
-        let oldest = self.checkpoint.oldest_restorable()?;
+    async fn release_input(&mut self) -> Result<()> {
+        let oldest = self.checkpoint.oldest_restorable().await?;
         for source in &mut self.sources {
-            source.release(oldest.as_ref().map(|commit| Restorable {
-                batch_id: commit.batch_id,
-                progress: commit.sources.get(source.name()),
-            }))?;
+            let name = source.name();
+            source
+                .release(oldest.as_ref().map(|commit| Restorable {
+                    batch_id: commit.batch_id,
+                    progress: commit.sources.get(name),
+                }))
+                .await?;
         }
         Ok(())
     }
@@ -480,7 +485,8 @@ impl Job {
         for batch in &uncommitted {
             if let Some(delta) = &batch.delta {
                 self.checkpoint
-                    .write_state_delta(batch.commit.batch_id, delta)?;
+                    .write_state_delta(batch.commit.batch_id, delta)
+                    .await?;
                 pause(self.step_pause).await;
             }
         }
@@ -499,16 +505,19 @@ impl Job {
                 .filter_map(|s| Some((s.name().to_string(), s.snapshot()?)))
                 .collect();
             self.checkpoint
-                .write_snapshot(last, state.as_ref(), &remembered)?;
+                .write_snapshot(last, state.as_ref(), &remembered)
+                .await?;
         }
         let now = now_micros();
         for batch in uncommitted {
-            self.checkpoint.commit(&Commit {
-                committed_at_micros: now,
-                ..batch.commit
-            })?;
+            self.checkpoint
+                .commit(&Commit {
+                    committed_at_micros: now,
+                    ..batch.commit
+                })
+                .await?;
         }
-        self.release_input()?;
+        self.release_input().await?;
         self.last_commit = Instant::now();
         Ok(())
     }
@@ -516,7 +525,7 @@ impl Job {
 
 /// Hands each source what the checkpoint kept of it: the restored batch's snapshot, parts and
 /// progress, the parts to re-run, and the kept committed batches' parts.
-fn restore_sources(
+async fn restore_sources(
     sources: &mut [Box<dyn Source>],
     checkpoint: &Checkpoint,
     recovered: &Recovered,
@@ -527,20 +536,23 @@ fn restore_sources(
     let mut kept_whole = false;
     if let Some(last) = recovered.last_commit {
         let batches: Vec<u64> = checkpoint
-            .kept_batches()?
+            .kept_batches()
+            .await?
             .into_iter()
             .filter(|&b| b <= last)
             .collect();
-        kept.extend(batches.iter().filter_map(|&b| checkpoint.offsets(b)));
+        for &b in &batches {
+            kept.extend(checkpoint.offsets(b).await);
+        }
         kept_whole = batches
             .first()
             .is_some_and(|&first| kept.len() as u64 == last - first + 1);
     }
-    let oldest_restorable = checkpoint.oldest_restorable()?.map(|c| c.batch_id);
+    let oldest_restorable = checkpoint.oldest_restorable().await?.map(|c| c.batch_id);
     for source in sources {
         let name = source.name();
         let part_of = |parts: &SourceParts| parts.get(name).cloned();
-        source.restore(Restored {
+        let restored = Restored {
             snapshot: part_of(&recovered.sources_snapshot),
             since_snapshot: recovered
                 .since_snapshot
@@ -559,7 +571,8 @@ fn restore_sources(
                 .collect(),
             kept_whole,
             oldest_restorable,
-        })?;
+        };
+        source.restore(restored).await?;
     }
     Ok(())
 }

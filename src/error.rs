@@ -33,13 +33,12 @@ pub enum Error {
     #[error(
         "batch {batch_id} failed (input: {inputs}): {source}\nThe batch is re-run at every start. \
          To set its input aside and go on with the rest, run `dfstream checkpoint skip-batch \
-         {batch_id} --checkpoint {checkpoint}`, then start the job again.",
-        checkpoint = .checkpoint.display()
+         {batch_id} --checkpoint {checkpoint}`, then start the job again."
     )]
     BatchFailed {
         batch_id: u64,
         inputs: String,
-        checkpoint: PathBuf,
+        checkpoint: String,
         #[source]
         source: Box<Error>,
     },

@@ -12,7 +12,8 @@
 //! - [`sink`]: console table and Parquet output;
 //! - [`app`]: the trigger loop that wires them; [`commands`]: verify, checkpoint show, reset,
 //!   generate, the mode shortcuts, demo and sql; [`generate`]: the data generator;
-//!   [`cli`] and [`error`] face the user.
+//!   [`cli`] and [`error`] face the user; [`storage`] opens local paths and object-store
+//!   URLs for the others.
 
 pub mod app;
 pub mod batch;
@@ -25,3 +26,4 @@ pub mod query;
 pub mod sink;
 pub mod source;
 pub mod state;
+pub mod storage;

@@ -49,14 +49,18 @@ fn main() -> ExitCode {
             }
             Command::Verify(args) => dfstream::commands::verify(args, &mut stdout).await,
             Command::Checkpoint(CheckpointCommand::Show(args)) => {
-                dfstream::commands::show(args, &mut stdout).map(|_| true)
+                dfstream::commands::show(args, &mut stdout)
+                    .await
+                    .map(|_| true)
             }
             Command::Checkpoint(CheckpointCommand::SkipBatch(args)) => {
-                dfstream::commands::skip_batch(args, &mut stdout).map(|_| true)
+                dfstream::commands::skip_batch(args, &mut stdout)
+                    .await
+                    .map(|_| true)
             }
-            Command::Reset(args) => {
-                dfstream::commands::reset_checkpoint(&args.checkpoint, &mut stdout).map(|_| true)
-            }
+            Command::Reset(args) => dfstream::commands::reset_checkpoint(args, &mut stdout)
+                .await
+                .map(|_| true),
             Command::Generate(command) => {
                 dfstream::commands::generate(command, dfstream::app::shutdown_signal())
                     .await

@@ -1,18 +1,18 @@
 //! `dfstream checkpoint show` (what a checkpoint holds) and `dfstream reset` (start over).
 
 use std::io::Write;
-use std::path::Path;
 
-use crate::cli::{ShowArgs, SkipBatchArgs};
+use crate::cli::{self, ResetArgs, ShowArgs, SkipBatchArgs};
 use crate::error::{Error, Result};
 use crate::generate;
 use crate::source;
 use crate::state::checkpoint::{Checkpoint, reset};
 
 /// `dfstream checkpoint show`: the query, committed batches, state size and files.
-pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
-    let (checkpoint, meta) = Checkpoint::open_read_only(&args.checkpoint)?;
-    let commits = checkpoint.commits()?;
+pub async fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
+    let location = cli::location(&args.checkpoint, "--checkpoint", &args.storage_options)?;
+    let (checkpoint, meta) = Checkpoint::open_read_only(&location).await?;
+    let commits = checkpoint.commits().await?;
     let mut text = String::new();
     text.push_str(&format!("checkpoint {}\n", args.checkpoint.display()));
     text.push_str(&format!(
@@ -59,7 +59,7 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
         ));
     }
     let next = commits.last().map_or(0, |c| c.batch_id + 1);
-    if let Some(offsets) = checkpoint.offsets(next) {
+    if let Some(offsets) = checkpoint.offsets(next).await {
         text.push_str(&format!(
             "{next:>6}  started, not committed: re-run on the next start{} ({})\n",
             if offsets.skipped {
@@ -71,15 +71,15 @@ pub fn show(args: ShowArgs, out: &mut impl Write) -> Result<()> {
         ));
     }
     // Batches whose input was set aside (`checkpoint skip-batch`), while their offsets are kept.
-    for batch in checkpoint.kept_batches()? {
-        if let Some(offsets) = checkpoint.offsets(batch).filter(|o| o.skipped) {
+    for batch in checkpoint.kept_batches().await? {
+        if let Some(offsets) = checkpoint.offsets(batch).await.filter(|o| o.skipped) {
             text.push_str(&format!(
                 "skipped    batch {batch}, input set aside: {}\n",
                 source::describe_parts(&offsets.sources)
             ));
         }
     }
-    let files = checkpoint.files()?;
+    let files = checkpoint.files().await?;
     let state_bytes: u64 = files
         .iter()
         .filter(|(name, _)| name.starts_with("state/"))
@@ -103,9 +103,10 @@ fn format_micros(micros: i64) -> String {
 
 /// `dfstream checkpoint skip-batch N`: sets aside the input of a batch that fails at every
 /// start (refused while a job holds the checkpoint).
-pub fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()> {
-    let checkpoint = Checkpoint::lock_existing(&args.checkpoint)?;
-    let offsets = checkpoint.skip_batch(args.batch)?;
+pub async fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()> {
+    let location = cli::location(&args.checkpoint, "--checkpoint", &args.storage_options)?;
+    let checkpoint = Checkpoint::lock_existing(&location).await?;
+    let offsets = checkpoint.skip_batch(args.batch).await?;
     writeln!(
         out,
         "batch {} set aside ({}): the next start commits it without its input and goes on",
@@ -116,13 +117,14 @@ pub fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()> {
 }
 
 /// `dfstream reset`: deletes the checkpoint's contents so that the next run starts over.
-pub fn reset_checkpoint(dir: &Path, out: &mut impl Write) -> Result<()> {
-    reset(dir)?;
+pub async fn reset_checkpoint(args: ResetArgs, out: &mut impl Write) -> Result<()> {
+    let location = cli::location(&args.checkpoint, "--checkpoint", &args.storage_options)?;
+    reset(&location).await?;
     writeln!(
         out,
         "reset {}: the next run starts from batch 0 and reads every file again \
          (empty the output directory too if it should not keep old batches)",
-        dir.display()
+        location.describe()
     )
     .map_err(|e| Error::io("writing to the console", e))
 }

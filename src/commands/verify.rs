@@ -23,7 +23,8 @@ use crate::state::checkpoint::Checkpoint;
 /// `dfstream verify`: runs the query once as a batch over every file the checkpoint says was
 /// taken and compares the result with the streaming output. Returns whether they match.
 pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
-    let (checkpoint, meta) = Checkpoint::open_read_only(&args.checkpoint)?;
+    let location = crate::cli::location(&args.checkpoint, "--checkpoint", &args.storage_options)?;
+    let (checkpoint, meta) = Checkpoint::open_read_only(&location).await?;
     let file = QueryFile::read(&args.query)?;
     let params: BTreeMap<String, String> = args.params.iter().cloned().collect();
     if file.sql != meta.sql || params != meta.params {
@@ -44,7 +45,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             )));
         }
     }
-    let recovered = checkpoint.recover(None)?;
+    let recovered = checkpoint.recover(None).await?;
     let read_socket = meta.inputs.iter().flatten().any(|i| i == socket::NAME)
         || recovered.progress.contains_key(socket::NAME);
     if read_socket {
@@ -94,7 +95,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     })?;
     let mut set_aside = std::collections::BTreeSet::new();
     for batch_id in 0..=last {
-        if let Some(offsets) = checkpoint.offsets(batch_id).filter(|o| o.skipped)
+        if let Some(offsets) = checkpoint.offsets(batch_id).await.filter(|o| o.skipped)
             && let Some(part) = part_of(&offsets.sources)
         {
             set_aside.extend(dir::files_of(&part)?.into_iter().map(|f| f.name));

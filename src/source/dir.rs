@@ -477,6 +477,7 @@ impl DirSource {
     }
 }
 
+#[async_trait::async_trait]
 impl Source for DirSource {
     fn name(&self) -> &'static str {
         NAME
@@ -490,7 +491,7 @@ impl Source for DirSource {
         self.dir.display().to_string()
     }
 
-    fn restore(&mut self, restored: Restored) -> Result<()> {
+    async fn restore(&mut self, restored: Restored) -> Result<()> {
         let taken = taken_files(&restored)?;
         if let Some(how) = self.cleanup.clone() {
             // The files of committed batches whose offsets are kept wait until no recovery
@@ -518,12 +519,12 @@ impl Source for DirSource {
         Ok(())
     }
 
-    fn bound_to_available_now(&mut self) -> Result<()> {
+    async fn bound_to_available_now(&mut self) -> Result<()> {
         self.bound = Some(self.available()?.into());
         Ok(())
     }
 
-    fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {
+    async fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {
         let max = if limited { self.max_files } else { None };
         let files = match &mut self.bound {
             Some(bound) => {
@@ -585,7 +586,7 @@ impl Source for DirSource {
         serde_json::to_value(entries).ok()
     }
 
-    fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()> {
+    async fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()> {
         let (Some(how), Some(oldest)) = (self.cleanup.clone(), oldest) else {
             return Ok(());
         };

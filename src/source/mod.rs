@@ -70,6 +70,7 @@ pub struct Restorable<'a> {
 }
 
 /// A source of input; see the module docs.
+#[async_trait::async_trait]
 pub trait Source: Send {
     /// The key of this source's entries in offsets, commits and snapshots.
     fn name(&self) -> &'static str;
@@ -83,16 +84,16 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 
     /// Takes up what the checkpoint kept; called once, before anything else is asked.
-    fn restore(&mut self, restored: Restored) -> Result<()>;
+    async fn restore(&mut self, restored: Restored) -> Result<()>;
 
     /// From now on, hands out only input that is available now (`--trigger available-now`,
     /// Spark's `prepareForTriggerAvailableNow`).
-    fn bound_to_available_now(&mut self) -> Result<()>;
+    async fn bound_to_available_now(&mut self) -> Result<()>;
 
     /// Finds new input and takes it for the next batch (within the source's per-trigger
     /// limits when `limited`): this source's part of the batch's offsets, or `None` when
     /// nothing is new. What is taken is never handed out again.
-    fn take(&mut self, limited: bool, now_micros: i64) -> Result<Option<Value>>;
+    async fn take(&mut self, limited: bool, now_micros: i64) -> Result<Option<Value>>;
 
     /// The units to read for this source's `part` of batch `batch_id` (a new batch or a
     /// re-run one); from here on they count as taken.
@@ -108,7 +109,7 @@ pub trait Source: Send {
 
     /// Batches up to `oldest` are committed and no recovery can re-run them: input that only
     /// they needed can go (`--clean-source`, log segments).
-    fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()>;
+    async fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()>;
 }
 
 /// What every source is built with.

@@ -80,7 +80,7 @@ impl SocketSource {
         let args = &ctx.config.args;
         Some(Self {
             address: args.socket.clone()?,
-            wal_dir: args.checkpoint.join("wal"),
+            wal_dir: ctx.config.wal_dir.clone()?,
             max_line_bytes: args.max_line_bytes,
             max_rows: args.max_batch_rows,
             wake: Arc::clone(&ctx.wake),
@@ -97,6 +97,7 @@ impl SocketSource {
     }
 }
 
+#[async_trait::async_trait]
 impl Source for SocketSource {
     fn name(&self) -> &'static str {
         NAME
@@ -110,7 +111,7 @@ impl Source for SocketSource {
         format!("socket {}", self.address)
     }
 
-    fn restore(&mut self, restored: Restored) -> Result<()> {
+    async fn restore(&mut self, restored: Restored) -> Result<()> {
         let position = |value: &Value| super::decode::<WalPosition>(NAME, "log position", value);
         // Taken up to where the restored batch ended; each re-run batch moves that on as it
         // runs. (Starting past the re-runs would skip the lines of one whose offsets turn out
@@ -144,13 +145,13 @@ impl Source for SocketSource {
         Ok(())
     }
 
-    fn bound_to_available_now(&mut self) -> Result<()> {
+    async fn bound_to_available_now(&mut self) -> Result<()> {
         let end = self.log()?.durable();
         self.bound = Some(end);
         Ok(())
     }
 
-    fn take(&mut self, limited: bool, now_micros: i64) -> Result<Option<Value>> {
+    async fn take(&mut self, limited: bool, now_micros: i64) -> Result<Option<Value>> {
         let max_rows = if limited { self.max_rows } else { None };
         let bound = self.bound;
         let ranges = self.log()?.take(max_rows, bound, now_micros)?;
@@ -190,7 +191,7 @@ impl Source for SocketSource {
         None
     }
 
-    fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()> {
+    async fn release(&mut self, oldest: Option<Restorable<'_>>) -> Result<()> {
         // Not just up to the newest commit: a recovery that falls back past damaged files
         // re-runs older batches, whose lines must still be in the log.
         let restart = match oldest.and_then(|o| o.progress) {

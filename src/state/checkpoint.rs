@@ -21,9 +21,6 @@
 //! exactly those files. Knows nothing of SQL: it stores rows and names handed to it.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -32,10 +29,17 @@ use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::store::{LocalStore, Store};
+use super::store::{Lock, Store};
 use crate::error::{Error, Result};
+use crate::storage::Location;
+
+/// What a reader of one snapshot or batch file gives [`Checkpoint::rebuild`]: its pieces,
+/// `None` for a missing file, or what is damaged.
+type Pieces<T> = std::result::Result<Option<Vec<T>>, String>;
 
 /// Version of the layout above; a checkpoint of a later version is refused, and one of an
 /// earlier version is read and upgraded.
@@ -236,13 +240,13 @@ const BATCH_FILES: [(&str, &str); 5] = [
     ("sources", ".snapshot"),
 ];
 
-/// An open checkpoint directory, locked by this process.
+/// An open checkpoint (a local directory or an object-store prefix), locked by this process.
 pub struct Checkpoint {
-    store: LocalStore,
+    store: Box<dyn Store>,
     snapshot_interval: u64,
     retain_batches: u64,
-    /// Held open for the exclusive lock; released when the process ends, however it ends.
-    _lock: Option<File>,
+    /// The single-writer lock (none when only reading).
+    lock: Option<Lock>,
     /// Whether reading found a damaged file (so the next commit should write a fresh
     /// snapshot, letting retention drop what recovery had to work around).
     damage_seen: std::sync::atomic::AtomicBool,
@@ -251,27 +255,22 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Opens (creating if needed) and locks the checkpoint at `dir` for the query described
     /// by `meta`. Refuses a checkpoint made for another query or held by another process.
-    pub fn open(
-        dir: &Path,
+    pub async fn open(
+        location: &Location,
         meta: &Metadata,
         snapshot_interval: u64,
         retain_batches: u64,
     ) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::io(
-                format!("creating checkpoint directory {}", dir.display()),
-                e,
-            )
-        })?;
-        let lock = lock(dir)?;
+        let store = super::store::open(location);
+        let lock = store.lock().await?;
         let checkpoint = Self {
-            store: LocalStore::new(dir),
+            store,
             snapshot_interval: snapshot_interval.max(1),
             retain_batches,
-            _lock: Some(lock),
+            lock: Some(lock),
             damage_seen: Default::default(),
         };
-        match checkpoint.metadata()? {
+        match checkpoint.metadata().await? {
             Some(stored)
                 if stored.format_version < FORMAT_VERSION
                     || (stored.inputs.is_none() && meta.inputs.is_some()) =>
@@ -292,10 +291,10 @@ impl Checkpoint {
                     inputs: stored.inputs.clone().or_else(|| meta.inputs.clone()),
                     ..stored
                 };
-                checkpoint.put_json("metadata", &upgraded)?;
+                checkpoint.put_json("metadata", &upgraded).await?;
             }
             Some(stored) => checkpoint.check_same_query(&stored, meta)?,
-            None if checkpoint.has_batch_files()? => {
+            None if checkpoint.has_batch_files().await? => {
                 let dir = checkpoint.store.describe();
                 return Err(Error::Checkpoint(format!(
                     "checkpoint {dir} holds files of earlier batches but no metadata, so \
@@ -308,54 +307,55 @@ impl Checkpoint {
             None => {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
-                checkpoint.put_json("metadata", &meta)?;
+                checkpoint.put_json("metadata", &meta).await?;
             }
         }
         Ok(checkpoint)
     }
 
     /// Opens an existing checkpoint to read it (no lock; it may be in use).
-    pub fn open_read_only(dir: &Path) -> Result<(Self, Metadata)> {
+    pub async fn open_read_only(location: &Location) -> Result<(Self, Metadata)> {
         let checkpoint = Self {
-            store: LocalStore::new(dir),
+            store: super::store::open(location),
             snapshot_interval: 1,
             retain_batches: 0,
-            _lock: None,
+            lock: None,
             damage_seen: Default::default(),
         };
-        let meta = checkpoint.metadata()?.ok_or_else(|| {
+        let meta = checkpoint.metadata().await?.ok_or_else(|| {
             Error::Usage(format!(
                 "{} is not a dfstream checkpoint (no metadata)",
-                dir.display()
+                location.describe()
             ))
         })?;
         Ok((checkpoint, meta))
     }
 
-    pub fn dir(&self) -> &Path {
-        self.store.root()
+    /// Where the checkpoint is, for messages.
+    pub fn describe(&self) -> String {
+        self.store.describe()
     }
 
     /// Opens an existing checkpoint to change it outside a run (`checkpoint skip-batch`),
     /// holding the lock: refused while a job holds it.
-    pub fn lock_existing(dir: &Path) -> Result<Self> {
-        let (mut checkpoint, _) = Self::open_read_only(dir)?;
-        checkpoint._lock = Some(lock(dir)?);
+    pub async fn lock_existing(location: &Location) -> Result<Self> {
+        let (mut checkpoint, _) = Self::open_read_only(location).await?;
+        checkpoint.lock = Some(checkpoint.store.lock().await?);
         Ok(checkpoint)
     }
 
     /// Whether any batch's offsets, commit, state or sources file is here.
-    fn has_batch_files(&self) -> Result<bool> {
+    async fn has_batch_files(&self) -> Result<bool> {
         for (folder, suffix) in BATCH_FILES {
-            if !self.batch_ids(folder, suffix)?.is_empty() {
+            if !self.batch_ids(folder, suffix).await?.is_empty() {
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    fn metadata(&self) -> Result<Option<Metadata>> {
-        match self.get_sealed("metadata")? {
+    async fn metadata(&self) -> Result<Option<Metadata>> {
+        match self.get_sealed("metadata").await? {
             None => Ok(None),
             Some(Ok(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 Error::Checkpoint(format!(
@@ -435,12 +435,12 @@ impl Checkpoint {
 
     /// Reads what a restart needs; `state_schema` gives the type of stored state rows
     /// (`None` for a query without state).
-    pub fn recover(&self, state_schema: Option<&SchemaRef>) -> Result<Recovered> {
+    pub async fn recover(&self, state_schema: Option<&SchemaRef>) -> Result<Recovered> {
         let mut good_commits = Vec::new();
-        let all_commits = self.batch_ids("commits", "")?;
+        let all_commits = self.batch_ids("commits", "").await?;
         let mut commits = BTreeMap::new();
         for &n in &all_commits {
-            match self.read_json::<Commit>(&format!("commits/{n}")) {
+            match self.read_json::<Commit>(&format!("commits/{n}")).await {
                 Ok(Some(commit)) => {
                     commits.insert(n, commit);
                     good_commits.push(n);
@@ -455,7 +455,10 @@ impl Checkpoint {
         let mut recovered = Recovered::default();
         let mut restored = None;
         for &c in good_commits.iter().rev() {
-            match (self.sources_at(c), self.state_at(c, state_schema)) {
+            match (
+                self.sources_at(c).await,
+                self.state_at(c, state_schema).await,
+            ) {
                 (Ok((snapshot, since_snapshot)), Ok(state)) => {
                     recovered.sources_snapshot = snapshot;
                     recovered.since_snapshot = since_snapshot;
@@ -471,7 +474,7 @@ impl Checkpoint {
                 }
             }
         }
-        if restored.is_none() && !all_commits.is_empty() && !self.can_start_over()? {
+        if restored.is_none() && !all_commits.is_empty() && !self.can_start_over().await? {
             return Err(Error::Checkpoint(format!(
                 "checkpoint {} has committed batches but no good state to restore any of them; \
                  nothing exact is left to continue from. Start over with `dfstream reset \
@@ -492,7 +495,7 @@ impl Checkpoint {
         }
         let mut next = restored.map_or(0, |c| c + 1);
         loop {
-            match self.read_json::<Offsets>(&format!("offsets/{next}")) {
+            match self.read_json::<Offsets>(&format!("offsets/{next}")).await {
                 Ok(Some(offsets)) if offsets.batch_id == next => recovered.replay.push(offsets),
                 Ok(None) => break,
                 Ok(Some(_)) | Err(_) => {
@@ -516,18 +519,20 @@ impl Checkpoint {
 
     /// Deletes every file of batches `first` and later: after a fall-back, batches that will
     /// not be replayed must not be mistaken for done (their inputs are taken again instead).
-    pub fn discard_from(&self, first: u64) -> Result<()> {
+    pub async fn discard_from(&self, first: u64) -> Result<()> {
         self.remove_batches(|n| n >= first, "of an unrecoverable batch")
+            .await
     }
 
     /// Deletes the per-batch files of every batch `doomed` selects, saying `why` in the log.
-    fn remove_batches(&self, doomed: impl Fn(u64) -> bool, why: &str) -> Result<()> {
+    async fn remove_batches(&self, doomed: impl Fn(u64) -> bool, why: &str) -> Result<()> {
         for (sub, suffix) in BATCH_FILES {
-            for n in self.batch_ids(sub, suffix)? {
+            for n in self.batch_ids(sub, suffix).await? {
                 if doomed(n) {
                     log::debug!("removing checkpoint file {sub}/{n}{suffix} {why}");
                     self.store
                         .delete(&format!("{sub}/{n}{suffix}"))
+                        .await
                         .map_err(|e| {
                             Error::io(
                                 format!("removing {}/{sub}/{n}{suffix}", self.store.describe()),
@@ -543,14 +548,14 @@ impl Checkpoint {
     /// The oldest commit a recovery from the files kept here could restore (later batches
     /// may be re-run from their offsets; this one and earlier ones never are), or `None`
     /// while batch 0's history is all here and everything could be re-run.
-    pub fn oldest_restorable(&self) -> Result<Option<Commit>> {
-        if self.can_start_over()? {
+    pub async fn oldest_restorable(&self) -> Result<Option<Commit>> {
+        if self.can_start_over().await? {
             return Ok(None);
         }
-        for n in self.batch_ids("commits", "")? {
+        for n in self.batch_ids("commits", "").await? {
             // Damaged commits are skipped (no recovery restores them); an I/O error is not
             // damage, and stops the caller's deletions.
-            if let Some(Ok(bytes)) = self.get_sealed(&format!("commits/{n}"))?
+            if let Some(Ok(bytes)) = self.get_sealed(&format!("commits/{n}")).await?
                 && let Ok(commit) = serde_json::from_slice::<Commit>(&bytes)
             {
                 return Ok(Some(commit));
@@ -560,31 +565,43 @@ impl Checkpoint {
     }
 
     /// Whether batch 0 could be rebuilt from nothing (all its history is still here).
-    fn can_start_over(&self) -> Result<bool> {
-        Ok(self.batch_ids("offsets", "")?.first() == Some(&0))
+    async fn can_start_over(&self) -> Result<bool> {
+        Ok(self.batch_ids("offsets", "").await?.first() == Some(&0))
     }
 
     /// What the sources remembered up to batch `c`: the newest good sources snapshot at or
     /// before it, and their parts of every later batch up to `c`.
-    fn sources_at(&self, c: u64) -> std::result::Result<(SourceParts, Vec<SourceParts>), String> {
+    async fn sources_at(
+        &self,
+        c: u64,
+    ) -> std::result::Result<(SourceParts, Vec<SourceParts>), String> {
         enum Piece {
             Snapshot(SourceParts),
             Batch(SourceParts),
         }
-        let pieces = self.rebuild(
-            c,
-            "sources",
-            |s| {
-                let snapshot =
-                    self.read_json::<SourcesSnapshot>(&format!("sources/{s}.snapshot"))?;
-                Ok(snapshot.map(|snapshot| vec![Piece::Snapshot(snapshot.into_parts())]))
-            },
-            |n| {
-                let offsets = self.read_json::<Offsets>(&format!("offsets/{n}"))?;
-                Ok(offsets.map(|o| vec![Piece::Batch(o.sources)]))
-            },
-            |n| format!("offsets/{n}"),
-        )?;
+        let pieces = self
+            .rebuild(
+                c,
+                "sources",
+                |s| {
+                    let path = format!("sources/{s}.snapshot");
+                    async move {
+                        let snapshot = self.read_json::<SourcesSnapshot>(&path).await?;
+                        Ok(snapshot.map(|snapshot| vec![Piece::Snapshot(snapshot.into_parts())]))
+                    }
+                    .boxed()
+                },
+                |n| {
+                    let path = format!("offsets/{n}");
+                    async move {
+                        let offsets = self.read_json::<Offsets>(&path).await?;
+                        Ok(offsets.map(|o| vec![Piece::Batch(o.sources)]))
+                    }
+                    .boxed()
+                },
+                |n| format!("offsets/{n}"),
+            )
+            .await?;
         let mut snapshot = SourceParts::new();
         let mut batches = Vec::new();
         for piece in pieces {
@@ -597,7 +614,7 @@ impl Checkpoint {
     }
 
     /// State rows after batch `c`: the newest good snapshot, then every delta after it.
-    fn state_at(
+    async fn state_at(
         &self,
         c: u64,
         schema: Option<&SchemaRef>,
@@ -608,25 +625,33 @@ impl Checkpoint {
         self.rebuild(
             c,
             "state",
-            |s| self.read_ipc(&format!("state/{s}.snapshot"), schema),
-            |n| self.read_ipc(&format!("state/{n}.delta"), schema),
+            |s| {
+                let path = format!("state/{s}.snapshot");
+                async move { self.read_ipc(&path, schema).await }.boxed()
+            },
+            |n| {
+                let path = format!("state/{n}.delta");
+                async move { self.read_ipc(&path, schema).await }.boxed()
+            },
             |n| format!("state/{n}.delta"),
         )
+        .await
     }
 
     /// Rebuilds something as of batch `c` from the newest good snapshot in `folder` at or
     /// before `c` (or from nothing), then the per-batch pieces after it, falling back to older
     /// snapshots past damaged or missing files. Readers give `Ok(None)` for a missing file.
-    fn rebuild<T>(
-        &self,
+    async fn rebuild<'a, T>(
+        &'a self,
         c: u64,
         folder: &str,
-        read_snapshot: impl Fn(u64) -> std::result::Result<Option<Vec<T>>, String>,
-        read_batch: impl Fn(u64) -> std::result::Result<Option<Vec<T>>, String>,
+        read_snapshot: impl Fn(u64) -> BoxFuture<'a, Pieces<T>>,
+        read_batch: impl Fn(u64) -> BoxFuture<'a, Pieces<T>>,
         batch_file: impl Fn(u64) -> String,
     ) -> std::result::Result<Vec<T>, String> {
         let snapshots = self
             .batch_ids(folder, ".snapshot")
+            .await
             .map_err(|e| e.to_string())?;
         // The newest start's problem is the one to report: a fall-back to batch 0, whose
         // history is usually pruned, would otherwise always end as "offsets/0 is missing".
@@ -640,7 +665,7 @@ impl Checkpoint {
         'start: for start in starts {
             let mut items = Vec::new();
             if let Some(&s) = start {
-                match read_snapshot(s) {
+                match read_snapshot(s).await {
                     Ok(Some(snapshot)) => items.extend(snapshot),
                     Ok(None) => continue,
                     Err(damage) => {
@@ -652,7 +677,7 @@ impl Checkpoint {
                 }
             }
             for n in start.map_or(0, |&s| s + 1)..=c {
-                match read_batch(n) {
+                match read_batch(n).await {
                     Ok(Some(batch)) => items.extend(batch),
                     Ok(None) => {
                         problem.get_or_insert_with(|| format!("{} is missing", batch_file(n)));
@@ -672,7 +697,7 @@ impl Checkpoint {
 
     /// Marks batch `batch_id`, started but not committed, as set aside (its offsets say so);
     /// refuses a committed batch, or one that recovery would not re-run next.
-    pub fn skip_batch(&self, batch_id: u64) -> Result<Offsets> {
+    pub async fn skip_batch(&self, batch_id: u64) -> Result<Offsets> {
         let dir = self.store.describe();
         let refuse = |state: &str| {
             Err(Error::Usage(format!(
@@ -680,7 +705,10 @@ impl Checkpoint {
                  committed can be skipped"
             )))
         };
-        match self.read_json::<Commit>(&format!("commits/{batch_id}")) {
+        match self
+            .read_json::<Commit>(&format!("commits/{batch_id}"))
+            .await
+        {
             Ok(None) => {}
             Ok(Some(_)) => return refuse("is committed"),
             Err(_) => {
@@ -690,7 +718,9 @@ impl Checkpoint {
                 );
             }
         }
-        let Ok(Some(mut offsets)) = self.read_json::<Offsets>(&format!("offsets/{batch_id}"))
+        let Ok(Some(mut offsets)) = self
+            .read_json::<Offsets>(&format!("offsets/{batch_id}"))
+            .await
         else {
             return refuse(
                 "has no good offsets (it was not started, or its offsets are damaged, and then \
@@ -698,18 +728,20 @@ impl Checkpoint {
             );
         };
         offsets.skipped = true;
-        self.write_offsets(&offsets)?;
+        self.write_offsets(&offsets).await?;
         Ok(offsets)
     }
 
     /// Records the input of batch `offsets.batch_id` before it runs.
-    pub fn write_offsets(&self, offsets: &Offsets) -> Result<()> {
+    pub async fn write_offsets(&self, offsets: &Offsets) -> Result<()> {
         self.put_json(&format!("offsets/{}", offsets.batch_id), offsets)
+            .await
     }
 
     /// Stores the groups batch `batch_id` changed.
-    pub fn write_state_delta(&self, batch_id: u64, delta: &RecordBatch) -> Result<()> {
+    pub async fn write_state_delta(&self, batch_id: u64, delta: &RecordBatch) -> Result<()> {
         self.put_sealed(&format!("state/{batch_id}.delta"), &ipc_bytes(delta)?)
+            .await
     }
 
     /// Whether batch `batch_id` should also write a full snapshot.
@@ -719,29 +751,73 @@ impl Checkpoint {
 
     /// Writes full snapshots of the state and of what the sources remember after batch
     /// `batch_id`.
-    pub fn write_snapshot(
+    pub async fn write_snapshot(
         &self,
         batch_id: u64,
         state: Option<&RecordBatch>,
         sources: &SourceParts,
     ) -> Result<()> {
         if let Some(state) = state {
-            self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)?;
+            self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)
+                .await?;
         }
         self.put_json(&format!("sources/{batch_id}.snapshot"), sources)
+            .await
     }
 
     /// Marks batch `commit.batch_id` done, then drops files no recovery can need any more.
-    pub fn commit(&self, commit: &Commit) -> Result<()> {
-        self.put_json(&format!("commits/{}", commit.batch_id), commit)?;
-        self.remove_old(commit.batch_id)
+    /// Refuses if another writer committed the batch first (possible only on an object
+    /// store, after this job lost its lease), or if the lease is known to be lost.
+    pub async fn commit(&self, commit: &Commit) -> Result<()> {
+        if let Some(lock) = &self.lock {
+            lock.check()?;
+        }
+        let path = format!("commits/{}", commit.batch_id);
+        let payload = serde_json::to_vec_pretty(commit)
+            .map_err(|e| Error::Checkpoint(format!("encoding {path}: {e}")))?;
+        let written = self
+            .store
+            .put_new(&path, seal(&payload))
+            .await
+            .map_err(|e| {
+                Error::io(
+                    format!("writing checkpoint file {}/{path}", self.store.describe()),
+                    e,
+                )
+            })?;
+        if !written {
+            return Err(Error::Checkpoint(format!(
+                "batch {} in {} was committed by another writer; this job stops without \
+                 committing it (two jobs must not share a checkpoint)",
+                commit.batch_id,
+                self.store.describe()
+            )));
+        }
+        self.remove_old(commit.batch_id).await
+    }
+
+    /// Deletes the commits of batches `first` and later, which are about to be re-run from
+    /// their offsets (their commits are damaged, or their state could not be restored), so
+    /// that each re-run commits afresh.
+    pub async fn uncommit_from(&self, first: u64) -> Result<()> {
+        for n in self.batch_ids("commits", "").await? {
+            if n >= first {
+                self.store
+                    .delete(&format!("commits/{n}"))
+                    .await
+                    .map_err(|e| {
+                        Error::io(format!("removing {}/commits/{n}", self.store.describe()), e)
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Committed batches with their records, oldest first (damaged ones are skipped).
-    pub fn commits(&self) -> Result<Vec<Commit>> {
+    pub async fn commits(&self) -> Result<Vec<Commit>> {
         let mut commits = Vec::new();
-        for n in self.batch_ids("commits", "")? {
-            if let Ok(Some(commit)) = self.read_json::<Commit>(&format!("commits/{n}")) {
+        for n in self.batch_ids("commits", "").await? {
+            if let Ok(Some(commit)) = self.read_json::<Commit>(&format!("commits/{n}")).await {
                 commits.push(commit);
             }
         }
@@ -749,38 +825,33 @@ impl Checkpoint {
     }
 
     /// The batches whose offsets are still kept, ascending.
-    pub fn kept_batches(&self) -> Result<Vec<u64>> {
-        self.batch_ids("offsets", "")
+    pub async fn kept_batches(&self) -> Result<Vec<u64>> {
+        self.batch_ids("offsets", "").await
     }
 
     /// The input files of batch `batch_id`, if its offsets are still kept and good.
-    pub fn offsets(&self, batch_id: u64) -> Option<Offsets> {
+    pub async fn offsets(&self, batch_id: u64) -> Option<Offsets> {
         self.read_json(&format!("offsets/{batch_id}"))
+            .await
             .ok()
             .flatten()
     }
 
     /// Every file in the checkpoint with its size, for `dfstream checkpoint show`.
-    pub fn files(&self) -> Result<Vec<(String, u64)>> {
+    pub async fn files(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         for sub in ["", "offsets", "commits", "state", "sources"] {
-            let dir = self.dir().join(sub);
-            for name in self
-                .store
-                .list(sub)
-                .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
-            {
-                let path = dir.join(&name);
-                if let Ok(meta) = path.metadata()
-                    && meta.is_file()
-                {
-                    let shown = if sub.is_empty() {
-                        name
-                    } else {
-                        format!("{sub}/{name}")
-                    };
-                    out.push((shown, meta.len()));
-                }
+            let listed =
+                self.store.list(sub).await.map_err(|e| {
+                    Error::io(format!("listing {}/{sub}", self.store.describe()), e)
+                })?;
+            for (name, size) in listed {
+                let shown = if sub.is_empty() {
+                    name
+                } else {
+                    format!("{sub}/{name}")
+                };
+                out.push((shown, size));
             }
         }
         out.sort();
@@ -788,9 +859,10 @@ impl Checkpoint {
     }
 
     /// Removes files of batches older than both the newest snapshot and `--retain-batches`.
-    fn remove_old(&self, last: u64) -> Result<()> {
+    async fn remove_old(&self, last: u64) -> Result<()> {
         let Some(snapshot) = self
-            .batch_ids("sources", ".snapshot")?
+            .batch_ids("sources", ".snapshot")
+            .await?
             .into_iter()
             .filter(|&n| n <= last)
             .max()
@@ -798,7 +870,10 @@ impl Checkpoint {
             return Ok(());
         };
         let keep_from = snapshot.min(last.saturating_sub(self.retain_batches));
-        if let Err(e) = self.remove_batches(|n| n < keep_from, "older than the retained history") {
+        if let Err(e) = self
+            .remove_batches(|n| n < keep_from, "older than the retained history")
+            .await
+        {
             // The batch is committed; old files only cost space, and the next commit retries.
             log::warn!("could not remove old checkpoint files: {e}");
         }
@@ -806,28 +881,30 @@ impl Checkpoint {
     }
 
     /// Batch ids of the files in `sub` named `N{suffix}`, ascending.
-    fn batch_ids(&self, sub: &str, suffix: &str) -> Result<Vec<u64>> {
+    async fn batch_ids(&self, sub: &str, suffix: &str) -> Result<Vec<u64>> {
         let names = self
             .store
             .list(sub)
+            .await
             .map_err(|e| Error::io(format!("listing {}/{sub}", self.store.describe()), e))?;
         let mut ids: Vec<u64> = names
             .iter()
-            .filter_map(|name| name.strip_suffix(suffix)?.parse().ok())
+            .filter_map(|(name, _)| name.strip_suffix(suffix)?.parse().ok())
             .collect();
         ids.sort_unstable();
         Ok(ids)
     }
 
-    fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<()> {
+    async fn put_json<T: Serialize>(&self, path: &str, value: &T) -> Result<()> {
         self.put_sealed(
             path,
             &serde_json::to_vec_pretty(value).expect("serializable"),
         )
+        .await
     }
 
-    fn put_sealed(&self, path: &str, payload: &[u8]) -> Result<()> {
-        self.store.put(path, &seal(payload)).map_err(|e| {
+    async fn put_sealed(&self, path: &str, payload: &[u8]) -> Result<()> {
+        self.store.put(path, seal(payload)).await.map_err(|e| {
             Error::io(
                 format!("writing checkpoint file {}/{path}", self.store.describe()),
                 e,
@@ -836,8 +913,8 @@ impl Checkpoint {
     }
 
     /// `None` if missing, `Some(Err(damage))` if the checksum does not match.
-    fn get_sealed(&self, path: &str) -> Result<Option<std::result::Result<Vec<u8>, String>>> {
-        let bytes = self.store.get(path).map_err(|e| {
+    async fn get_sealed(&self, path: &str) -> Result<Option<std::result::Result<Vec<u8>, String>>> {
+        let bytes = self.store.get(path).await.map_err(|e| {
             Error::io(
                 format!("reading checkpoint file {}/{path}", self.store.describe()),
                 e,
@@ -848,11 +925,11 @@ impl Checkpoint {
     }
 
     /// `Ok(None)` if missing; `Err(description)` if damaged or unreadable.
-    fn read_json<T: for<'de> Deserialize<'de>>(
+    async fn read_json<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
     ) -> std::result::Result<Option<T>, String> {
-        match self.get_sealed(path).map_err(|e| e.to_string())? {
+        match self.get_sealed(path).await.map_err(|e| e.to_string())? {
             None => Ok(None),
             Some(Err(damage)) => Err(damage),
             Some(Ok(bytes)) => serde_json::from_slice(&bytes)
@@ -861,12 +938,12 @@ impl Checkpoint {
         }
     }
 
-    fn read_ipc(
+    async fn read_ipc(
         &self,
         path: &str,
         schema: &SchemaRef,
     ) -> std::result::Result<Option<Vec<RecordBatch>>, String> {
-        let bytes = match self.get_sealed(path).map_err(|e| e.to_string())? {
+        let bytes = match self.get_sealed(path).await.map_err(|e| e.to_string())? {
             None => return Ok(None),
             Some(Err(damage)) => return Err(damage),
             Some(Ok(bytes)) => bytes,
@@ -887,117 +964,99 @@ impl Checkpoint {
     }
 }
 
-/// Takes the exclusive lock on `dir/lock` and writes this process's pid into it.
-fn lock(dir: &Path) -> Result<File> {
-    let path = dir.join("lock");
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(Error::Checkpoint(format!(
-                "checkpoint {} is in use by another dfstream (pid {}, lock file {}); stop it, or \
-                 pass another --checkpoint",
-                dir.display(),
-                holder.trim(),
-                path.display()
-            )));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(Error::io(format!("locking {}", path.display()), e));
+/// Deletes what dfstream keeps in the checkpoint at `location` (refusing while a process
+/// holds it, and refusing a place that is not a dfstream checkpoint); other files there, and
+/// local folders that still hold them, are left alone.
+pub async fn reset(location: &Location) -> Result<()> {
+    if let Location::Local(dir) = location {
+        match std::fs::metadata(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
+            Ok(meta) if !meta.is_dir() => {
+                return Err(Error::Usage(format!(
+                    "--checkpoint {} is a file, not a checkpoint directory; nothing was deleted",
+                    dir.display()
+                )));
+            }
+            Ok(_) => {}
         }
     }
-    file.set_len(0)
-        .and_then(|_| writeln!(file, "{}", std::process::id()))
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    Ok(file)
-}
-
-/// Deletes what dfstream keeps in the checkpoint directory `dir` (refusing while a process
-/// holds it, and refusing a directory that is not a dfstream checkpoint); other files there,
-/// and folders that still hold them, are left alone.
-pub fn reset(dir: &Path) -> Result<()> {
-    match std::fs::metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::Usage(format!(
-                "--checkpoint {} is a file, not a checkpoint directory; nothing was deleted",
-                dir.display()
-            )));
-        }
-        Ok(_) => {}
-    }
-    let store = LocalStore::new(dir);
-    if !is_checkpoint(&store)? {
+    let store = super::store::open(location);
+    let where_ = store.describe();
+    if !is_checkpoint(store.as_ref()).await? {
         return Err(Error::Usage(format!(
-            "{} is not a dfstream checkpoint (no metadata, offsets or commits written by \
-             dfstream); nothing was deleted",
-            dir.display()
+            "{where_} is not a dfstream checkpoint (no metadata, offsets or commits written by \
+             dfstream); nothing was deleted"
         )));
     }
-    let _lock = lock(dir)?;
+    let lock = store.lock().await?;
     // `metadata` goes last: a reset cut short (Ctrl-C, a file that cannot be deleted) leaves
     // something that is still recognised as a checkpoint, and can be reset again.
     let mut ours: Vec<String> = Vec::new();
     for folder in ["offsets", "commits", "state", "sources", "wal"] {
         let names = store
             .list(folder)
-            .map_err(|e| Error::io(format!("listing {}/{folder}", dir.display()), e))?;
+            .await
+            .map_err(|e| Error::io(format!("listing {where_}/{folder}"), e))?;
         ours.extend(
             names
                 .into_iter()
-                .filter(|name| is_own_file(folder, name))
-                .map(|name| format!("{folder}/{name}")),
+                .filter(|(name, _)| is_own_file(folder, name))
+                .map(|(name, _)| format!("{folder}/{name}")),
         );
     }
     ours.extend([".metadata.tmp".to_string(), "metadata".to_string()]);
     for path in &ours {
         store
             .delete(path)
-            .map_err(|e| Error::io(format!("removing {}/{path}", dir.display()), e))?;
+            .await
+            .map_err(|e| Error::io(format!("removing {where_}/{path}"), e))?;
     }
-    for folder in ["offsets", "commits", "state", "sources", "wal"] {
-        match std::fs::remove_dir(dir.join(folder)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => log::warn!(
-                "{}/{folder} holds files dfstream did not write; they were left alone",
-                dir.display()
-            ),
+    if let Some(dir) = store.local_dir() {
+        for folder in ["offsets", "commits", "state", "sources", "wal"] {
+            match std::fs::remove_dir(dir.join(folder)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => log::warn!(
+                    "{}/{folder} holds files dfstream did not write; they were left alone",
+                    dir.display()
+                ),
+            }
         }
+    } else {
+        // The lease goes with the rest: the next job starts on an empty prefix.
+        drop(lock);
+        store
+            .delete("lock")
+            .await
+            .map_err(|e| Error::io(format!("removing {where_}/lock"), e))?;
     }
     Ok(())
 }
 
 /// Whether `store` holds a checkpoint: a sealed `metadata` or batch file.
-fn is_checkpoint(store: &LocalStore) -> Result<bool> {
-    let sealed = |path: &str| -> Result<bool> {
+async fn is_checkpoint(store: &dyn Store) -> Result<bool> {
+    let sealed = async |path: &str| -> Result<bool> {
         let bytes = store
             .get(path)
+            .await
             .map_err(|e| Error::io(format!("reading {}/{path}", store.describe()), e))?;
         Ok(bytes.is_some_and(|b| b.windows(SEAL_TAG.len()).any(|w| w == SEAL_TAG)))
     };
-    if sealed("metadata")? {
+    if sealed("metadata").await? {
         return Ok(true);
     }
     for (folder, suffix) in BATCH_FILES {
         let names = store
             .list(folder)
+            .await
             .map_err(|e| Error::io(format!("listing {}/{folder}", store.describe()), e))?;
-        let numbered = |n: &&String| {
-            n.strip_suffix(suffix)
+        let numbered = |n: &&(String, u64)| {
+            n.0.strip_suffix(suffix)
                 .is_some_and(|stem| stem.parse::<u64>().is_ok())
         };
-        for name in names.iter().filter(numbered) {
-            if sealed(&format!("{folder}/{name}"))? {
+        for (name, _) in names.iter().filter(numbered) {
+            if sealed(&format!("{folder}/{name}")).await? {
                 return Ok(true);
             }
         }
@@ -1115,15 +1174,39 @@ mod tests {
         assert!(unseal(sealed[..4].to_vec()).is_err());
     }
 
-    #[test]
-    fn another_query_is_refused_with_what_differs() {
+    #[tokio::test]
+    async fn another_query_is_refused_with_what_differs() {
         let dir = tempfile::tempdir().unwrap();
-        drop(Checkpoint::open(dir.path(), &meta("SELECT 1\nFROM lines"), 10, 100).unwrap());
-        drop(Checkpoint::open(dir.path(), &meta("SELECT 1\nFROM lines"), 10, 100).unwrap());
-        let err = Checkpoint::open(dir.path(), &meta("SELECT 2\nFROM lines"), 10, 100)
-            .err()
-            .unwrap()
-            .to_string();
+        drop(
+            Checkpoint::open(
+                &Location::Local(dir.path().into()),
+                &meta("SELECT 1\nFROM lines"),
+                10,
+                100,
+            )
+            .await
+            .unwrap(),
+        );
+        drop(
+            Checkpoint::open(
+                &Location::Local(dir.path().into()),
+                &meta("SELECT 1\nFROM lines"),
+                10,
+                100,
+            )
+            .await
+            .unwrap(),
+        );
+        let err = Checkpoint::open(
+            &Location::Local(dir.path().into()),
+            &meta("SELECT 2\nFROM lines"),
+            10,
+            100,
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             err.contains("SELECT 1") && err.contains("SELECT 2"),
             "{err}"
@@ -1131,12 +1214,15 @@ mod tests {
         assert!(err.contains("dfstream reset --checkpoint"), "{err}");
     }
 
-    #[test]
-    fn a_second_process_is_refused_while_the_first_holds_the_lock() {
+    #[tokio::test]
+    async fn a_second_process_is_refused_while_the_first_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
+        let first = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+            .await
+            .unwrap();
         // A second open file description contends like another process would.
-        let err = Checkpoint::open(dir.path(), &meta("q"), 10, 100)
+        let err = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+            .await
             .err()
             .unwrap()
             .to_string();
@@ -1145,7 +1231,9 @@ mod tests {
             "{err}"
         );
         drop(first);
-        Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap();
+        Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+            .await
+            .unwrap();
     }
 
     fn offsets(batch_id: u64, parts: SourceParts) -> Offsets {
@@ -1172,10 +1260,12 @@ mod tests {
         names
     }
 
-    #[test]
-    fn sources_come_from_snapshots_and_later_offsets_and_old_files_go() {
+    #[tokio::test]
+    async fn sources_come_from_snapshots_and_later_offsets_and_old_files_go() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpoint::open(dir.path(), &meta("q"), 2, 0).unwrap();
+        let cp = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 2, 0)
+            .await
+            .unwrap();
         let mut taken = Vec::new();
         for n in 0..5u64 {
             let name = format!("f{n}");
@@ -1183,22 +1273,26 @@ mod tests {
                 n,
                 [("t".into(), serde_json::json!([name]))].into(),
             ))
+            .await
             .unwrap();
             taken.push(name);
             if cp.wants_snapshot(n) {
                 let parts = [("t".to_string(), serde_json::json!(taken))].into();
-                cp.write_snapshot(n, None, &parts).unwrap();
+                cp.write_snapshot(n, None, &parts).await.unwrap();
             }
             cp.commit(&Commit {
                 batch_id: n,
                 sources: [("t".into(), serde_json::json!(n))].into(),
                 ..Default::default()
             })
+            .await
             .unwrap();
         }
         // A started but uncommitted batch is replayed.
-        cp.write_offsets(&offsets(5, SourceParts::new())).unwrap();
-        let recovered = cp.recover(None).unwrap();
+        cp.write_offsets(&offsets(5, SourceParts::new()))
+            .await
+            .unwrap();
+        let recovered = cp.recover(None).await.unwrap();
         assert!(!recovered.damaged);
         assert_eq!(recovered.last_commit, Some(4));
         assert_eq!(taken_names(&recovered), ["f0", "f1", "f2", "f3", "f4"]);
@@ -1211,7 +1305,7 @@ mod tests {
         );
         // A damaged newest commit falls back one batch and replays it.
         std::fs::write(dir.path().join("commits/4"), b"{\"batch_id\": 4").unwrap();
-        let recovered = cp.recover(None).unwrap();
+        let recovered = cp.recover(None).await.unwrap();
         assert!(recovered.damaged, "the next commit writes a fresh snapshot");
         assert_eq!(recovered.last_commit, Some(3));
         assert_eq!(
@@ -1226,16 +1320,18 @@ mod tests {
         assert_eq!(recovered.progress["t"], serde_json::json!(3));
         // A damaged piece is what a failed rebuild names, not batch 0's pruned history.
         std::fs::write(dir.path().join("offsets/4"), b"{\"batch_id\": 4").unwrap();
-        let problem = cp.sources_at(4).unwrap_err();
+        let problem = cp.sources_at(4).await.unwrap_err();
         assert!(problem.contains("offsets/4"), "{problem}");
     }
 
-    #[test]
-    fn format_1_records_are_read_as_the_directory_and_socket_sources_parts() {
+    #[tokio::test]
+    async fn format_1_records_are_read_as_the_directory_and_socket_sources_parts() {
         let dir = tempfile::tempdir().unwrap();
         let mut old = meta("q");
         old.format_version = 1;
-        let cp = Checkpoint::open(dir.path(), &old, 10, 100).unwrap();
+        let cp = Checkpoint::open(&Location::Local(dir.path().into()), &old, 10, 100)
+            .await
+            .unwrap();
         // Written as format 1 wrote them.
         let file = serde_json::json!({"name": "a.txt", "ts_micros": 5, "mtime_micros": 4});
         let range = serde_json::json!({"segment": 0, "start": 0, "end": 9, "ts_micros": 5});
@@ -1244,8 +1340,10 @@ mod tests {
             "offsets/0",
             &serde_json::json!({"batch_id": 0, "files": [file], "wal": [range]}),
         )
+        .await
         .unwrap();
         cp.put_json("sources/0.snapshot", &serde_json::json!([["a.txt", 4]]))
+            .await
             .unwrap();
         cp.put_json(
             "commits/0",
@@ -1253,13 +1351,15 @@ mod tests {
                 "input_rows": 2, "input_bytes": 9, "output_rows": 2, "state_groups": 2,
                 "wal_end": end}),
         )
+        .await
         .unwrap();
         cp.put_json(
             "offsets/1",
             &serde_json::json!({"batch_id": 1, "files": []}),
         )
+        .await
         .unwrap();
-        let recovered = cp.recover(None).unwrap();
+        let recovered = cp.recover(None).await.unwrap();
         assert_eq!(recovered.last_commit, Some(0));
         assert_eq!(
             recovered.sources_snapshot["files"],
@@ -1267,20 +1367,30 @@ mod tests {
         );
         assert_eq!(recovered.progress["socket"], end);
         assert!(recovered.replay[0].sources.is_empty());
-        let offsets = cp.offsets(0).unwrap();
+        let offsets = cp.offsets(0).await.unwrap();
         assert_eq!(offsets.sources["files"], serde_json::json!([file]));
         assert_eq!(offsets.sources["socket"], serde_json::json!([range]));
         drop(cp);
         // Opening it for a run records format 2; a later format is refused.
-        drop(Checkpoint::open(dir.path(), &meta("q"), 10, 100).unwrap());
-        let (_, stored) = Checkpoint::open_read_only(dir.path()).unwrap();
+        drop(
+            Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+                .await
+                .unwrap(),
+        );
+        let (_, stored) = Checkpoint::open_read_only(&Location::Local(dir.path().into()))
+            .await
+            .unwrap();
         assert_eq!(stored.format_version, FORMAT_VERSION);
         let mut later = meta("q");
         later.format_version = FORMAT_VERSION + 1;
-        let cp = Checkpoint::open_read_only(dir.path()).unwrap().0;
-        cp.put_json("metadata", &later).unwrap();
+        let cp = Checkpoint::open_read_only(&Location::Local(dir.path().into()))
+            .await
+            .unwrap()
+            .0;
+        cp.put_json("metadata", &later).await.unwrap();
         drop(cp);
-        let err = Checkpoint::open(dir.path(), &meta("q"), 10, 100)
+        let err = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+            .await
             .err()
             .unwrap()
             .to_string();

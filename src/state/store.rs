@@ -1,24 +1,81 @@
-//! The narrow storage interface all checkpoint I/O goes through: put a whole object durably and
-//! atomically, get it, list a folder, delete. [`LocalStore`] implements it on a directory; an
-//! `object_store`-backed store (S3 and friends) can implement the same four calls later.
+//! The one storage interface everything durable in a checkpoint goes through: put a whole
+//! object durably and atomically (or only if it is new), get it, list a folder, delete, and
+//! hold the single-writer lock. [`LocalStore`] implements it on a directory (temporary name,
+//! fsync, rename, directory fsync; an exclusive file lock), [`ObjectStore`] on any
+//! `object_store` prefix (a PUT is atomic; put-if-new is a conditional PUT; the lock is a lease
+//! object the running job renews).
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::storage::{Location, Remote, io_error};
 
 /// Whole-object storage; paths are `/`-separated and relative to the store's root.
+#[async_trait]
 pub trait Store: Send + Sync {
     /// Writes `bytes` at `path` so that readers (and a crash) see the old object or the new
     /// one, never a part, and the new one survives a power loss once this returns.
-    fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
+    async fn put(&self, path: &str, bytes: Vec<u8>) -> io::Result<()>;
+    /// Like [`Store::put`], but only if nothing is at `path` yet: `false` if something is
+    /// (another writer got there first).
+    async fn put_new(&self, path: &str, bytes: Vec<u8>) -> io::Result<bool>;
     /// The object at `path`, or `None` if there is none.
-    fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
-    /// Names of the objects directly in folder `dir` (none if it does not exist).
-    fn list(&self, dir: &str) -> io::Result<Vec<String>>;
+    async fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Names and sizes of the objects directly in folder `dir` (none if it does not exist).
+    async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>>;
     /// Removes `path`; removing a missing object is not an error.
-    fn delete(&self, path: &str) -> io::Result<()>;
+    async fn delete(&self, path: &str) -> io::Result<()>;
+    /// Takes the single-writer lock, or says who holds it.
+    async fn lock(&self) -> Result<Lock>;
     /// Where the store is, for messages.
     fn describe(&self) -> String;
+    /// The local directory, for a local store.
+    fn local_dir(&self) -> Option<&Path> {
+        None
+    }
+}
+
+/// Opens the store at `location`.
+pub fn open(location: &Location) -> Box<dyn Store> {
+    match location {
+        Location::Local(dir) => Box::new(LocalStore::new(dir)),
+        Location::Remote(remote) => Box::new(ObjectStore::new(remote.clone())),
+    }
+}
+
+/// A held single-writer lock: released when dropped (or when the process ends, however it
+/// ends, for a file lock; when the lease expires, for a lease).
+pub enum Lock {
+    File(File),
+    Lease(Lease),
+}
+
+impl Lock {
+    /// Fails once another writer has taken the checkpoint over (a lease lost while the job
+    /// was stalled past its expiry): nothing may be committed then.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Lock::File(_) => Ok(()),
+            Lock::Lease(lease) if lease.lost.load(Ordering::SeqCst) => {
+                Err(Error::Checkpoint(format!(
+                    "lost the lease on checkpoint {}: another dfstream took it over (this job \
+                     stalled past the lease's expiry); stopping without committing",
+                    lease.url
+                )))
+            }
+            Lock::Lease(_) => Ok(()),
+        }
+    }
 }
 
 /// A [`Store`] on a local directory.
@@ -43,16 +100,38 @@ impl LocalStore {
     }
 }
 
+#[async_trait]
 impl Store for LocalStore {
-    fn put(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+    async fn put(&self, path: &str, bytes: Vec<u8>) -> io::Result<()> {
         let full = self.path(path);
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        write_atomic(&full, bytes)
+        write_atomic(&full, &bytes)
     }
 
-    fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+    async fn put_new(&self, path: &str, bytes: Vec<u8>) -> io::Result<bool> {
+        let full = self.path(path);
+        let dir = full.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = hidden_temporary(&full)?;
+        let result = (|| {
+            let mut file = File::create(&tmp)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            drop(file);
+            // A link is made only where no file is: the atomic "if new".
+            match std::fs::hard_link(&tmp, &full) {
+                Ok(()) => sync_dir(dir).map(|_| true),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(e),
+            }
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        result
+    }
+
+    async fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
         match std::fs::read(self.path(path)) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -60,7 +139,7 @@ impl Store for LocalStore {
         }
     }
 
-    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+    async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>> {
         let entries = match std::fs::read_dir(self.path(dir)) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -68,23 +147,357 @@ impl Store for LocalStore {
         };
         let mut names = Vec::new();
         for entry in entries {
-            if let Ok(name) = entry?.file_name().into_string() {
-                names.push(name);
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().into_string()
+                && let Ok(meta) = entry.metadata()
+                && meta.is_file()
+            {
+                names.push((name, meta.len()));
             }
         }
         Ok(names)
     }
 
-    fn delete(&self, path: &str) -> io::Result<()> {
+    async fn delete(&self, path: &str) -> io::Result<()> {
         match std::fs::remove_file(self.path(path)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
+    async fn lock(&self) -> Result<Lock> {
+        std::fs::create_dir_all(&self.root).map_err(|e| {
+            Error::io(
+                format!("creating checkpoint directory {}", self.root.display()),
+                e,
+            )
+        })?;
+        lock_file(&self.root).map(Lock::File)
+    }
+
     fn describe(&self) -> String {
         self.root.display().to_string()
     }
+
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+}
+
+/// Takes the exclusive lock on `dir/lock` and writes this process's pid into it.
+fn lock_file(dir: &Path) -> Result<File> {
+    let path = dir.join("lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(Error::Checkpoint(format!(
+                "checkpoint {} is in use by another dfstream (pid {}, lock file {}); stop it, or \
+                 pass another --checkpoint",
+                dir.display(),
+                holder.trim(),
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::io(format!("locking {}", path.display()), e));
+        }
+    }
+    file.set_len(0)
+        .and_then(|_| writeln!(file, "{}", std::process::id()))
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(file)
+}
+
+/// A [`Store`] on a prefix of an object store (S3 and the others `object_store` reaches).
+pub struct ObjectStore {
+    remote: Remote,
+}
+
+impl ObjectStore {
+    pub fn new(remote: Remote) -> Self {
+        Self { remote }
+    }
+}
+
+#[async_trait]
+impl Store for ObjectStore {
+    async fn put(&self, path: &str, bytes: Vec<u8>) -> io::Result<()> {
+        self.remote
+            .store
+            .put(&self.remote.child(path), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(io_error)
+    }
+
+    async fn put_new(&self, path: &str, bytes: Vec<u8>) -> io::Result<bool> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .remote
+            .store
+            .put_opts(&self.remote.child(path), PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    async fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
+        match self.remote.store.get(&self.remote.child(path)).await {
+            Ok(result) => Ok(Some(result.bytes().await.map_err(io_error)?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>> {
+        let prefix = self.remote.child(dir);
+        let listing = self
+            .remote
+            .store
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(io_error)?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .filter_map(|o| Some((o.location.filename()?.to_string(), o.size)))
+            .collect())
+    }
+
+    async fn delete(&self, path: &str) -> io::Result<()> {
+        match self.remote.store.delete(&self.remote.child(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    async fn lock(&self) -> Result<Lock> {
+        Lease::take(self.remote.clone()).await.map(Lock::Lease)
+    }
+
+    fn describe(&self) -> String {
+        self.remote.url.clone()
+    }
+}
+
+/// How long a lease holds without renewal (`DFSTREAM_LEASE_SECONDS` in tests).
+fn lease_duration() -> Duration {
+    std::env::var("DFSTREAM_LEASE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(30), Duration::from_secs)
+}
+
+/// What the lease object holds: who holds the checkpoint, and until when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LeaseRecord {
+    host: String,
+    pid: u32,
+    started_micros: i64,
+    expires_micros: i64,
+}
+
+impl LeaseRecord {
+    fn holder(&self) -> String {
+        format!(
+            "host {}, pid {}, started {}",
+            self.host,
+            self.pid,
+            crate::generate::iso8601(self.started_micros)
+        )
+    }
+}
+
+/// The single-writer lock on an object store: the `lock` object names its holder and an
+/// expiry, and the holder renews it (a conditional PUT on the version it wrote) every third
+/// of the lease. Another job is refused while the lease is live; a job restarted on the same
+/// host takes over at once when the holder's process is gone, and any job once it expires.
+pub struct Lease {
+    url: String,
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+impl Lease {
+    async fn take(remote: Remote) -> Result<Self> {
+        let path = remote.child("lock");
+        let url = remote.url_of("lock");
+        let failed =
+            |e: object_store::Error| Error::io(format!("taking the lease {url}"), io_error(e));
+        let now = now_micros();
+        let duration = lease_duration();
+        let record = LeaseRecord {
+            host: host_name(),
+            pid: std::process::id(),
+            started_micros: now,
+            expires_micros: now + duration.as_micros() as i64,
+        };
+        let mode = match remote.store.get(&path).await {
+            Err(object_store::Error::NotFound { .. }) => PutMode::Create,
+            Err(e) => return Err(failed(e)),
+            Ok(found) => {
+                let version = UpdateVersion {
+                    e_tag: found.meta.e_tag.clone(),
+                    version: found.meta.version.clone(),
+                };
+                let bytes = found.bytes().await.map_err(failed)?;
+                match serde_json::from_slice::<LeaseRecord>(&bytes) {
+                    Ok(held) if held.expires_micros > now => {
+                        let gone = held.host == record.host && !process_alive(held.pid);
+                        if !gone {
+                            return Err(Error::Checkpoint(format!(
+                                "checkpoint {} is in use by another dfstream ({}); its lease \
+                                 runs until {} and is renewed while it runs. Stop it, or pass \
+                                 another --checkpoint (a crashed job's lease is taken over \
+                                 once it expires)",
+                                remote.url,
+                                held.holder(),
+                                crate::generate::iso8601(held.expires_micros)
+                            )));
+                        }
+                        log::info!(
+                            "taking over the lease of {} from a process that is gone ({})",
+                            remote.url,
+                            held.holder()
+                        );
+                    }
+                    Ok(held) => log::info!(
+                        "taking over the expired lease of {} ({})",
+                        remote.url,
+                        held.holder()
+                    ),
+                    Err(_) => log::warn!("{url} is damaged; taking the lease over"),
+                }
+                PutMode::Update(version)
+            }
+        };
+        let version = put_lease(&remote, &record, mode)
+            .await
+            .map_err(|e| match e {
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. } => Error::Checkpoint(format!(
+                    "checkpoint {} was taken by another dfstream starting at the same time; \
+                     pass another --checkpoint or stop the other job",
+                    remote.url
+                )),
+                e => failed(e),
+            })?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = tokio::spawn(renew(remote, record, version, duration, Arc::clone(&lost)));
+        Ok(Lease { url, lost, renewer })
+    }
+}
+
+/// Renews the lease every third of its duration until dropped; marks it lost if another
+/// writer replaced it.
+async fn renew(
+    remote: Remote,
+    mut record: LeaseRecord,
+    mut version: UpdateVersion,
+    duration: Duration,
+    lost: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(duration / 3).await;
+        record.expires_micros = now_micros() + duration.as_micros() as i64;
+        match put_lease(&remote, &record, PutMode::Update(version.clone())).await {
+            Ok(next) => version = next,
+            Err(
+                object_store::Error::Precondition { .. }
+                | object_store::Error::AlreadyExists { .. },
+            ) => {
+                log::error!("the lease on {} was taken by another dfstream", remote.url);
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            // Retried (by the client, then here) until the lease runs out; then a taker may
+            // replace it, and the next renewal finds out.
+            Err(e) => log::warn!("renewing the lease on {}: {}", remote.url, io_error(e)),
+        }
+    }
+}
+
+async fn put_lease(
+    remote: &Remote,
+    record: &LeaseRecord,
+    mode: PutMode,
+) -> std::result::Result<UpdateVersion, object_store::Error> {
+    let bytes = serde_json::to_vec(record).expect("a lease record serializes");
+    let result = remote
+        .store
+        .put_opts(
+            &remote.child("lock"),
+            PutPayload::from(bytes),
+            PutOptions {
+                mode,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(UpdateVersion {
+        e_tag: result.e_tag,
+        version: result.version,
+    })
+}
+
+/// Every object under `remote` (recursively), for `reset`.
+pub async fn list_all(remote: &Remote) -> io::Result<Vec<String>> {
+    let prefix = remote.prefix.clone();
+    let objects: Vec<_> = remote
+        .store
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .map_err(io_error)?;
+    Ok(objects
+        .into_iter()
+        .filter_map(|o| {
+            let full = o.location.as_ref().to_string();
+            let relative = full.strip_prefix(prefix.as_ref())?.trim_start_matches('/');
+            Some(relative.to_string())
+        })
+        .collect())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+fn now_micros() -> i64 {
+    crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
 }
 
 /// Writes `bytes` to `path` atomically and durably: a hidden temporary file in the same
@@ -99,11 +512,7 @@ pub fn write_atomic_with(
     write: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = hidden_temporary(path)?;
     let result = (|| {
         let mut file = File::create(&tmp)?;
         write(&mut file)?;
@@ -116,6 +525,15 @@ pub fn write_atomic_with(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// `.NAME.tmp` beside `path`: where an atomic write prepares it.
+fn hidden_temporary(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io::Error::other(format!("{} has no file name", path.display())))?;
+    Ok(path.with_file_name(format!(".{name}.tmp")))
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {

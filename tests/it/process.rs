@@ -325,11 +325,18 @@ fn an_interval_trigger_batches_what_arrived_during_the_interval() {
     child.kill().unwrap();
     child.wait().unwrap();
     let (checkpoint, _) =
-        dfstream::state::checkpoint::Checkpoint::open_read_only(&ws.checkpoint).unwrap();
+        futures::executor::block_on(dfstream::state::checkpoint::Checkpoint::open_read_only(
+            &dfstream::storage::Location::Local(ws.checkpoint.clone()),
+        ))
+        .unwrap();
     assert_eq!(
-        dfstream::source::dir::files_of(&checkpoint.offsets(0).unwrap().sources["files"])
-            .unwrap()
-            .len(),
+        dfstream::source::dir::files_of(
+            &futures::executor::block_on(checkpoint.offsets(0))
+                .unwrap()
+                .sources["files"]
+        )
+        .unwrap()
+        .len(),
         2,
         "both files in one batch"
     );

@@ -215,7 +215,10 @@ fn the_file_shortcut_runs_wordcount_with_the_trigger_given() {
         ["be|2", "not|1", "or|1", "to|2"]
     );
     let (_, meta) =
-        dfstream::state::checkpoint::Checkpoint::open_read_only(&ws.checkpoint).unwrap();
+        futures::executor::block_on(dfstream::state::checkpoint::Checkpoint::open_read_only(
+            &dfstream::storage::Location::Local(ws.checkpoint.clone()),
+        ))
+        .unwrap();
     assert_eq!(meta.query_file, "sql/wordcount.sql");
     assert_eq!(
         meta.sql,
@@ -266,7 +269,10 @@ fn the_window_shortcut_runs_sliding_windows_with_its_parameters() {
         .unwrap();
     assert_ok(&out);
     let (_, meta) =
-        dfstream::state::checkpoint::Checkpoint::open_read_only(&ws.checkpoint).unwrap();
+        futures::executor::block_on(dfstream::state::checkpoint::Checkpoint::open_read_only(
+            &dfstream::storage::Location::Local(ws.checkpoint.clone()),
+        ))
+        .unwrap();
     assert_eq!(meta.query_file, "sql/window_wordcount.sql");
     assert_eq!(meta.mode, "complete");
     assert_eq!(meta.params["size"], "1 minute");
