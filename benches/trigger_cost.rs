@@ -18,7 +18,7 @@ use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
 use dfstream::sink::parquet::ParquetSink;
 use dfstream::sink::{Sink, SinkBatch};
 use dfstream::source::InputUnit;
-use dfstream::source::dir::{self, NewFile};
+use dfstream::source::files::{self as dir, NewFile};
 use dfstream::state::checkpoint::{Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets};
 
 const TRIGGERS: usize = 60;
@@ -131,7 +131,11 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
         rng ^= rng << 17;
         rng
     };
-    let mut sink = ParquetSink::open(&dir.path().join("output")).unwrap();
+    let mut sink = ParquetSink::open(&dfstream::storage::Location::Local(
+        dir.path().join("output"),
+    ))
+    .await
+    .unwrap();
     let mut phases: Vec<[f64; 7]> = Vec::new();
     for t in 0..TRIGGERS {
         // ~1 KB: 150 words, 80 % of them existing groups, 20 % new ones.
@@ -157,6 +161,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
                     ts_micros: 0,
                     mtime_micros: 0,
                     size: None,
+                    version: None,
                 }])
                 .unwrap(),
             )]
@@ -178,6 +183,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             schema: query.output_schema(),
             rows: &output.rows,
         })
+        .await
         .unwrap();
         let sink_time = sink_start.elapsed();
         let checkpoint_start = Instant::now();
@@ -230,11 +236,5 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
 }
 
 fn trigger_file(path: &std::path::Path) -> InputUnit {
-    InputUnit {
-        path: path.to_path_buf(),
-        display: path.display().to_string(),
-        ts_micros: 0,
-        range: None,
-        size: None,
-    }
+    InputUnit::file(path.to_path_buf(), 0)
 }

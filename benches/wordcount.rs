@@ -188,13 +188,7 @@ fn datafusion_batch(
         let mut partitions = vec![Vec::new(), Vec::new()];
         let mut n = 0;
         for path in corpus_files(corpus) {
-            let file = InputUnit {
-                display: path.display().to_string(),
-                path,
-                ts_micros: 1_700_000_000_000_000,
-                range: None,
-                size: None,
-            };
+            let file = InputUnit::file(path, 1_700_000_000_000_000);
             read_file(&file, &projection, &counters, 16 << 20, |batch| {
                 let batch = match &event_time {
                     Some(e) => e.apply(batch, &counters).unwrap(),

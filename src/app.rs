@@ -20,8 +20,6 @@ use crate::error::{Context, Error, Result};
 use crate::query::lines::TriggerSlot;
 use crate::query::plan::QueryFile;
 use crate::query::{QuerySpec, StreamingQuery};
-use crate::sink::console::ConsoleSink;
-use crate::sink::parquet::ParquetSink;
 use crate::sink::{Sink, SinkBatch};
 use crate::source::{self, Restorable, Restored, Source};
 use crate::state::checkpoint::{
@@ -274,19 +272,13 @@ impl Job {
                 query.state().map_or(0, |s| s.len())
             );
         }
-        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
-        if !args.no_console {
-            sinks.push(Box::new(ConsoleSink::new(std::io::stdout(), args.num_rows)));
-        }
-        if let Some(output) = &args.output {
-            sinks.push(Box::new(ParquetSink::open(output)?));
-        }
+        let mut sinks = crate::sink::build(config).await?;
         // Anything after the restored and replayable batches cannot be reproduced: drop it.
         let first_unrecoverable = next_batch + recovered.replay.len() as u64;
         checkpoint.discard_from(first_unrecoverable).await?;
         checkpoint.uncommit_from(next_batch).await?;
         for sink in &mut sinks {
-            sink.discard_from(first_unrecoverable)?;
+            sink.discard_from(first_unrecoverable).await?;
         }
         let inputs: Vec<String> = sources.iter().map(|s| s.describe()).collect();
         log::info!(
@@ -322,7 +314,7 @@ impl Job {
 
     /// Each source's part of a new batch (sources with nothing new are absent).
     async fn take(&mut self, limited: bool) -> Result<SourceParts> {
-        let now = now_micros();
+        let now = crate::time::now_micros();
         let mut parts = SourceParts::new();
         for source in &mut self.sources {
             if let Some(part) = source.take(limited, now).await? {
@@ -341,7 +333,7 @@ impl Job {
             sources: parts,
             force_watermark,
             skipped: false,
-            trigger_micros: Some(now_micros()),
+            trigger_micros: Some(crate::time::now_micros()),
         })
         .await
     }
@@ -353,7 +345,9 @@ impl Job {
         let started = Instant::now();
         let before = self.counters.snapshot();
         offsets.batch_id = batch_id;
-        let trigger_micros = *offsets.trigger_micros.get_or_insert_with(now_micros);
+        let trigger_micros = *offsets
+            .trigger_micros
+            .get_or_insert_with(crate::time::now_micros);
         self.checkpoint.write_offsets(&offsets).await?;
         self.query.slot().clock().set(trigger_micros);
         if let Some(watermark) = offsets.force_watermark {
@@ -406,7 +400,7 @@ impl Job {
             rows: &output.rows,
         };
         for sink in &mut self.sinks {
-            sink.write(&sink_batch)?;
+            sink.write(&sink_batch).await?;
             pause(self.step_pause).await;
         }
         let groups = self.query.state().map_or(0, |s| s.len() as u64);
@@ -508,14 +502,18 @@ impl Job {
                 .write_snapshot(last, state.as_ref(), &remembered)
                 .await?;
         }
-        let now = now_micros();
+        let now = crate::time::now_micros();
         for batch in uncommitted {
+            let batch_id = batch.commit.batch_id;
             self.checkpoint
                 .commit(&Commit {
                     committed_at_micros: now,
                     ..batch.commit
                 })
                 .await?;
+            for sink in &mut self.sinks {
+                sink.commit(batch_id).await?;
+            }
         }
         self.release_input().await?;
         self.last_commit = Instant::now();
@@ -581,10 +579,6 @@ async fn restore_sources(
 struct Uncommitted {
     delta: Option<datafusion::arrow::array::RecordBatch>,
     commit: Commit,
-}
-
-fn now_micros() -> i64 {
-    crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -23,6 +23,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per process; boxing the largest variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run a query over new files in a directory, trigger after trigger.
     Run(RunArgs),
@@ -398,6 +400,8 @@ pub struct RunConfig {
     pub checkpoint: Location,
     /// Where the socket source's log is, with `--socket`.
     pub wal_dir: Option<PathBuf>,
+    /// `--archive-dir`, opened.
+    pub archive_dir: Option<Location>,
 }
 
 impl RunArgs {
@@ -526,16 +530,38 @@ impl RunArgs {
                 ));
             }
         };
-        if (self.clean_source != CleanSource::Off || self.latest_first)
-            && matches!(input, Some(Location::Remote(_)))
-        {
-            // Checked here so that the message names the flag; the object-store listing
-            // does not support them yet.
-            return usage(
-                "--clean-source and --latest-first work on local --input directories only \
-                 (not yet on object stores)"
-                    .into(),
-            );
+        let archive_dir = self
+            .archive_dir
+            .as_deref()
+            .map(|a| open(a, "--archive-dir"))
+            .transpose()?;
+        match (&input, &archive_dir) {
+            (Some(Location::Local(_)), Some(Location::Remote(_))) => {
+                return usage(
+                    "--archive-dir for a local --input is a local directory (files are moved)"
+                        .into(),
+                );
+            }
+            (Some(Location::Remote(input)), Some(archive)) => {
+                let bucket = |url: &str| url.split('/').take(3).collect::<Vec<_>>().join("/");
+                let same =
+                    matches!(archive, Location::Remote(a) if bucket(&a.url) == bucket(&input.url));
+                if archive.describe() == input.url {
+                    return usage(format!(
+                        "--archive-dir {} is the input prefix itself",
+                        input.url
+                    ));
+                }
+                if !same {
+                    return usage(format!(
+                        "--archive-dir {} must be in the same bucket as --input {} (objects \
+                         are archived with a server-side copy)",
+                        archive.describe(),
+                        input.url
+                    ));
+                }
+            }
+            _ => {}
         }
         let partitions = self.partitions.map(|p| p as usize).unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -549,6 +575,7 @@ impl RunArgs {
             output,
             checkpoint,
             wal_dir,
+            archive_dir,
             partitions,
         })
     }

@@ -11,7 +11,7 @@ use crate::generate::{self, LineMaker, Shape};
 /// Turns generator flags into a [`Shape`], logging a clock-derived seed so a run can be repeated.
 fn shape(args: &ShapeArgs) -> Result<Shape> {
     let seed = args.seed.unwrap_or_else(|| {
-        let seed = crate::source::dir::micros_since_epoch(std::time::SystemTime::now()) as u64;
+        let seed = crate::time::now_micros() as u64;
         log::info!("seed {seed} (pass --seed {seed} to repeat these bytes)");
         seed
     });
@@ -46,7 +46,7 @@ fn write_files(
     args: &ShapeArgs,
 ) -> Result<()> {
     let mut maker = LineMaker::new(shape(args)?);
-    let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+    let now = crate::time::now_micros();
     let paths = generate::write_batch(
         dir,
         &mut maker,
@@ -154,7 +154,7 @@ pub async fn write_continuously(
         if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
             return Ok(());
         }
-        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+        let now = crate::time::now_micros();
         let text = maker.text(lines, now);
         let path = generate::write_file(&dir, &format!("gen-{now}-{seq:06}.txt"), &text)?;
         log::debug!("wrote {}", path.display());

@@ -87,7 +87,7 @@ pub async fn demo(args: DemoArgs, shutdown: impl Future<Output = ()>) -> Result<
     let input = dir.join("input");
     std::fs::create_dir_all(&input)
         .map_err(|e| Error::io(format!("creating {}", input.display()), e))?;
-    let seed = crate::source::dir::micros_since_epoch(std::time::SystemTime::now()) as u64;
+    let seed = crate::time::now_micros() as u64;
     let query = if args.mode == "window" {
         "sql/window_wordcount.sql"
     } else {

@@ -17,7 +17,8 @@ use crate::error::{Context, Error, Result};
 use crate::query::lines::read_file;
 use crate::query::plan::{self, QueryFile};
 use crate::sink::parquet::COMPLETE_FILE;
-use crate::source::{InputUnit, Restored, dir, socket};
+use crate::source::files as dir;
+use crate::source::{Restored, socket};
 use crate::state::checkpoint::Checkpoint;
 
 /// `dfstream verify`: runs the query once as a batch over every file the checkpoint says was
@@ -34,9 +35,10 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             args.query.display()
         )));
     }
+    let input = crate::cli::location(&args.input, "--input", &args.storage_options)?;
+    let folder = dir::folder(&input, Default::default())?;
     if let Some(inputs) = &meta.inputs {
-        let given = std::fs::canonicalize(&args.input).unwrap_or_else(|_| args.input.clone());
-        let given = format!("directory {}", given.display());
+        let given = folder.identity();
         if !inputs.contains(&given) {
             return Err(Error::Usage(format!(
                 "checkpoint {} read {}, not the --input given ({given})",
@@ -120,24 +122,26 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .ok();
     }
     for (name, taken) in taken.iter().filter(|(n, _)| !set_aside.contains(*n)) {
-        let path = args.input.join(name);
-        let file = InputUnit {
-            display: path.display().to_string(),
-            path,
+        let file = folder.unit(&dir::NewFile {
+            name: name.clone(),
             ts_micros: taken.ts_micros.unwrap_or(0),
-            range: None,
+            mtime_micros: taken.mtime_micros,
             size: taken.size,
-        };
+            version: None,
+        });
         let mut failed = None;
-        read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
-            match &event_time {
-                Some(event_time) => match event_time.apply(b, &counters) {
-                    Ok(b) => lines.push(b),
-                    Err(e) => failed = Some(e),
-                },
-                None => lines.push(b),
-            }
-            failed.is_none()
+        // Objects are read with blocking calls into the runtime.
+        tokio::task::block_in_place(|| {
+            read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
+                match &event_time {
+                    Some(event_time) => match event_time.apply(b, &counters) {
+                        Ok(b) => lines.push(b),
+                        Err(e) => failed = Some(e),
+                    },
+                    None => lines.push(b),
+                }
+                failed.is_none()
+            })
         })
         .context(|| format!("reading {name}"))?;
         if let Some(e) = failed {

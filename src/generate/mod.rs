@@ -305,7 +305,7 @@ pub fn write_batch(
 ) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+    let now = crate::time::now_micros();
     let mut paths = Vec::new();
     for f in 0..files {
         let text = match bytes_per_file {

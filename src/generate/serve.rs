@@ -57,7 +57,7 @@ async fn feed(mut stream: TcpStream, shape: Shape, rate: u64) -> std::io::Result
             }
             None => 1000,
         };
-        let now = crate::source::dir::micros_since_epoch(std::time::SystemTime::now());
+        let now = crate::time::now_micros();
         for _ in 0..lines {
             maker.line(now, &mut text);
         }

@@ -41,7 +41,7 @@ impl TriggerClock {
     /// The trigger's time in microseconds (the wall clock before any trigger has run).
     fn micros(&self) -> i64 {
         match self.0.load(Ordering::Relaxed) {
-            UNSET => crate::source::dir::micros_since_epoch(std::time::SystemTime::now()),
+            UNSET => crate::time::now_micros(),
             micros => micros,
         }
     }

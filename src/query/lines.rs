@@ -33,7 +33,7 @@ use datafusion::arrow::compute::{cast, filter, filter_record_batch, is_not_null}
 use datafusion::arrow::datatypes::TimestampMicrosecondType;
 
 use crate::batch::{LineDecoder, Projection, TextCounters, lines_schema};
-use crate::source::InputUnit;
+use crate::source::{InputUnit, Place};
 
 /// Bytes read from a file at a time.
 const READ_CHUNK: usize = 1 << 20;
@@ -430,52 +430,12 @@ pub fn read_file(
     max_line_bytes: usize,
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<bool> {
-    let opened = std::fs::File::open(&file.path).and_then(|mut f| {
-        if let Some((start, end)) = file.range {
-            // A log range is input nothing else holds: a segment cut short (or recreated
-            // empty after being deleted) must not be read as fewer lines.
-            let len = f.metadata()?.len();
-            if len < end {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("it holds {len} bytes, not the {end} this batch read"),
-                ));
-            }
-            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
-        }
-        Ok(f)
-    });
-    let compression = crate::compression::Compression::of(&file.path);
-    let mut reader: Box<dyn Read> = match opened {
-        Ok(f) => {
-            let f = pinned(f, file, counters, compression.is_some())
-                .map_err(|e| unreadable(file, e))?;
-            match (file.range, compression) {
-                (Some((start, end)), _) => Box::new(f.take(end.saturating_sub(start))),
-                (None, Some(kind)) => kind.decoder(f).map_err(|e| unreadable(file, e))?,
-                (None, None) => Box::new(f),
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.range.is_some() => {
-            // A log segment is input nothing else holds: skipping it would lose lines.
-            return Err(
-                datafusion::common::DataFusionError::IoError(e).context(format!(
-                    "the socket log segment {} holding bytes {:?} of this batch is gone or \
-                     cut short; the batch cannot be read again exactly. Restore the segment, \
-                     or start over with `dfstream reset --checkpoint DIR`",
-                    file.path.display(),
-                    file.range.unwrap_or_default()
-                )),
-            );
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            counters
-                .vanished_files
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            log::warn!("{}: vanished before it was read, skipped", file.display);
-            return Ok(true);
-        }
-        Err(e) => return Err(unreadable(file, e)),
+    let opened = match &file.place {
+        Place::File(path) => open_file(file, path, counters)?,
+        Place::Object { store, path } => open_object(file, store, path, counters)?,
+    };
+    let Some(mut reader) = opened else {
+        return Ok(true); // vanished: counted and logged
     };
     let mut decoder = LineDecoder::new(
         projection,
@@ -517,6 +477,211 @@ pub fn read_file(
         .read_nanos
         .fetch_add(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     result
+}
+
+/// Opens a local file (or a range of a socket log segment) as it was taken, decompressed;
+/// `None` if it vanished (counted and logged).
+fn open_file(
+    file: &InputUnit,
+    path: &std::path::Path,
+    counters: &TextCounters,
+) -> Result<Option<Box<dyn Read>>> {
+    let opened = std::fs::File::open(path).and_then(|mut f| {
+        if let Some((start, end)) = file.range {
+            // A log range is input nothing else holds: a segment cut short (or recreated
+            // empty after being deleted) must not be read as fewer lines.
+            let len = f.metadata()?.len();
+            if len < end {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("it holds {len} bytes, not the {end} this batch read"),
+                ));
+            }
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(start))?;
+        }
+        Ok(f)
+    });
+    let compression = crate::compression::Compression::of(path);
+    match opened {
+        Ok(f) => {
+            let f = pinned(f, file, counters, compression.is_some())
+                .map_err(|e| unreadable(file, e))?;
+            Ok(Some(match (file.range, compression) {
+                (Some((start, end)), _) => Box::new(f.take(end.saturating_sub(start))),
+                (None, Some(kind)) => kind.decoder(f).map_err(|e| unreadable(file, e))?,
+                (None, None) => Box::new(f),
+            }))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.range.is_some() => {
+            // A log segment is input nothing else holds: skipping it would lose lines.
+            Err(
+                datafusion::common::DataFusionError::IoError(e).context(format!(
+                    "the socket log segment {} holding bytes {:?} of this batch is gone or \
+                     cut short; the batch cannot be read again exactly. Restore the segment, \
+                     or start over with `dfstream reset --checkpoint DIR`",
+                    path.display(),
+                    file.range.unwrap_or_default()
+                )),
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            vanished(file, counters);
+            Ok(None)
+        }
+        Err(e) => Err(unreadable(file, e)),
+    }
+}
+
+fn vanished(file: &InputUnit, counters: &TextCounters) {
+    counters
+        .vanished_files
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    log::warn!("{}: vanished before it was read, skipped", file.display);
+}
+
+/// Opens an object as it was taken (its first `size` bytes, as far as they still go),
+/// decompressed; `None` if it vanished. Must run where blocking is allowed (the scan's
+/// blocking threads).
+fn open_object(
+    file: &InputUnit,
+    store: &Arc<dyn object_store::ObjectStore>,
+    path: &object_store::path::Path,
+    counters: &TextCounters,
+) -> Result<Option<Box<dyn Read>>> {
+    use object_store::ObjectStoreExt;
+    let runtime = tokio::runtime::Handle::current();
+    let meta = match runtime.block_on(store.head(path)) {
+        Ok(meta) => meta,
+        Err(object_store::Error::NotFound { .. }) => {
+            vanished(file, counters);
+            return Ok(None);
+        }
+        Err(e) => return Err(unreadable(file, crate::storage::io_error(e))),
+    };
+    let compression = crate::compression::Compression::of(std::path::Path::new(path.as_ref()));
+    let mut len = meta.size;
+    if let Some(size) = file.size {
+        let replaced = file.version.is_some() && meta.e_tag != file.version;
+        if meta.size != size || replaced {
+            counters
+                .changed_files
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            log::warn!(
+                "{}: {} bytes{} now, {size} when it was taken; {}",
+                file.display,
+                meta.size,
+                if replaced { " (another version)" } else { "" },
+                if compression.is_some() {
+                    "a compressed object is read whole, as it is now"
+                } else {
+                    "only the bytes taken are read, as far as they still go"
+                }
+            );
+        }
+        if compression.is_none() {
+            len = size.min(meta.size);
+        }
+    }
+    let reader = ObjectReader::new(Arc::clone(store), path.clone(), len, runtime);
+    Ok(Some(match compression {
+        Some(kind) => kind.decoder(reader).map_err(|e| unreadable(file, e))?,
+        None => Box::new(reader),
+    }))
+}
+
+/// Where a unit is, for messages: a local path, or the object's URL.
+fn place_of(file: &InputUnit) -> String {
+    match &file.place {
+        Place::File(path) => path.display().to_string(),
+        Place::Object { .. } => file.display.clone(),
+    }
+}
+
+/// Bytes an object is read in: one ranged GET each, the next one fetched while this one is
+/// decoded.
+const OBJECT_CHUNK: u64 = 8 << 20;
+
+/// Reads the first `end` bytes of an object with ranged GETs of [`OBJECT_CHUNK`], one
+/// ahead, never holding more than two chunks.
+struct ObjectReader {
+    store: Arc<dyn object_store::ObjectStore>,
+    path: object_store::path::Path,
+    next_start: u64,
+    end: u64,
+    current: bytes::Bytes,
+    pos: usize,
+    pending: Option<tokio::task::JoinHandle<object_store::Result<bytes::Bytes>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ObjectReader {
+    fn new(
+        store: Arc<dyn object_store::ObjectStore>,
+        path: object_store::path::Path,
+        end: u64,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        let mut reader = ObjectReader {
+            store,
+            path,
+            next_start: 0,
+            end,
+            current: bytes::Bytes::new(),
+            pos: 0,
+            pending: None,
+            runtime,
+        };
+        reader.pending = reader.fetch_next();
+        reader
+    }
+
+    fn fetch_next(
+        &mut self,
+    ) -> Option<tokio::task::JoinHandle<object_store::Result<bytes::Bytes>>> {
+        if self.next_start >= self.end {
+            return None;
+        }
+        let range = self.next_start..self.end.min(self.next_start + OBJECT_CHUNK);
+        self.next_start = range.end;
+        use object_store::ObjectStoreExt;
+        let (store, path) = (Arc::clone(&self.store), self.path.clone());
+        Some(
+            self.runtime
+                .spawn(async move { store.get_range(&path, range).await }),
+        )
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.current.len() {
+            let Some(pending) = self.pending.take() else {
+                return Ok(0);
+            };
+            self.current = self
+                .runtime
+                .block_on(pending)
+                .map_err(std::io::Error::other)?
+                .map_err(crate::storage::io_error)?;
+            self.pos = 0;
+            self.pending = self.fetch_next();
+            if self.current.is_empty() {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.abort();
+        }
+    }
 }
 
 /// `f` limited to the size its file was taken with. A file whose size differs now (it grew,
@@ -568,5 +733,5 @@ fn unreadable(file: &InputUnit, e: std::io::Error) -> datafusion::common::DataFu
          re-run at the next start"
     };
     datafusion::common::DataFusionError::IoError(e)
-        .context(format!("reading {} ({how})", file.path.display()))
+        .context(format!("reading {} ({how})", place_of(file)))
 }

@@ -5,8 +5,22 @@ use std::io::Write;
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
+use async_trait::async_trait;
+use futures::FutureExt;
+
 use super::{Sink, SinkBatch};
 use crate::error::{Error, Result};
+
+/// The console sink among the kinds of sink: on unless `--no-console`.
+pub const KIND: super::Kind = super::Kind {
+    name: "console",
+    build: |config| {
+        let sink = (!config.args.no_console).then(|| {
+            Box::new(ConsoleSink::new(std::io::stdout(), config.args.num_rows)) as Box<dyn Sink>
+        });
+        async move { Ok(sink) }.boxed()
+    },
+};
 
 pub struct ConsoleSink<W: Write> {
     out: W,
@@ -19,8 +33,9 @@ impl<W: Write> ConsoleSink<W> {
     }
 }
 
-impl<W: Write> Sink for ConsoleSink<W> {
-    fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()> {
+#[async_trait]
+impl<W: Write + Send> Sink for ConsoleSink<W> {
+    async fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()> {
         let total = batch.num_rows();
         let mut shown = Vec::new();
         let mut left = self.num_rows;

@@ -1,13 +1,19 @@
-//! Where each trigger's result rows go. A sink commits one batch at a time and is idempotent:
-//! writing batch N again (after a crash, on replay) replaces what an earlier attempt left.
+//! Where each trigger's result rows go. A sink takes each batch in two phases: `write` (before
+//! the checkpoint commits the batch) and `commit` (after it has), and on recovery discards
+//! what it wrote for batches that were not committed and will not be re-run. The shipped
+//! sinks are idempotent by name (writing batch N again replaces what an earlier attempt
+//! left), so their commit phase has nothing to do; a sink that is not (a database, Kafka)
+//! stages in `write` and publishes in `commit`, without changes to the trigger loop.
 //! Sinks know nothing of sources, SQL or checkpoints.
 
 pub mod console;
 pub mod parquet;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 
+use crate::cli::RunConfig;
 use crate::error::Result;
 use crate::query::OutputMode;
 
@@ -26,13 +32,44 @@ impl SinkBatch<'_> {
 }
 
 /// A destination for result rows.
-pub trait Sink {
-    /// Writes batch `batch.batch_id`; on return it is durable (or shown).
-    fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()>;
+#[async_trait]
+pub trait Sink: Send {
+    /// Phase one: writes batch `batch.batch_id`, before the checkpoint commits it; on return
+    /// it is durable (or shown).
+    async fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()>;
+
+    /// Phase two: batch `batch_id` is committed in the checkpoint.
+    async fn commit(&mut self, _batch_id: u64) -> Result<()> {
+        Ok(())
+    }
 
     /// Forgets batches `first` and later, which a recovery found it cannot reproduce (their
     /// input will be taken again in new batches).
-    fn discard_from(&mut self, _first: u64) -> Result<()> {
+    async fn discard_from(&mut self, _first: u64) -> Result<()> {
         Ok(())
     }
+}
+
+/// What building a kind of sink gives: the sink, if the run's arguments ask for it.
+pub type Built<'a> = futures::future::BoxFuture<'a, Result<Option<Box<dyn Sink>>>>;
+
+/// A kind of sink: built when the run's arguments ask for it.
+pub struct Kind {
+    pub name: &'static str,
+    pub build: for<'a> fn(&'a RunConfig) -> Built<'a>,
+}
+
+/// Every kind of sink. A new kind is one line here.
+const KINDS: &[Kind] = &[console::KIND, parquet::KIND];
+
+/// Builds the sinks the run's arguments ask for.
+pub async fn build(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>> {
+    let mut sinks = Vec::new();
+    for kind in KINDS {
+        if let Some(sink) = (kind.build)(config).await? {
+            log::debug!("writing to the {} sink", kind.name);
+            sinks.push(sink);
+        }
+    }
+    Ok(sinks)
 }

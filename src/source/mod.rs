@@ -8,7 +8,7 @@
 //! every part back to its source to be read, when the batch first runs and when a restart
 //! re-runs it. A new kind of source is a new folder here plus one line in [`build`].
 
-pub mod dir;
+pub mod files;
 pub mod socket;
 
 use std::path::PathBuf;
@@ -21,11 +21,23 @@ use crate::batch::TextCounters;
 use crate::cli::RunConfig;
 use crate::error::{Error, Result};
 
+/// Where a unit of input is.
+#[derive(Debug, Clone)]
+pub enum Place {
+    /// A local file.
+    File(PathBuf),
+    /// An object in an object store.
+    Object {
+        store: Arc<dyn object_store::ObjectStore>,
+        path: object_store::path::Path,
+    },
+}
+
 /// One unit of a batch's input, as the `lines` scan reads it: a file, or a byte range of one.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct InputUnit {
     /// Where to read it.
-    pub path: PathBuf,
+    pub place: Place,
     /// What the `file` column says.
     pub display: String,
     /// The `ts` of every row of the unit, microseconds since the epoch.
@@ -37,6 +49,22 @@ pub struct InputUnit {
     /// Read only the first `size` bytes (of a compressed file, before decompressing): the
     /// size the file had when it was taken, so that a replay reads what the first run read.
     pub size: Option<u64>,
+    /// The object's ETag when it was taken (object stores only).
+    pub version: Option<String>,
+}
+
+impl InputUnit {
+    /// A whole local file, all of whose rows arrived at `ts_micros`.
+    pub fn file(path: PathBuf, ts_micros: i64) -> Self {
+        InputUnit {
+            display: path.display().to_string(),
+            place: Place::File(path),
+            ts_micros,
+            range: None,
+            size: None,
+            version: None,
+        }
+    }
 }
 
 /// What the checkpoint kept about one source, handed back to it at start (all of it in the
@@ -132,7 +160,7 @@ pub struct Kind {
 }
 
 /// Every kind of source. A new kind is one line here.
-const KINDS: &[Kind] = &[dir::KIND, socket::KIND];
+const KINDS: &[Kind] = &[files::KIND, socket::KIND];
 
 /// Builds the sources the run's arguments ask for.
 pub fn build(ctx: &BuildContext) -> Result<Vec<Box<dyn Source>>> {

@@ -37,6 +37,9 @@ use super::store::{Lock, Store};
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
+/// The checkpoint's single-writer lock.
+const LOCK: &str = "lock";
+
 /// What a reader of one snapshot or batch file gives [`Checkpoint::rebuild`]: its pieces,
 /// `None` for a missing file, or what is damaged.
 type Pieces<T> = std::result::Result<Option<Vec<T>>, String>;
@@ -262,7 +265,7 @@ impl Checkpoint {
         retain_batches: u64,
     ) -> Result<Self> {
         let store = super::store::open(location);
-        let lock = store.lock().await?;
+        let lock = store.lock(LOCK).await?;
         let checkpoint = Self {
             store,
             snapshot_interval: snapshot_interval.max(1),
@@ -340,7 +343,7 @@ impl Checkpoint {
     /// holding the lock: refused while a job holds it.
     pub async fn lock_existing(location: &Location) -> Result<Self> {
         let (mut checkpoint, _) = Self::open_read_only(location).await?;
-        checkpoint.lock = Some(checkpoint.store.lock().await?);
+        checkpoint.lock = Some(checkpoint.store.lock(LOCK).await?);
         Ok(checkpoint)
     }
 
@@ -989,7 +992,7 @@ pub async fn reset(location: &Location) -> Result<()> {
              dfstream); nothing was deleted"
         )));
     }
-    let lock = store.lock().await?;
+    let lock = store.lock(LOCK).await?;
     // `metadata` goes last: a reset cut short (Ctrl-C, a file that cannot be deleted) leaves
     // something that is still recognised as a checkpoint, and can be reset again.
     let mut ours: Vec<String> = Vec::new();
@@ -1027,9 +1030,9 @@ pub async fn reset(location: &Location) -> Result<()> {
         // The lease goes with the rest: the next job starts on an empty prefix.
         drop(lock);
         store
-            .delete("lock")
+            .delete(LOCK)
             .await
-            .map_err(|e| Error::io(format!("removing {where_}/lock"), e))?;
+            .map_err(|e| Error::io(format!("removing {where_}/{LOCK}"), e))?;
     }
     Ok(())
 }

@@ -35,8 +35,8 @@ pub trait Store: Send + Sync {
     async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>>;
     /// Removes `path`; removing a missing object is not an error.
     async fn delete(&self, path: &str) -> io::Result<()>;
-    /// Takes the single-writer lock, or says who holds it.
-    async fn lock(&self) -> Result<Lock>;
+    /// Takes the single-writer lock held in object `name`, or says who holds it.
+    async fn lock(&self, name: &str) -> Result<Lock>;
     /// Where the store is, for messages.
     fn describe(&self) -> String;
     /// The local directory, for a local store.
@@ -165,14 +165,10 @@ impl Store for LocalStore {
         }
     }
 
-    async fn lock(&self) -> Result<Lock> {
-        std::fs::create_dir_all(&self.root).map_err(|e| {
-            Error::io(
-                format!("creating checkpoint directory {}", self.root.display()),
-                e,
-            )
-        })?;
-        lock_file(&self.root).map(Lock::File)
+    async fn lock(&self, name: &str) -> Result<Lock> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|e| Error::io(format!("creating directory {}", self.root.display()), e))?;
+        lock_file(&self.root, name).map(Lock::File)
     }
 
     fn describe(&self) -> String {
@@ -184,9 +180,9 @@ impl Store for LocalStore {
     }
 }
 
-/// Takes the exclusive lock on `dir/lock` and writes this process's pid into it.
-fn lock_file(dir: &Path) -> Result<File> {
-    let path = dir.join("lock");
+/// Takes the exclusive lock on `dir/name` and writes this process's pid into it.
+fn lock_file(dir: &Path, name: &str) -> Result<File> {
+    let path = dir.join(name);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -199,8 +195,8 @@ fn lock_file(dir: &Path) -> Result<File> {
         Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             return Err(Error::Checkpoint(format!(
-                "checkpoint {} is in use by another dfstream (pid {}, lock file {}); stop it, or \
-                 pass another --checkpoint",
+                "{} is in use by another dfstream (pid {}, lock file {}); stop it, or pass \
+                 another location",
                 dir.display(),
                 holder.trim(),
                 path.display()
@@ -289,8 +285,10 @@ impl Store for ObjectStore {
         }
     }
 
-    async fn lock(&self) -> Result<Lock> {
-        Lease::take(self.remote.clone()).await.map(Lock::Lease)
+    async fn lock(&self, name: &str) -> Result<Lock> {
+        Lease::take(self.remote.clone(), name)
+            .await
+            .map(Lock::Lease)
     }
 
     fn describe(&self) -> String {
@@ -343,12 +341,12 @@ impl Drop for Lease {
 }
 
 impl Lease {
-    async fn take(remote: Remote) -> Result<Self> {
-        let path = remote.child("lock");
-        let url = remote.url_of("lock");
+    async fn take(remote: Remote, name: &str) -> Result<Self> {
+        let path = remote.child(name);
+        let url = remote.url_of(name);
         let failed =
             |e: object_store::Error| Error::io(format!("taking the lease {url}"), io_error(e));
-        let now = now_micros();
+        let now = crate::time::now_micros();
         let duration = lease_duration();
         let record = LeaseRecord {
             host: host_name(),
@@ -370,10 +368,10 @@ impl Lease {
                         let gone = held.host == record.host && !process_alive(held.pid);
                         if !gone {
                             return Err(Error::Checkpoint(format!(
-                                "checkpoint {} is in use by another dfstream ({}); its lease \
-                                 runs until {} and is renewed while it runs. Stop it, or pass \
-                                 another --checkpoint (a crashed job's lease is taken over \
-                                 once it expires)",
+                                "{} is in use by another dfstream ({}); its lease runs until \
+                                 {} and is renewed while it runs. Stop it, or pass another \
+                                 location (a crashed job's lease is taken over once it \
+                                 expires)",
                                 remote.url,
                                 held.holder(),
                                 crate::generate::iso8601(held.expires_micros)
@@ -395,19 +393,26 @@ impl Lease {
                 PutMode::Update(version)
             }
         };
-        let version = put_lease(&remote, &record, mode)
+        let version = put_lease(&remote, &path, &record, mode)
             .await
             .map_err(|e| match e {
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. } => Error::Checkpoint(format!(
-                    "checkpoint {} was taken by another dfstream starting at the same time; \
-                     pass another --checkpoint or stop the other job",
+                    "{} was taken by another dfstream starting at the same time; pass \
+                     another location or stop the other job",
                     remote.url
                 )),
                 e => failed(e),
             })?;
         let lost = Arc::new(AtomicBool::new(false));
-        let renewer = tokio::spawn(renew(remote, record, version, duration, Arc::clone(&lost)));
+        let renewer = tokio::spawn(renew(
+            remote,
+            path,
+            record,
+            version,
+            duration,
+            Arc::clone(&lost),
+        ));
         Ok(Lease { url, lost, renewer })
     }
 }
@@ -416,6 +421,7 @@ impl Lease {
 /// writer replaced it.
 async fn renew(
     remote: Remote,
+    path: object_store::path::Path,
     mut record: LeaseRecord,
     mut version: UpdateVersion,
     duration: Duration,
@@ -423,8 +429,8 @@ async fn renew(
 ) {
     loop {
         tokio::time::sleep(duration / 3).await;
-        record.expires_micros = now_micros() + duration.as_micros() as i64;
-        match put_lease(&remote, &record, PutMode::Update(version.clone())).await {
+        record.expires_micros = crate::time::now_micros() + duration.as_micros() as i64;
+        match put_lease(&remote, &path, &record, PutMode::Update(version.clone())).await {
             Ok(next) => version = next,
             Err(
                 object_store::Error::Precondition { .. }
@@ -443,6 +449,7 @@ async fn renew(
 
 async fn put_lease(
     remote: &Remote,
+    path: &object_store::path::Path,
     record: &LeaseRecord,
     mode: PutMode,
 ) -> std::result::Result<UpdateVersion, object_store::Error> {
@@ -450,7 +457,7 @@ async fn put_lease(
     let result = remote
         .store
         .put_opts(
-            &remote.child("lock"),
+            path,
             PutPayload::from(bytes),
             PutOptions {
                 mode,
@@ -494,10 +501,6 @@ fn process_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
     alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-}
-
-fn now_micros() -> i64 {
-    crate::source::dir::micros_since_epoch(std::time::SystemTime::now())
 }
 
 /// Writes `bytes` to `path` atomically and durably: a hidden temporary file in the same

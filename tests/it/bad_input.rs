@@ -246,14 +246,15 @@ fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
     // Drive the scan directly: the file is listed, then removed before the trigger reads it.
     use dfstream::batch::{Projection, TextCounters};
     use dfstream::query::lines::read_file;
-    use dfstream::source::InputUnit;
+    use dfstream::source::{InputUnit, Place};
     let counters = TextCounters::default();
     let file = InputUnit {
-        path: "/no/such/file.txt".into(),
+        place: Place::File("/no/such/file.txt".into()),
         display: "file.txt".into(),
         ts_micros: 0,
         range: None,
         size: None,
+        version: None,
     };
     let projection = Projection::new(None).unwrap();
     let mut batches = 0;

@@ -10,7 +10,7 @@ use dfstream::batch::TextCounters;
 use dfstream::query::lines::TriggerSlot;
 use dfstream::query::plan::{Params, QueryFile};
 use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
-use dfstream::source::InputUnit;
+use dfstream::source::{InputUnit, Place};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -110,11 +110,12 @@ async fn stream(
                 .iter()
                 .enumerate()
                 .map(|(i, (name, _))| InputUnit {
-                    path: dir.join(name),
+                    place: Place::File(dir.join(name)),
                     display: name.clone(),
                     ts_micros: ts_of(range.start + i),
                     range: None,
                     size: None,
+                    version: None,
                 })
                 .collect(),
         );
@@ -483,11 +484,12 @@ fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u
                     range
                         .clone()
                         .map(|i| InputUnit {
-                            path: dir.path().join(&files[i].0),
+                            place: Place::File(dir.path().join(&files[i].0)),
                             display: files[i].0.clone(),
                             ts_micros: ts[i],
                             range: None,
                             size: None,
+                            version: None,
                         })
                         .collect(),
                 );
