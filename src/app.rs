@@ -173,10 +173,9 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         counters.bad_event_times,
         counters.late_rows
     );
-    Ok(RunSummary {
-        batches: job.batches_run,
-        counters,
-    })
+    let batches = job.batches_run;
+    job.close().await;
+    Ok(RunSummary { batches, counters })
 }
 
 /// A started pipeline.
@@ -462,6 +461,17 @@ impl Job {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Releases the checkpoint's and the sinks' locks at a clean stop (everything is
+    /// committed).
+    async fn close(self) {
+        // The sources stop first (the socket reader thread), then what they fed.
+        drop(self.sources);
+        for sink in self.sinks {
+            sink.close().await;
+        }
+        self.checkpoint.close().await;
     }
 
     /// When the uncommitted batches must be committed, if there are any.

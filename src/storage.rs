@@ -228,7 +228,38 @@ pub fn io_error(e: object_store::Error) -> std::io::Error {
         | object_store::Error::Unauthenticated { .. } => std::io::ErrorKind::PermissionDenied,
         _ => std::io::ErrorKind::Other,
     };
-    std::io::Error::new(kind, without_secrets(&e.to_string(), &Vec::new()))
+    std::io::Error::new(
+        kind,
+        without_secrets(&summarize(&e.to_string()), &Vec::new()),
+    )
+}
+
+/// An error text with an S3-style XML error body cut down to its code and message, and what
+/// the common codes mean.
+fn summarize(text: &str) -> String {
+    let Some(start) = text.find("<?xml").or_else(|| text.find("<Error>")) else {
+        return text.to_string();
+    };
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let from = text.find(&open)? + open.len();
+        let to = text[from..].find('<')? + from;
+        Some(text[from..to].to_string())
+    };
+    let code = field("Code").unwrap_or_default();
+    let hint = match code.as_str() {
+        "NoSuchBucket" => " (the bucket does not exist: create it, or check the URL)",
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" => {
+            " (the credentials were rejected: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        }
+        "SlowDown" | "ServiceUnavailable" => " (the server is throttling; retried with backoff)",
+        _ => "",
+    };
+    format!(
+        "{} {code}: {}{hint}",
+        text[..start].trim_end(),
+        field("Message").unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -245,6 +276,21 @@ mod tests {
             Location::Local(path) => assert_eq!(path, PathBuf::from("/tmp/x")),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn s3_error_bodies_are_cut_to_code_and_message() {
+        let text = "Error performing GET http://x/b - 404 Not Found: <?xml version=\"1.0\"?>\n\
+                    <Error><Code>NoSuchBucket</Code><Message>The specified bucket does not \
+                    exist</Message><RequestId>abc</RequestId></Error>";
+        let short = summarize(text);
+        assert!(
+            short.contains("NoSuchBucket: The specified bucket"),
+            "{short}"
+        );
+        assert!(short.contains("the bucket does not exist"), "{short}");
+        assert!(!short.contains("RequestId"), "{short}");
+        assert_eq!(summarize("plain"), "plain");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -20,6 +19,7 @@ use crate::sink::parquet::COMPLETE_FILE;
 use crate::source::files as dir;
 use crate::source::{Restored, socket};
 use crate::state::checkpoint::Checkpoint;
+use crate::storage::Location;
 
 /// `dfstream verify`: runs the query once as a batch over every file the checkpoint says was
 /// taken and compares the result with the streaming output. Returns whether they match.
@@ -36,6 +36,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )));
     }
     let input = crate::cli::location(&args.input, "--input", &args.storage_options)?;
+    let output = crate::cli::location(&args.output, "--output", &args.storage_options)?;
     let folder = dir::folder(&input, Default::default())?;
     if let Some(inputs) = &meta.inputs {
         let given = folder.identity();
@@ -212,8 +213,8 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .await
         .context(|| "running the batch query".into())?;
     let actual = match meta.mode.as_str() {
-        "complete" => read_output(&args.output.join(COMPLETE_FILE)).await?,
-        "append" => read_output(&args.output).await?,
+        "complete" => read_output(&output, Some(COMPLETE_FILE)).await?,
+        "append" => read_output(&output, None).await?,
         other => {
             return Err(Error::Usage(format!(
                 "verify compares the whole result, which --mode {other} output does not hold; \
@@ -303,17 +304,46 @@ fn reads_arrival_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
     reads
 }
 
-async fn read_output(path: &Path) -> Result<Vec<RecordBatch>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
+/// The job's Parquet output: file `name` under `output`, or (`None`) every `.parquet` file
+/// there; nothing if there is none yet.
+async fn read_output(output: &Location, name: Option<&str>) -> Result<Vec<RecordBatch>> {
     let ctx = datafusion::prelude::SessionContext::new();
-    ctx.read_parquet(path.display().to_string(), ParquetReadOptions::default())
+    let target = match output {
+        Location::Local(dir) => {
+            let path = name.map_or_else(|| dir.clone(), |n| dir.join(n));
+            if !path.exists() {
+                return Ok(Vec::new());
+            }
+            path.display().to_string()
+        }
+        Location::Remote(remote) => {
+            let store = crate::state::store::open(output);
+            let listed = store
+                .list("")
+                .await
+                .map_err(|e| Error::io(format!("listing {}", remote.url), e))?;
+            let found = listed.iter().any(|(n, _)| match name {
+                Some(name) => n == name,
+                None => n.ends_with(".parquet"),
+            });
+            if !found {
+                return Ok(Vec::new());
+            }
+            let url = url::Url::parse(&remote.url)
+                .map_err(|e| Error::Usage(format!("--output {}: {e}", remote.url)))?;
+            ctx.register_object_store(&url, std::sync::Arc::clone(&remote.store));
+            match name {
+                Some(name) => remote.url_of(name),
+                None => format!("{}/", remote.url),
+            }
+        }
+    };
+    ctx.read_parquet(target.clone(), ParquetReadOptions::default())
         .await
-        .context(|| format!("reading {}", path.display()))?
+        .context(|| format!("reading {target}"))?
         .collect()
         .await
-        .context(|| format!("reading {}", path.display()))
+        .context(|| format!("reading {target}"))
 }
 
 /// Each row as `a | b | c`, sorted (a multiset, as a sorted list).

@@ -48,6 +48,9 @@ pub trait Sink: Send {
     async fn discard_from(&mut self, _first: u64) -> Result<()> {
         Ok(())
     }
+
+    /// The job stops cleanly: release what the sink holds.
+    async fn close(self: Box<Self>) {}
 }
 
 /// What building a kind of sink gives: the sink, if the run's arguments ask for it.

@@ -68,7 +68,7 @@ pub struct ParquetSink {
     location: Location,
     /// Listing and deleting, local or remote alike.
     store: Box<dyn Store>,
-    _lock: Lock,
+    lock: Lock,
 }
 
 impl ParquetSink {
@@ -89,7 +89,7 @@ impl ParquetSink {
         Ok(Self {
             location: location.clone(),
             store,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -152,6 +152,10 @@ impl Sink for ParquetSink {
                 Ok(())
             }
         }
+    }
+
+    async fn close(self: Box<Self>) {
+        self.lock.release(self.store.as_ref(), LOCK).await;
     }
 
     async fn discard_from(&mut self, first: u64) -> Result<()> {

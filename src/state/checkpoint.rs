@@ -334,6 +334,13 @@ impl Checkpoint {
         Ok((checkpoint, meta))
     }
 
+    /// Releases the lock at a clean stop (see [`Lock::release`]).
+    pub async fn close(mut self) {
+        if let Some(lock) = self.lock.take() {
+            lock.release(self.store.as_ref(), LOCK).await;
+        }
+    }
+
     /// Where the checkpoint is, for messages.
     pub fn describe(&self) -> String {
         self.store.describe()

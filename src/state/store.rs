@@ -61,6 +61,19 @@ pub enum Lock {
 }
 
 impl Lock {
+    /// Gives the lock up at a clean stop: a lease is deleted, so that the next job (on any
+    /// host) need not wait for it to expire. A file lock goes with the process anyway.
+    pub async fn release(self, store: &dyn Store, name: &str) {
+        if let Lock::Lease(lease) = self {
+            lease.renewer.abort();
+            if !lease.lost.load(Ordering::SeqCst)
+                && let Err(e) = store.delete(name).await
+            {
+                log::warn!("could not release the lease {}: {e}", lease.url);
+            }
+        }
+    }
+
     /// Fails once another writer has taken the checkpoint over (a lease lost while the job
     /// was stalled past its expiry): nothing may be committed then.
     pub fn check(&self) -> Result<()> {

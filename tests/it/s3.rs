@@ -1,0 +1,652 @@
+//! Input, output and checkpoints on a real S3 server: `moto_server` (from PyPI's
+//! `moto[server]`, which `.ci/run` installs), started here on 127.0.0.1, one per test binary;
+//! each test has its own bucket. The job is the real binary; the test writes and reads objects
+//! with `object_store`'s S3 client, as any other program would.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::util::{
+    Line, Workspace, assert_logged, assert_ok, batch_query, bin, lines_of, repo, runtime, signal,
+    sorted_rows, stderr, stdout,
+};
+
+/// The moto server all tests share.
+struct Moto {
+    port: u16,
+}
+
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(|| {
+        let port = free_port();
+        // Started from a thread that lives as long as the test process: the server is
+        // killed when the thread that started it ends (PR_SET_PDEATHSIG), and so dies with
+        // the tests however they end, not with the first test that used it.
+        let (started, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut command = Command::new("moto_server");
+            command
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            // SAFETY: only an async-signal-safe call between fork and exec.
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            let child = command.spawn().map_err(|e| e.to_string());
+            let failed = child.is_err();
+            started.send(child.map(|_| ())).unwrap();
+            if !failed {
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+        if let Err(e) = result.recv().unwrap() {
+            panic!(
+                "cannot start moto_server ({e}): the S3 tests need it; install it with \
+                 `pip install 'moto[server]'` (.ci/run does)"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Moto { port }
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh bucket on the shared server, and a client for it.
+struct Bucket {
+    name: String,
+    /// Where the job reaches the server (the server itself, or a proxy in front of it).
+    endpoint: String,
+    client: AmazonS3,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "dfstream-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let port = moto().port;
+        // Creating a bucket is not something object_store does: one plain request.
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            conn,
+            "PUT /{name} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let client = AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_bucket_name(&name)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test-secret")
+            .with_allow_http(true)
+            .build()
+            .unwrap();
+        Self {
+            name,
+            endpoint,
+            client,
+        }
+    }
+
+    /// `s3://BUCKET/prefix/`.
+    fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}/", self.name)
+    }
+
+    fn put(&self, key: &str, bytes: impl Into<Vec<u8>>) {
+        let bytes: Vec<u8> = bytes.into();
+        runtime()
+            .block_on(
+                self.client
+                    .put(&ObjectPath::from(key), PutPayload::from(bytes)),
+            )
+            .unwrap();
+    }
+
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        runtime().block_on(async {
+            match self.client.get(&ObjectPath::from(key)).await {
+                Ok(found) => Some(found.bytes().await.unwrap().to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("{e}"),
+            }
+        })
+    }
+
+    fn exists(&self, key: &str) -> bool {
+        runtime()
+            .block_on(self.client.head(&ObjectPath::from(key)))
+            .is_ok()
+    }
+
+    fn wait_for(&self, key: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.exists(key) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The rows of `key`, a Parquet object.
+    fn read_parquet(&self, key: &str) -> Vec<RecordBatch> {
+        let bytes = bytes::Bytes::from(self.get(key).unwrap_or_else(|| panic!("no {key}")));
+        ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A `dfstream` command with this server's endpoint and credentials in the environment,
+    /// as a user would export them.
+    fn dfstream(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(bin());
+        command
+            .args(args)
+            .env("RUST_LOG", "dfstream=info")
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ALLOW_HTTP", "true");
+        command
+    }
+}
+
+/// `dfstream run sql/wordcount.sql` over `input`, `output` and `checkpoint` plus `extra`.
+fn run_args<'a>(
+    input: &'a str,
+    output: &'a str,
+    checkpoint: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let query = Box::leak(
+        repo("sql/wordcount.sql")
+            .display()
+            .to_string()
+            .into_boxed_str(),
+    );
+    let mut args = vec![
+        "run",
+        query,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--checkpoint",
+        checkpoint,
+        "--no-console",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn verify_args<'a>(input: &'a str, output: &'a str, checkpoint: &'a str) -> Vec<&'a str> {
+    let query = Box::leak(
+        repo("sql/wordcount.sql")
+            .display()
+            .to_string()
+            .into_boxed_str(),
+    );
+    vec![
+        "verify",
+        query,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--checkpoint",
+        checkpoint,
+    ]
+}
+
+/// Word count of `files` as one batch query (the oracle).
+fn oracle(files: &[(String, String)]) -> Vec<String> {
+    let lines: Vec<Line> = files
+        .iter()
+        .flat_map(|(name, text)| lines_of(text.as_bytes(), name, 0))
+        .collect();
+    let sql = std::fs::read_to_string(repo("sql/wordcount.sql")).unwrap();
+    sorted_rows(&runtime().block_on(batch_query(&sql, &lines, &[], 2)))
+}
+
+/// `count` files of random words from a small vocabulary (so that counts merge).
+fn random_files(rng: &mut StdRng, count: usize) -> Vec<(String, String)> {
+    (0..count)
+        .map(|i| {
+            let lines: Vec<String> = (0..rng.random_range(1..20))
+                .map(|_| {
+                    (0..rng.random_range(0..8))
+                        .map(|_| format!("w{}", rng.random_range(0..30)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .collect();
+            (format!("f{i:03}.txt"), lines.join("\n") + "\n")
+        })
+        .collect()
+}
+
+fn assert_verified(out: &Output) {
+    assert_ok(out);
+    assert!(stdout(out).starts_with("OK"), "{}", stdout(out));
+}
+
+#[test]
+fn the_oracle_holds_with_input_output_and_checkpoint_on_s3_over_random_splits() {
+    for seed in [1u64, 2] {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let bucket = Bucket::new();
+        let (input, output, checkpoint) = (
+            bucket.url("incoming"),
+            bucket.url("counts"),
+            bucket.url("ckpt"),
+        );
+        let files = random_files(&mut rng, 12);
+        let mut sent = 0;
+        let mut runs = 0;
+        while sent < files.len() {
+            let chunk = rng.random_range(1..=4).min(files.len() - sent);
+            for (name, text) in &files[sent..sent + chunk] {
+                bucket.put(&format!("incoming/{name}"), text.as_bytes());
+            }
+            sent += chunk;
+            let max = rng.random_range(1..=3).to_string();
+            let args = run_args(
+                &input,
+                &output,
+                &checkpoint,
+                &[
+                    "--trigger",
+                    "available-now",
+                    "--max-files-per-trigger",
+                    &max,
+                ],
+            );
+            let out = bucket.dfstream(&args).output().unwrap();
+            assert_ok(&out);
+            runs += 1;
+            // Every trigger's complete result equals the batch query over the input so far.
+            assert_eq!(
+                sorted_rows(&bucket.read_parquet("counts/result.parquet")),
+                oracle(&files[..sent]),
+                "seed {seed}, after run {runs}"
+            );
+        }
+        assert!(
+            !bucket.exists("ckpt/lock"),
+            "a clean stop releases the lease"
+        );
+        let verify = bucket
+            .dfstream(&verify_args(&input, &output, &checkpoint))
+            .output()
+            .unwrap();
+        assert_verified(&verify);
+        let show = bucket
+            .dfstream(&["checkpoint", "show", "--checkpoint", &checkpoint])
+            .output()
+            .unwrap();
+        assert_ok(&show);
+        assert!(stdout(&show).contains("last batch"), "{}", stdout(&show));
+        assert!(stdout(&show).contains("commits/0"), "{}", stdout(&show));
+        assert!(
+            !stdout(&show).contains("test-secret") && !stderr(&show).contains("test-secret"),
+            "no secret in what show prints"
+        );
+    }
+}
+
+#[test]
+fn input_on_s3_with_a_local_output_and_checkpoint_gives_the_batch_answer() {
+    let bucket = Bucket::new();
+    let ws = Workspace::new();
+    let files = random_files(&mut StdRng::seed_from_u64(7), 6);
+    for (name, text) in &files {
+        bucket.put(&format!("in/{name}"), text.as_bytes());
+    }
+    let input = bucket.url("in");
+    let (output, checkpoint) = (
+        ws.output.display().to_string(),
+        ws.checkpoint.display().to_string(),
+    );
+    let args = run_args(
+        &input,
+        &output,
+        &checkpoint,
+        &["--trigger", "available-now", "--max-files-per-trigger", "2"],
+    );
+    assert_ok(&bucket.dfstream(&args).output().unwrap());
+    assert_eq!(
+        sorted_rows(&crate::util::read_parquet(&ws.output)),
+        oracle(&files)
+    );
+    assert_verified(
+        &bucket
+            .dfstream(&verify_args(&input, &output, &checkpoint))
+            .output()
+            .unwrap(),
+    );
+    // And the other way round: local input, output and checkpoint on S3.
+    for (name, text) in &files {
+        ws.add_file(name, text);
+    }
+    let (input, output, checkpoint) = (
+        ws.input.display().to_string(),
+        bucket.url("out2"),
+        bucket.url("ckpt2"),
+    );
+    let args = run_args(&input, &output, &checkpoint, &["--trigger", "once"]);
+    assert_ok(&bucket.dfstream(&args).output().unwrap());
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out2/result.parquet")),
+        oracle(&files)
+    );
+}
+
+#[test]
+fn sigkill_at_random_moments_with_the_checkpoint_on_s3_then_restart_is_exact() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let bucket = Bucket::new();
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    let files = random_files(&mut rng, 10);
+    let mut sent = 0;
+    let mut kills = 0;
+    while sent < files.len() {
+        let args = run_args(&input, &output, &checkpoint, &["--trigger", "100ms"]);
+        let mut child = bucket
+            .dfstream(&args)
+            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "40")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let chunk = rng.random_range(1..=3).min(files.len() - sent);
+        for (name, text) in &files[sent..sent + chunk] {
+            bucket.put(&format!("in/{name}"), text.as_bytes());
+        }
+        sent += chunk;
+        std::thread::sleep(Duration::from_millis(rng.random_range(50..900)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+    }
+    // A restart right after a SIGKILL takes the dead job's lease over at once (same host).
+    let args = run_args(
+        &input,
+        &output,
+        &checkpoint,
+        &["--trigger", "available-now"],
+    );
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        oracle(&files),
+        "after {kills} SIGKILLs"
+    );
+    assert_verified(
+        &bucket
+            .dfstream(&verify_args(&input, &output, &checkpoint))
+            .output()
+            .unwrap(),
+    );
+}
+
+#[test]
+fn a_second_job_on_the_same_s3_checkpoint_is_refused_naming_the_holder() {
+    let bucket = Bucket::new();
+    let (input, checkpoint) = (bucket.url("in"), bucket.url("ck"));
+    bucket.put("in/a.txt", "a b\n");
+    let first_output = bucket.url("out1");
+    let args = run_args(&input, &first_output, &checkpoint, &["--trigger", "200ms"]);
+    let mut first = bucket
+        .dfstream(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(bucket.wait_for("ck/commits/0", Duration::from_secs(30)));
+    let second_output = bucket.url("out2");
+    let args = run_args(&input, &second_output, &checkpoint, &["--trigger", "once"]);
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert_logged(&out, "in use by another dfstream");
+    assert_logged(&out, &format!("pid {}", first.id()));
+    // Two jobs must not write one output either.
+    let other_checkpoint = bucket.url("ck-other");
+    let args = run_args(
+        &input,
+        &first_output,
+        &other_checkpoint,
+        &["--trigger", "once"],
+    );
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert_logged(&out, "two jobs must not write one output");
+    // A clean stop releases both leases: the second job then runs.
+    signal(&first, "TERM");
+    assert!(first.wait().unwrap().success());
+    let args = run_args(&input, &second_output, &checkpoint, &["--trigger", "once"]);
+    assert_ok(&bucket.dfstream(&args).output().unwrap());
+}
+
+/// A TCP proxy in front of the S3 server that can be stopped (connections refused, open
+/// ones cut) and started again on the same port: the server going away and coming back.
+struct Proxy {
+    port: u16,
+    up: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Self {
+        let port = free_port();
+        let proxy = Proxy {
+            port,
+            up: Arc::new(AtomicBool::new(true)),
+            open: Arc::default(),
+        };
+        let (up, open) = (Arc::clone(&proxy.up), Arc::clone(&proxy.open));
+        std::thread::spawn(move || {
+            loop {
+                while !up.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+                listener.set_nonblocking(true).unwrap();
+                while up.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            client.set_nonblocking(false).unwrap();
+                            let server = TcpStream::connect(("127.0.0.1", target)).unwrap();
+                            let mut open = open.lock().unwrap();
+                            open.push(client.try_clone().unwrap());
+                            open.push(server.try_clone().unwrap());
+                            pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                            pipe(server, client);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+                // Down: the listener closes, and every open connection is cut.
+                drop(listener);
+                for conn in open.lock().unwrap().drain(..) {
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        });
+        proxy
+    }
+
+    fn stop(&self) {
+        self.up.store(false, Ordering::SeqCst);
+    }
+
+    fn restart(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+#[test]
+fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
+    let mut bucket = Bucket::new();
+    let proxy = Proxy::start(moto().port);
+    // The job reaches the server through the proxy; the test writes input directly.
+    bucket.endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    let files = random_files(&mut StdRng::seed_from_u64(5), 8);
+    let args = run_args(&input, &output, &checkpoint, &["--trigger", "100ms"]);
+    let mut child = bucket
+        .dfstream(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for (name, text) in &files[..4] {
+        bucket.put(&format!("in/{name}"), text.as_bytes());
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    proxy.stop();
+    for (name, text) in &files[4..] {
+        bucket.put(&format!("in/{name}"), text.as_bytes());
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.restart();
+    // The job is still running, and catches up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job stopped while the server was away"
+        );
+        let done = bucket.exists("out/result.parquet")
+            && sorted_rows(&bucket.read_parquet("out/result.parquet")) == oracle(&files);
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "{log}");
+    assert_verified(
+        &bucket
+            .dfstream(&verify_args(&input, &output, &checkpoint))
+            .output()
+            .unwrap(),
+    );
+}
+
+#[test]
+fn an_object_replaced_after_its_batch_began_is_read_as_taken_on_replay() {
+    let bucket = Bucket::new();
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    bucket.put("in/a.txt", "one two\n");
+    // A batch that pauses after recording its input, killed there.
+    let args = run_args(&input, &output, &checkpoint, &["--trigger", "once"]);
+    let mut child = bucket
+        .dfstream(&args)
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "3000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(bucket.wait_for("ck/offsets/0", Duration::from_secs(30)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    bucket.put("in/a.txt", "one two\nthree four five\n");
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert_ok(&out);
+    assert_logged(&out, "another version");
+    let taken = vec![("a.txt".to_string(), "one two\n".to_string())];
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        oracle(&taken)
+    );
+}
+
+#[test]
+fn a_missing_bucket_is_a_clear_error_naming_the_url() {
+    let bucket = Bucket::new();
+    let ws = Workspace::new();
+    let input = "s3://no-such-bucket-here/in/";
+    let (output, checkpoint) = (
+        ws.output.display().to_string(),
+        ws.checkpoint.display().to_string(),
+    );
+    let args = run_args(input, &output, &checkpoint, &["--trigger", "once"]);
+    let started = Instant::now();
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_logged(&out, "s3://no-such-bucket-here/in");
+    assert!(!stderr(&out).contains("test-secret"));
+    // A remote checkpoint with --socket needs a local log directory.
+    let remote_checkpoint = bucket.url("ck");
+    let args = run_args(
+        &output,
+        &output,
+        &remote_checkpoint,
+        &["--socket", "127.0.0.1:9"],
+    );
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_logged(&out, "--wal-dir");
+}
