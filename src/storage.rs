@@ -6,7 +6,7 @@
 //! are checked against what the builder accepts. Neither is ever shown: messages name a
 //! location by its URL, and a URL with a password in it is refused. Failed requests (an
 //! unreachable endpoint, HTTP 5xx, throttling) are retried with backoff by `object_store`, for
-//! up to 3 minutes, before an error reaches the job.
+//! up to 5 minutes, before an error reaches the job.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -129,7 +129,9 @@ impl Remote {
         let store: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::AmazonS3 => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-                let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_url(url.as_str())
+                    .with_retry(retry());
                 for (key, value) in options {
                     let key: AmazonS3ConfigKey =
                         key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
@@ -139,7 +141,9 @@ impl Remote {
             }
             ObjectStoreScheme::GoogleCloudStorage => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+                let mut builder = GoogleCloudStorageBuilder::from_env()
+                    .with_url(url.as_str())
+                    .with_retry(retry());
                 for (key, value) in options {
                     let key: GoogleConfigKey =
                         key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
@@ -149,7 +153,9 @@ impl Remote {
             }
             ObjectStoreScheme::MicrosoftAzure => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                let mut builder = MicrosoftAzureBuilder::from_env()
+                    .with_url(url.as_str())
+                    .with_retry(retry());
                 for (key, value) in options {
                     let key: AzureConfigKey =
                         key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
@@ -183,6 +189,22 @@ impl Remote {
     /// The URL of `name` under the prefix, for messages and the `file` column.
     pub fn url_of(&self, name: &str) -> String {
         format!("{}/{name}", self.url)
+    }
+}
+
+/// How requests are retried: with backoff (growing by about 3x from 250 ms to 10 s, with
+/// jitter), up to 20 times within 5 minutes, so that an endpoint that goes away for a while
+/// costs time, not the job. (`object_store`'s default gave up on a refused connection within
+/// about 2 s.)
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(250),
+            max_backoff: std::time::Duration::from_secs(10),
+            base: 3.0,
+        },
+        max_retries: 20,
+        retry_timeout: std::time::Duration::from_secs(300),
     }
 }
 

@@ -133,10 +133,24 @@ impl Store for LocalStore {
             file.write_all(&bytes)?;
             file.sync_all()?;
             drop(file);
-            // A link is made only where no file is: the atomic "if new".
+            // A link is made only where no file is: the atomic "if new". On a filesystem
+            // without hard links the lock still keeps a second writer out: a check, then a
+            // rename.
             match std::fs::hard_link(&tmp, &full) {
                 Ok(()) => sync_dir(dir).map(|_| true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    if full.exists() {
+                        return Ok(false);
+                    }
+                    std::fs::rename(&tmp, &full)?;
+                    sync_dir(dir).map(|_| true)
+                }
                 Err(e) => Err(e),
             }
         })();

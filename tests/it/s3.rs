@@ -559,15 +559,22 @@ fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
     for (name, text) in &files[4..] {
         bucket.put(&format!("in/{name}"), text.as_bytes());
     }
-    std::thread::sleep(Duration::from_secs(3));
+    // Longer than object_store's default retries lasted (about 2 s for a refused connection).
+    std::thread::sleep(Duration::from_secs(5));
     proxy.restart();
     // The job is still running, and catches up.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the job stopped while the server was away"
-        );
+        if child.try_wait().unwrap().is_some() {
+            let mut log = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut log)
+                .unwrap();
+            panic!("the job stopped while the server was away:\n{log}");
+        }
         let done = bucket.exists("out/result.parquet")
             && sorted_rows(&bucket.read_parquet("out/result.parquet")) == oracle(&files);
         if done {
@@ -649,4 +656,100 @@ fn a_missing_bucket_is_a_clear_error_naming_the_url() {
     let out = bucket.dfstream(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_logged(&out, "--wal-dir");
+}
+
+#[test]
+fn latest_first_takes_the_newest_object_first() {
+    let bucket = Bucket::new();
+    let files = random_files(&mut StdRng::seed_from_u64(4), 3);
+    for (name, text) in &files {
+        bucket.put(&format!("in/{name}"), text.as_bytes());
+        // S3 times are whole seconds.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    let args = run_args(
+        &input,
+        &output,
+        &checkpoint,
+        &[
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--latest-first",
+        ],
+    );
+    assert_ok(&bucket.dfstream(&args).output().unwrap());
+    for (batch, (name, _)) in files.iter().rev().enumerate() {
+        let offsets =
+            String::from_utf8(bucket.get(&format!("ck/offsets/{batch}")).unwrap()).unwrap();
+        assert!(offsets.contains(name.as_str()), "batch {batch}: {offsets}");
+    }
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        oracle(&files)
+    );
+}
+
+#[test]
+fn clean_source_archives_objects_in_the_bucket_once_no_recovery_needs_them() {
+    let bucket = Bucket::new();
+    let files = random_files(&mut StdRng::seed_from_u64(3), 6);
+    for (name, text) in &files {
+        bucket.put(&format!("in/{name}"), text.as_bytes());
+    }
+    let (input, output, checkpoint, archive) = (
+        bucket.url("in"),
+        bucket.url("out"),
+        bucket.url("ck"),
+        bucket.url("archive"),
+    );
+    let args = run_args(
+        &input,
+        &output,
+        &checkpoint,
+        &[
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--snapshot-interval",
+            "1",
+            "--retain-batches",
+            "1",
+            "--clean-source",
+            "archive",
+            "--archive-dir",
+            &archive,
+        ],
+    );
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        oracle(&files)
+    );
+    // Objects of batches no recovery can re-run were moved, whole, into the archive; the
+    // newest batches' stay until later commits.
+    let archived: Vec<&(String, String)> = files
+        .iter()
+        .filter(|(name, _)| bucket.exists(&format!("archive/{name}")))
+        .collect();
+    assert!(archived.len() >= 4, "{} archived", archived.len());
+    for (name, text) in &archived {
+        assert_eq!(
+            bucket.get(&format!("archive/{name}")).unwrap(),
+            text.as_bytes()
+        );
+        assert!(!bucket.exists(&format!("in/{name}")), "{name} moved");
+    }
+    // An archive elsewhere than the input's bucket is refused before anything runs.
+    let elsewhere = "s3://another-bucket/archive/";
+    let mut refused = args.clone();
+    let at = refused.iter().position(|a| *a == archive.as_str()).unwrap();
+    refused[at] = elsewhere;
+    let out = bucket.dfstream(&refused).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_logged(&out, "same bucket");
 }

@@ -15,11 +15,20 @@ use crate::time::micros_since_epoch;
 /// See the module docs.
 pub struct RemoteFolder {
     remote: Remote,
+    /// Whether a listing has succeeded: until one has, a failure is an error (a missing
+    /// bucket, rejected credentials); after, it is an outage, waited out trigger by trigger.
+    listed_once: bool,
+    /// A listing failed and no later one has succeeded yet (to log the outage once).
+    failing: bool,
 }
 
 impl RemoteFolder {
     pub fn new(remote: Remote) -> Self {
-        Self { remote }
+        Self {
+            remote,
+            listed_once: false,
+            failing: false,
+        }
     }
 }
 
@@ -30,12 +39,36 @@ impl Folder for RemoteFolder {
         fresh: &(dyn for<'n> Fn(&'n str) -> bool + Sync),
         horizon: Option<i64>,
     ) -> Result<Option<Listing>> {
-        let found = self
+        let found = match self
             .remote
             .store
             .list_with_delimiter(Some(&self.remote.prefix))
             .await
-            .map_err(|e| Error::io(format!("listing {}", self.remote.url), io_error(e)))?;
+        {
+            Ok(found) => found,
+            Err(e) if self.listed_once => {
+                // The client already retried with backoff; the job goes on and lists again
+                // at the next trigger, as the socket source waits for its server.
+                if !std::mem::replace(&mut self.failing, true) {
+                    log::warn!(
+                        "listing {} failed ({}); trying again every trigger",
+                        self.remote.url,
+                        io_error(e)
+                    );
+                }
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(Error::io(
+                    format!("listing {}", self.remote.url),
+                    io_error(e),
+                ));
+            }
+        };
+        if std::mem::replace(&mut self.failing, false) {
+            log::info!("listing {} works again", self.remote.url);
+        }
+        self.listed_once = true;
         let mut listing = Listing::default();
         for object in found.objects {
             let Some(name) = object.location.filename().map(str::to_string) else {

@@ -1,5 +1,6 @@
-//! Reads newline-terminated lines from a TCP server into a write-ahead log (WAL) inside the
-//! checkpoint, and hands out ranges of that log as batch input.
+//! Reads newline-terminated lines from a TCP server into a write-ahead log (WAL) on local disk
+//! (`--wal-dir`, by default `wal/` in a local checkpoint), and hands out ranges of that log as
+//! batch input.
 //!
 //! A thread connects (retrying with backoff while the server is away), appends only whole
 //! lines to `wal/NNNNNNNNNNNNNNNNNNNN.log`, syncs them, and only then makes them available, so
