@@ -478,6 +478,8 @@ struct Proxy {
     port: u16,
     up: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Requests still to answer with HTTP 503 (throttling) instead of passing on.
+    throttled: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -487,8 +489,10 @@ impl Proxy {
             port,
             up: Arc::new(AtomicBool::new(true)),
             open: Arc::default(),
+            throttled: Arc::default(),
         };
         let (up, open) = (Arc::clone(&proxy.up), Arc::clone(&proxy.open));
+        let throttled = Arc::clone(&proxy.throttled);
         std::thread::spawn(move || {
             loop {
                 while !up.load(Ordering::SeqCst) {
@@ -500,6 +504,15 @@ impl Proxy {
                     match listener.accept() {
                         Ok((client, _)) => {
                             client.set_nonblocking(false).unwrap();
+                            let throttle = throttled
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
+                            if throttle {
+                                slow_down(client);
+                                continue;
+                            }
                             let server = TcpStream::connect(("127.0.0.1", target)).unwrap();
                             let mut open = open.lock().unwrap();
                             open.push(client.try_clone().unwrap());
@@ -527,6 +540,29 @@ impl Proxy {
     fn restart(&self) {
         self.up.store(true, Ordering::SeqCst);
     }
+
+    /// Answers the next `requests` connections' first request with 503 Slow Down.
+    fn throttle(&self, requests: u64) {
+        self.throttled.store(requests, Ordering::SeqCst);
+    }
+}
+
+/// Reads a request's head and answers it as a throttling S3 server does, then hangs up.
+fn slow_down(mut client: TcpStream) {
+    std::thread::spawn(move || {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).is_ok_and(|n| n == 1) {
+            head.push(byte[0]);
+        }
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                    <Message>Please reduce your request rate.</Message></Error>";
+        let _ = write!(
+            client,
+            "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {
@@ -752,4 +788,63 @@ fn clean_source_archives_objects_in_the_bucket_once_no_recovery_needs_them() {
     let out = bucket.dfstream(&refused).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_logged(&out, "same bucket");
+}
+
+#[test]
+fn throttling_answers_are_retried_and_storage_options_replace_the_environment() {
+    let bucket = Bucket::new();
+    let proxy = Proxy::start(moto().port);
+    let files = random_files(&mut StdRng::seed_from_u64(9), 4);
+    for (name, text) in &files {
+        bucket.put(&format!("in/{name}"), text.as_bytes());
+    }
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    // Endpoint and credentials only as --storage-option, none in the environment.
+    let endpoint = format!("endpoint=http://127.0.0.1:{}", proxy.port);
+    let mut args = run_args(
+        &input,
+        &output,
+        &checkpoint,
+        &["--trigger", "available-now"],
+    );
+    args.extend([
+        "--storage-option",
+        &endpoint,
+        "--storage-option",
+        "access_key_id=test",
+        "--storage-option",
+        "secret_access_key=hunter2-secret",
+        "--storage-option",
+        "region=us-east-1",
+        "--storage-option",
+        "allow_http=true",
+    ]);
+    proxy.throttle(6);
+    let out = Command::new(bin())
+        .args(&args)
+        .env("RUST_LOG", "debug")
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        proxy.throttled.load(Ordering::SeqCst),
+        0,
+        "all 503s were sent"
+    );
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        oracle(&files)
+    );
+    for text in [stdout(&out), stderr(&out)] {
+        assert!(!text.contains("hunter2-secret"), "a secret in the output");
+    }
+    let metadata = String::from_utf8_lossy(&bucket.get("ck/metadata").unwrap()).into_owned();
+    assert!(!metadata.contains("hunter2-secret"), "{metadata}");
+    // An unknown option is refused before anything runs.
+    let mut bad = args.clone();
+    bad.extend(["--storage-option", "no_such_setting=1"]);
+    let out = Command::new(bin()).args(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_logged(&out, "no_such_setting");
 }
