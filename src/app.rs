@@ -17,6 +17,10 @@ use tokio::sync::Notify;
 use crate::batch::{TextCounters, TextCountersSnapshot};
 use crate::cli::{RunConfig, Trigger};
 use crate::error::{Context, Error, Result};
+use crate::progress::{
+    BatchProgress, Durations, EventTime, IdleEvent, InputCounts, Ms, ProgressWriter, SinkProgress,
+    SourceProgress, StateOperator,
+};
 use crate::query::lines::TriggerSlot;
 use crate::query::plan::QueryFile;
 use crate::query::{QuerySpec, StreamingQuery};
@@ -102,6 +106,9 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     let started = Instant::now();
                     let parts = job.take(true).await?;
                     let ran = !parts.is_empty();
+                    if !ran {
+                        job.idle()?;
+                    }
                     if ran {
                         job.run_batch(parts, None).await?;
                         last_input = Instant::now();
@@ -202,6 +209,18 @@ struct Job {
     /// Test aid: sleep this long between the steps of a batch, so that a crash test can kill
     /// the process inside each step (`DFSTREAM_PAUSE_BETWEEN_STEPS_MS`).
     step_pause: Option<Duration>,
+    /// `--progress`: where each batch's record goes once committed.
+    progress: Option<ProgressWriter>,
+    /// Identifies this run in progress records.
+    run_id: String,
+    /// The query file's name.
+    name: String,
+    /// When the previous trigger began (for the input rate).
+    previous_trigger: Option<Instant>,
+    /// How long the latest taking of input took.
+    take_time: Duration,
+    /// Whether an idle event was written since the last batch.
+    idle_reported: bool,
 }
 
 impl Job {
@@ -306,6 +325,23 @@ impl Job {
                 .ok()
                 .and_then(|ms| ms.parse().ok())
                 .map(Duration::from_millis),
+            progress: args
+                .progress
+                .as_deref()
+                .map(ProgressWriter::open)
+                .transpose()?,
+            run_id: format!(
+                "{:016x}{:08x}",
+                crate::time::now_micros(),
+                std::process::id()
+            ),
+            name: args
+                .query
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            previous_trigger: None,
+            take_time: Duration::ZERO,
+            idle_reported: false,
         };
         job.release_input().await?;
         Ok(job)
@@ -313,6 +349,7 @@ impl Job {
 
     /// Each source's part of a new batch (sources with nothing new are absent).
     async fn take(&mut self, limited: bool) -> Result<SourceParts> {
+        let started = Instant::now();
         let now = crate::time::now_micros();
         let mut parts = SourceParts::new();
         for source in &mut self.sources {
@@ -320,7 +357,24 @@ impl Job {
                 parts.insert(source.name().to_string(), part);
             }
         }
+        self.take_time = started.elapsed();
         Ok(parts)
+    }
+
+    /// A trigger found no input: one idle event per idle period (Spark's `QueryIdleEvent`).
+    fn idle(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.idle_reported, true) {
+            return Ok(());
+        }
+        if let Some(progress) = &mut self.progress {
+            progress.write(&IdleEvent {
+                event: "idle",
+                id: self.checkpoint.query_id().to_string(),
+                run_id: self.run_id.clone(),
+                timestamp: crate::generate::iso8601(crate::time::now_micros()),
+            })?;
+        }
+        Ok(())
     }
 
     /// Runs a new batch over `parts` at the current time; `force_watermark` (recorded with the
@@ -342,12 +396,14 @@ impl Job {
     async fn run(&mut self, mut offsets: Offsets) -> Result<()> {
         let batch_id = self.next_batch;
         let started = Instant::now();
+        let take_time = std::mem::take(&mut self.take_time);
         let before = self.counters.snapshot();
         offsets.batch_id = batch_id;
         let trigger_micros = *offsets
             .trigger_micros
             .get_or_insert_with(crate::time::now_micros);
         self.checkpoint.write_offsets(&offsets).await?;
+        let offsets_written = started.elapsed();
         self.query.slot().clock().set(trigger_micros);
         if let Some(watermark) = offsets.force_watermark {
             self.query.slot().restore_watermark(watermark);
@@ -402,19 +458,32 @@ impl Job {
             sink.write(&sink_batch).await?;
             pause(self.step_pause).await;
         }
-        let groups = self.query.state().map_or(0, |s| s.len() as u64);
         let counts = self.counters.snapshot() - before;
         self.snapshot_due |= self.checkpoint.wants_snapshot(batch_id);
+        let record = self.describe_batch(BatchFigures {
+            offsets: &offsets,
+            trigger_micros,
+            started,
+            durations: [take_time, offsets_written, started.elapsed() - queried],
+            output: &output,
+            output_rows: sink_batch.num_rows() as u64,
+            input_files: input_files as u64,
+            counts,
+        });
+        log::info!("{}", record.log_line());
         self.uncommitted.push(Uncommitted {
             delta: output.state_delta.clone(),
             commit: Commit {
                 batch_id,
                 committed_at_micros: 0,
-                input_files: input_files as u64,
-                input_rows: counts.rows,
-                input_bytes: counts.bytes,
-                output_rows: sink_batch.num_rows() as u64,
-                state_groups: groups,
+                input_files: record.input.files,
+                input_rows: record.num_input_rows,
+                input_bytes: record.input.bytes,
+                output_rows: record.sink.num_output_rows,
+                state_groups: record
+                    .state_operators
+                    .first()
+                    .map_or(0, |s| s.num_rows_total),
                 sources: self
                     .sources
                     .iter()
@@ -422,23 +491,9 @@ impl Job {
                     .collect(),
                 watermark: self.query.slot().watermark(),
             },
+            progress: record,
         });
-        let t = output.timings;
-        log::info!(
-            "batch {batch_id}: {input_files} files, {} rows ({} late), {} bytes -> {} result rows, {} groups; \
-             {:.1} ms (read {:.1}, aggregate {:.1}, merge {:.1}, emit {:.1}, sinks+checkpoint {:.1})",
-            counts.rows,
-            counts.late_rows,
-            counts.bytes,
-            sink_batch.num_rows(),
-            groups,
-            ms(started.elapsed()),
-            counts.read_nanos as f64 / 1e6,
-            ms(t.aggregate),
-            ms(t.merge),
-            ms(t.emit),
-            ms(started.elapsed() - queried),
-        );
+        self.idle_reported = false;
         self.next_batch += 1;
         self.batches_run += 1;
         if self.last_commit.elapsed() >= self.checkpoint_interval {
@@ -482,6 +537,7 @@ impl Job {
     /// Makes the finished batches durable: their state deltas (and a snapshot when one is
     /// due), then their commits, in order. Input was made durable (offsets) before each ran.
     async fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
         let uncommitted = std::mem::take(&mut self.uncommitted);
         let Some(last) = uncommitted.last().map(|u| u.commit.batch_id) else {
             return Ok(());
@@ -513,16 +569,28 @@ impl Job {
                 .await?;
         }
         let now = crate::time::now_micros();
+        let mut committed = Vec::with_capacity(uncommitted.len());
         for batch in uncommitted {
             let batch_id = batch.commit.batch_id;
+            let writing = Instant::now();
             self.checkpoint
                 .commit(&Commit {
                     committed_at_micros: now,
                     ..batch.commit
                 })
                 .await?;
+            let mut record = batch.progress;
+            record.duration_ms.commit_offsets = writing.elapsed().into();
+            committed.push(record);
             for sink in &mut self.sinks {
                 sink.commit(batch_id).await?;
+            }
+        }
+        if let Some(progress) = &mut self.progress {
+            let checkpoint = Ms::from(started.elapsed());
+            for mut record in committed {
+                record.duration_ms.checkpoint = checkpoint;
+                progress.write(&record)?;
             }
         }
         self.release_input().await?;
@@ -589,10 +657,113 @@ async fn restore_sources(
 struct Uncommitted {
     delta: Option<datafusion::arrow::array::RecordBatch>,
     commit: Commit,
+    progress: BatchProgress,
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// What a batch measured, for its progress record.
+struct BatchFigures<'a> {
+    offsets: &'a Offsets,
+    trigger_micros: i64,
+    started: Instant,
+    /// Taking the input, writing the offsets, the sinks.
+    durations: [Duration; 3],
+    output: &'a crate::query::TriggerOutput,
+    output_rows: u64,
+    input_files: u64,
+    counts: TextCountersSnapshot,
+}
+
+impl Job {
+    /// The batch's progress record: every figure it produced, assembled once.
+    fn describe_batch(&mut self, f: BatchFigures<'_>) -> BatchProgress {
+        let [take, offsets_written, sinks] = f.durations;
+        let elapsed = f.started.elapsed();
+        let rows = f.counts.rows;
+        let since_previous = self
+            .previous_trigger
+            .replace(f.started)
+            .map_or(elapsed, |p| f.started - p);
+        let per_second = |d: Duration| {
+            if d.is_zero() {
+                0.0
+            } else {
+                rows as f64 / d.as_secs_f64()
+            }
+        };
+        let t = f.output.timings;
+        let single_source = self.sources.len() == 1;
+        BatchProgress {
+            id: self.checkpoint.query_id().to_string(),
+            run_id: self.run_id.clone(),
+            name: self.name.clone(),
+            timestamp: crate::generate::iso8601(f.trigger_micros),
+            batch_id: f.offsets.batch_id,
+            batch_duration: (elapsed + take).as_millis() as u64,
+            num_input_rows: rows,
+            input_rows_per_second: per_second(since_previous),
+            processed_rows_per_second: per_second(elapsed + take),
+            duration_ms: Durations {
+                trigger_execution: (elapsed + take).into(),
+                latest_offset: take.into(),
+                query_planning: Ms(0.0),
+                wal_commit: offsets_written.into(),
+                add_batch: (elapsed - offsets_written).into(),
+                commit_offsets: Ms(0.0),
+                read: Ms(f.counts.read_nanos as f64 / 1e6),
+                aggregate: t.aggregate.into(),
+                merge: t.merge.into(),
+                emit: t.emit.into(),
+                sink: sinks.into(),
+                checkpoint: Ms(0.0),
+            },
+            event_time: self.query.slot().watermark().map(|w| EventTime {
+                watermark: crate::generate::iso8601(w),
+            }),
+            state_operators: self
+                .query
+                .state()
+                .map(|state| StateOperator {
+                    operator_name: "groupBy".to_string(),
+                    num_rows_total: state.len() as u64,
+                    num_rows_updated: f
+                        .output
+                        .state_delta
+                        .as_ref()
+                        .map_or(0, |d| d.num_rows() as u64),
+                    num_rows_dropped_by_watermark: f.counts.late_rows,
+                })
+                .into_iter()
+                .collect(),
+            sources: self
+                .sources
+                .iter()
+                .map(|s| SourceProgress {
+                    description: s.describe(),
+                    end_offset: f.offsets.sources.get(s.name()).cloned().unwrap_or_default(),
+                    num_input_rows: single_source.then_some(rows),
+                })
+                .collect(),
+            sink: SinkProgress {
+                description: self
+                    .sinks
+                    .iter()
+                    .map(|s| s.describe())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                num_output_rows: f.output_rows,
+            },
+            input: InputCounts {
+                files: f.input_files,
+                bytes: f.counts.bytes,
+                lossy_lines: f.counts.lossy_lines,
+                long_lines: f.counts.long_lines,
+                vanished_files: f.counts.vanished_files,
+                changed_files: f.counts.changed_files,
+                rows_without_event_time: f.counts.bad_event_times,
+                late_rows: f.counts.late_rows,
+            },
+        }
+    }
 }
 
 async fn pause(step_pause: Option<Duration>) {

@@ -268,6 +268,10 @@ pub struct RunArgs {
     /// URL: on an object store, commits are conditional PUTs and the lock is a lease).
     #[arg(long, default_value = "checkpoint")]
     pub checkpoint: PathBuf,
+    /// Write one JSON record per batch (Spark's StreamingQueryProgress names) to this file,
+    /// appending; `-` for stderr.
+    #[arg(long, value_name = "FILE")]
+    pub progress: Option<PathBuf>,
     /// Where the socket source logs lines before they count: a local directory. Default:
     /// `wal` in a local --checkpoint (required with a checkpoint on an object store).
     #[arg(long)]

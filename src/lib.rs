@@ -22,6 +22,7 @@ pub mod commands;
 pub mod compression;
 pub mod error;
 pub mod generate;
+pub mod progress;
 pub mod query;
 pub mod sink;
 pub mod source;

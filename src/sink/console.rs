@@ -35,6 +35,10 @@ impl<W: Write> ConsoleSink<W> {
 
 #[async_trait]
 impl<W: Write + Send> Sink for ConsoleSink<W> {
+    fn describe(&self) -> String {
+        "console".to_string()
+    }
+
     async fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()> {
         let total = batch.num_rows();
         let mut shown = Vec::new();

@@ -34,6 +34,9 @@ impl SinkBatch<'_> {
 /// A destination for result rows.
 #[async_trait]
 pub trait Sink: Send {
+    /// What the sink is, for progress records ("parquet s3://bucket/counts").
+    fn describe(&self) -> String;
+
     /// Phase one: writes batch `batch.batch_id`, before the checkpoint commits it; on return
     /// it is durable (or shown).
     async fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()>;

@@ -154,6 +154,10 @@ impl Sink for ParquetSink {
         }
     }
 
+    fn describe(&self) -> String {
+        format!("parquet {}", self.location.describe())
+    }
+
     async fn close(self: Box<Self>) {
         self.lock.release(self.store.as_ref(), LOCK).await;
     }

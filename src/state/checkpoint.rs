@@ -253,6 +253,8 @@ pub struct Checkpoint {
     /// Whether reading found a damaged file (so the next commit should write a fresh
     /// snapshot, letting retention drop what recovery had to work around).
     damage_seen: std::sync::atomic::AtomicBool,
+    /// The query's id (empty when only reading).
+    query_id: String,
 }
 
 impl Checkpoint {
@@ -266,14 +268,15 @@ impl Checkpoint {
     ) -> Result<Self> {
         let store = super::store::open(location);
         let lock = store.lock(LOCK).await?;
-        let checkpoint = Self {
+        let mut checkpoint = Self {
             store,
             snapshot_interval: snapshot_interval.max(1),
             retain_batches,
             lock: Some(lock),
             damage_seen: Default::default(),
+            query_id: String::new(),
         };
-        match checkpoint.metadata().await? {
+        let query_id = match checkpoint.metadata().await? {
             Some(stored)
                 if stored.format_version < FORMAT_VERSION
                     || (stored.inputs.is_none() && meta.inputs.is_some()) =>
@@ -295,8 +298,12 @@ impl Checkpoint {
                     ..stored
                 };
                 checkpoint.put_json("metadata", &upgraded).await?;
+                upgraded.query_id
             }
-            Some(stored) => checkpoint.check_same_query(&stored, meta)?,
+            Some(stored) => {
+                checkpoint.check_same_query(&stored, meta)?;
+                stored.query_id
+            }
             None if checkpoint.has_batch_files().await? => {
                 let dir = checkpoint.store.describe();
                 return Err(Error::Checkpoint(format!(
@@ -311,9 +318,16 @@ impl Checkpoint {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
                 checkpoint.put_json("metadata", &meta).await?;
+                meta.query_id
             }
-        }
+        };
+        checkpoint.query_id = query_id;
         Ok(checkpoint)
+    }
+
+    /// The query's id, recorded when the checkpoint was made.
+    pub fn query_id(&self) -> &str {
+        &self.query_id
     }
 
     /// Opens an existing checkpoint to read it (no lock; it may be in use).
@@ -324,6 +338,7 @@ impl Checkpoint {
             retain_batches: 0,
             lock: None,
             damage_seen: Default::default(),
+            query_id: String::new(),
         };
         let meta = checkpoint.metadata().await?.ok_or_else(|| {
             Error::Usage(format!(

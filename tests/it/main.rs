@@ -6,6 +6,7 @@ mod faults;
 mod golden;
 mod oracle;
 mod process;
+mod progress;
 mod s3;
 mod socket;
 mod tools;

@@ -1,0 +1,189 @@
+//! `--progress`: one JSON record per committed batch with Spark's `StreamingQueryProgress`
+//! names, its numbers checked against the input, and one idle event per idle period.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{Workspace, assert_ok, repo, signal};
+
+fn records(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn words(text: &str) -> BTreeSet<String> {
+    text.split_whitespace().map(str::to_lowercase).collect()
+}
+
+#[test]
+fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
+    let ws = Workspace::new();
+    let texts = [
+        ("a.txt", "to be or\nnot to be\n"),
+        ("b.txt", "that is\n"),
+        ("c.txt", "the question to be\nasked\nagain\n"),
+    ];
+    for (name, text) in texts {
+        ws.add_file(name, text);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let progress = ws.dir.path().join("progress.jsonl");
+    let progress_flag = progress.display().to_string();
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--checkpoint-interval",
+        "0",
+        "--no-console",
+        "--progress",
+        &progress_flag,
+    ];
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    let all = records(&progress);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let mut seen = BTreeSet::new();
+    for (i, record) in all.iter().enumerate() {
+        let (name, text) = texts[i];
+        for field in [
+            "id",
+            "runId",
+            "name",
+            "timestamp",
+            "batchId",
+            "batchDuration",
+            "numInputRows",
+            "inputRowsPerSecond",
+            "processedRowsPerSecond",
+            "durationMs",
+            "stateOperators",
+            "sources",
+            "sink",
+        ] {
+            assert!(record.get(field).is_some(), "{field} missing: {record}");
+        }
+        for phase in [
+            "triggerExecution",
+            "latestOffset",
+            "queryPlanning",
+            "addBatch",
+            "walCommit",
+            "commitOffsets",
+        ] {
+            assert!(record["durationMs"][phase].is_u64(), "{phase}: {record}");
+        }
+        assert_eq!(record["batchId"], i as u64);
+        assert_eq!(record["id"], all[0]["id"]);
+        assert_eq!(record["runId"], all[0]["runId"]);
+        assert_eq!(record["name"], "wordcount.sql");
+        assert_eq!(
+            record["numInputRows"],
+            text.lines().count() as u64,
+            "{record}"
+        );
+        assert_eq!(record["input"]["files"], 1);
+        assert_eq!(record["input"]["bytes"], text.len() as u64);
+        let new = words(text);
+        seen.extend(new.iter().cloned());
+        let state = &record["stateOperators"][0];
+        assert_eq!(state["numRowsTotal"], seen.len() as u64, "{record}");
+        assert_eq!(state["numRowsUpdated"], new.len() as u64, "{record}");
+        // Complete mode: the whole table every batch.
+        assert_eq!(record["sink"]["numOutputRows"], seen.len() as u64);
+        assert!(
+            record["sink"]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("parquet "),
+            "{record}"
+        );
+        let source = &record["sources"][0];
+        assert_eq!(source["numInputRows"], record["numInputRows"]);
+        assert_eq!(source["endOffset"][0]["name"], name, "{record}");
+    }
+    // A restart is the same query (id) in a new run (runId).
+    ws.add_file("d.txt", "more\n");
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    let all = records(&progress);
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3]["id"], all[0]["id"]);
+    assert_ne!(all[3]["runId"], all[0]["runId"]);
+    assert_eq!(all[3]["batchId"], 3);
+}
+
+#[test]
+fn an_idle_period_writes_one_idle_event() {
+    let ws = Workspace::new();
+    let progress = ws.dir.path().join("progress.jsonl");
+    let progress_flag = progress.display().to_string();
+    let mut child = ws
+        .command(
+            &repo("sql/wordcount.sql"),
+            &[
+                "--trigger",
+                "50ms",
+                "--checkpoint-interval",
+                "0",
+                "--no-console",
+                "--progress",
+                &progress_flag,
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let kinds = |path: &std::path::Path| -> Vec<String> {
+        records(path)
+            .iter()
+            .map(|r| match r.get("event") {
+                Some(event) => event.as_str().unwrap().to_string(),
+                None => format!("batch {}", r["batchId"]),
+            })
+            .collect()
+    };
+    std::thread::sleep(Duration::from_millis(600));
+    ws.add_file("a.txt", "one two\n");
+    assert!(ws.wait_for_commit(0, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(600));
+    ws.add_file("b.txt", "three\n");
+    assert!(ws.wait_for_commit(1, Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_millis(600));
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    // Twelve triggers or so in each idle stretch, one event for each stretch.
+    assert_eq!(
+        kinds(&progress),
+        ["idle", "batch 0", "idle", "batch 1", "idle"],
+        "{:?}",
+        records(&progress)
+    );
+    let idle = &records(&progress)[0];
+    assert_eq!(idle["id"], records(&progress)[1]["id"]);
+    assert!(idle["timestamp"].as_str().unwrap().ends_with('Z'), "{idle}");
+}
+
+#[test]
+fn progress_to_stderr_with_a_dash() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "x y\n");
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console", "--progress", "-"],
+    );
+    assert_ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON line in {log}"));
+    let record: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(record["numInputRows"], 1);
+}
