@@ -84,6 +84,26 @@ pub enum Command {
     /// Run one SQL query over files (e.g. the job's Parquet output) and print the result:
     /// dfstream sql "SELECT * FROM 'output/' ORDER BY count DESC LIMIT 10".
     Sql(SqlArgs),
+    /// Query a checkpoint's state as the table `state` (read-only; also while a job runs):
+    /// dfstream state --checkpoint checkpoint/ "SELECT word, count FROM state ORDER BY count DESC LIMIT 10".
+    State(StateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// SQL over the table `state`. Default: its first rows.
+    pub query: Option<String>,
+    #[arg(long, default_value = "checkpoint")]
+    pub checkpoint: PathBuf,
+    /// The state as of this committed batch (while its files are retained). Default: the
+    /// latest committed batch.
+    #[arg(long)]
+    pub batch: Option<u64>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: SqlFormat,
+    /// A setting for the object store client (see `dfstream run --help`); repeatable.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub storage_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Subcommand)]

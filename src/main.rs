@@ -84,6 +84,9 @@ fn main() -> ExitCode {
             Command::Sql(args) => dfstream::commands::sql(args, &mut stdout)
                 .await
                 .map(|_| true),
+            Command::State(args) => dfstream::commands::state(args, &mut stdout)
+                .await
+                .map(|_| true),
         }
     });
     match result {

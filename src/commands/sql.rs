@@ -23,20 +23,25 @@ pub async fn sql(args: SqlArgs, out: &mut impl Write) -> Result<()> {
         .collect()
         .await
         .context(|| "running the query".into())?;
+    print(&batches, args.format, out)
+}
+
+/// Prints `batches` as a table, CSV or JSON.
+pub fn print(batches: &[RecordBatch], format: SqlFormat, out: &mut impl Write) -> Result<()> {
     let to_io = |e: datafusion::arrow::error::ArrowError| {
         Error::io("printing the result", std::io::Error::other(e))
     };
-    match args.format {
+    match format {
         SqlFormat::Table => {
             let table =
-                datafusion::arrow::util::pretty::pretty_format_batches(&batches).map_err(to_io)?;
+                datafusion::arrow::util::pretty::pretty_format_batches(batches).map_err(to_io)?;
             writeln!(out, "{table}").map_err(|e| Error::io("printing the result", e))?;
         }
         SqlFormat::Csv => {
             let mut writer = datafusion::arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(&mut *out);
-            for batch in &batches {
+            for batch in batches {
                 writer.write(batch).map_err(to_io)?;
             }
         }

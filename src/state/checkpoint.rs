@@ -638,6 +638,32 @@ impl Checkpoint {
         Ok((snapshot, batches))
     }
 
+    /// The state rows after committed batch `batch_id`, for reading it as a table; refuses a
+    /// batch that is not committed or whose files are no longer kept.
+    pub async fn state_as_of(&self, batch_id: u64, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+        match self
+            .read_json::<Commit>(&format!("commits/{batch_id}"))
+            .await
+        {
+            Ok(Some(_)) => {}
+            _ => {
+                return Err(Error::Usage(format!(
+                    "batch {batch_id} is not committed in {} (or its commit is damaged)",
+                    self.store.describe()
+                )));
+            }
+        }
+        self.state_at(batch_id, Some(schema))
+            .await
+            .map_err(|problem| {
+                Error::Usage(format!(
+                    "the state as of batch {batch_id} cannot be rebuilt from the files kept in {} \
+                 ({problem}); --retain-batches keeps more history",
+                    self.store.describe()
+                ))
+            })
+    }
+
     /// State rows after batch `c`: the newest good snapshot, then every delta after it.
     async fn state_at(
         &self,

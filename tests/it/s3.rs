@@ -335,6 +335,26 @@ fn the_oracle_holds_with_input_output_and_checkpoint_on_s3_over_random_splits() 
             !stdout(&show).contains("test-secret") && !stderr(&show).contains("test-secret"),
             "no secret in what show prints"
         );
+        // The state, read from the S3 checkpoint, is the complete-mode result.
+        let state = bucket
+            .dfstream(&[
+                "state",
+                "--checkpoint",
+                &checkpoint,
+                "--format",
+                "csv",
+                "SELECT word, count FROM state",
+            ])
+            .output()
+            .unwrap();
+        assert_ok(&state);
+        let mut rows: Vec<String> = stdout(&state)
+            .lines()
+            .skip(1)
+            .map(|l| l.replace(',', "|"))
+            .collect();
+        rows.sort();
+        assert_eq!(rows, oracle(&files), "seed {seed}: the state table");
     }
 }
 

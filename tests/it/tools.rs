@@ -423,3 +423,51 @@ fn python_datafusion_reads_the_output_as_the_readme_shows() {
     assert_ok(&out);
     assert_eq!(stdout(&out).trim(), "{'word': ['b', 'a'], 'count': [2, 1]}");
 }
+
+#[test]
+fn state_reads_the_checkpoints_groups_as_a_table_also_as_of_an_earlier_batch() {
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "to be or not to be\n");
+    std::thread::sleep(Duration::from_millis(5));
+    ws.add_file("b.txt", "that is the question to ask\n");
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--no-console",
+    ];
+    assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
+    let checkpoint = ws.checkpoint.display().to_string();
+    let query = |extra: &[&str]| {
+        let out = dfstream(&["state", "--checkpoint", &checkpoint, "--format", "csv"])
+            .args(extra)
+            .arg("SELECT word, count FROM state ORDER BY word")
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let mut rows: Vec<String> = stdout(&out)
+            .lines()
+            .skip(1)
+            .map(|l| l.replace(',', "|"))
+            .collect();
+        rows.sort();
+        rows
+    };
+    // The latest state is the complete-mode result.
+    assert_eq!(query(&[]), sorted_rows(&read_parquet(&ws.output)));
+    // As of batch 0: the first file's words only.
+    assert_eq!(query(&["--batch", "0"]), ["be|2", "not|1", "or|1", "to|2"]);
+    // Without SQL: the first rows, as a table.
+    let out = dfstream(&["state", "--checkpoint", &checkpoint])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(stdout(&out).contains("| word"), "{}", stdout(&out));
+    // A batch never committed is refused.
+    let out = dfstream(&["state", "--checkpoint", &checkpoint, "--batch", "9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("batch 9 is not committed"));
+}
