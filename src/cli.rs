@@ -84,6 +84,9 @@ pub enum Command {
     /// Run one SQL query over files (e.g. the job's Parquet output) and print the result:
     /// dfstream sql "SELECT * FROM 'output/' ORDER BY count DESC LIMIT 10".
     Sql(SqlArgs),
+    /// Check a query and its run flags without reading input, and print how it would run as
+    /// a stream (mode, state, per-trigger plan): exit 0 if it would run, 2 if not.
+    Explain(RunArgs),
     /// Query a checkpoint's state as the table `state` (read-only; also while a job runs):
     /// dfstream state --checkpoint checkpoint/ "SELECT word, count FROM state ORDER BY count DESC LIMIT 10".
     State(StateArgs),

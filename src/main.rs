@@ -84,6 +84,12 @@ fn main() -> ExitCode {
             Command::Sql(args) => dfstream::commands::sql(args, &mut stdout)
                 .await
                 .map(|_| true),
+            Command::Explain(args) => {
+                let config = args.validate()?;
+                dfstream::commands::explain(config, &mut stdout)
+                    .await
+                    .map(|_| true)
+            }
             Command::State(args) => dfstream::commands::state(args, &mut stdout)
                 .await
                 .map(|_| true),

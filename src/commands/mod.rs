@@ -1,9 +1,10 @@
 //! The commands besides `run`, one module each: `verify` (the batch oracle against the
 //! streaming output), `checkpoint show` and `reset`, `generate` (input data), the original
 //! example's mode shortcuts (`file`, `window`, `socket`) with `demo`, `sql`, and `state` (a
-//! checkpoint's state as a table).
+//! checkpoint's state as a table) and `explain` (how a query would run).
 
 pub mod checkpoint;
+pub mod explain;
 pub mod generate;
 pub mod shortcuts;
 pub mod sql;
@@ -11,6 +12,7 @@ pub mod state;
 pub mod verify;
 
 pub use checkpoint::{reset_checkpoint, show, skip_batch};
+pub use explain::explain;
 pub use generate::{generate, write_continuously};
 pub use shortcuts::{demo, shortcut};
 pub use sql::sql;

@@ -179,6 +179,72 @@ impl IncrementalAggregate {
         self.panes.is_some()
     }
 
+    /// How the aggregation runs across triggers, for `dfstream explain`.
+    pub fn explain(&self) -> String {
+        let schema = self.state.schema();
+        let keys = self.state.num_keys();
+        let columns = |range: std::ops::Range<usize>| {
+            schema.fields()[range]
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut text = String::new();
+        text.push_str(&format!("state keys     {}\n", columns(0..keys)));
+        text.push_str(&format!(
+            "state values   {} (partial aggregate states, merged)\n",
+            columns(keys..schema.fields().len())
+        ));
+        text.push_str(
+            "per trigger    1. partial aggregation over the trigger's new rows (plan below)\n",
+        );
+        if self.panes.is_some() {
+            text.push_str(
+                "               sliding windows: rows are aggregated per pane (the greatest \
+                 common divisor of size and slide), then copied into their windows\n",
+            );
+        }
+        text.push_str(
+            "               2. merge into the state by key (the GROUP BY's final aggregation \
+             over state rows)\n",
+        );
+        if self.sessions.is_some() {
+            text.push_str(
+                "               session windows: sessions of earlier triggers merge with new \
+                 rows that fall within the gap\n",
+            );
+        }
+        let above: Vec<&str> = self.above.iter().map(|node| node.name()).collect();
+        text.push_str(&format!(
+            "               3. final values of the changed groups{}\n",
+            if above.is_empty() {
+                String::new()
+            } else {
+                format!(", then {}", above.join(" <- "))
+            }
+        ));
+        match self.closes_windows {
+            Some(window) => text.push_str(&format!(
+                "watermark      windows whose end is at or before the watermark are final: \
+                 they leave the state{} (key column {})\n",
+                match window.kind {
+                    WindowKind::Session => " when their session has ended",
+                    WindowKind::Fixed { .. } => "",
+                },
+                schema.field(window.index).name()
+            )),
+            None => text.push_str("watermark      none: the state keeps every group\n"),
+        }
+        text.push_str("partial aggregation plan:\n");
+        text.push_str(
+            &datafusion::physical_plan::displayable(self.partial.as_ref())
+                .indent(true)
+                .to_string(),
+        );
+        text
+    }
+
     pub fn state(&self) -> &GroupState {
         &self.state
     }

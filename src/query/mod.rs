@@ -196,6 +196,33 @@ impl StreamingQuery {
         &self.slot
     }
 
+    /// How the query runs as a stream, for `dfstream explain`.
+    pub fn explain(&self) -> String {
+        let mut text = format!("output mode    {}\n", self.mode);
+        let columns: Vec<String> = self
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", f.name(), f.data_type()))
+            .collect();
+        text.push_str(&format!("output         {}\n", columns.join(", ")));
+        match &self.shape {
+            Shape::Stateless(plan) => {
+                text.push_str(
+                    "state          none: each trigger's rows are selected on their own, and \
+                     every row is emitted once\nplan per trigger:\n",
+                );
+                text.push_str(
+                    &datafusion::physical_plan::displayable(plan.as_ref())
+                        .indent(true)
+                        .to_string(),
+                );
+            }
+            Shape::Aggregate(agg) => text.push_str(&agg.explain()),
+        }
+        text
+    }
+
     /// Whether sliding-window rows are aggregated per pane rather than per window.
     pub fn aggregates_per_pane(&self) -> bool {
         matches!(&self.shape, Shape::Aggregate(agg) if agg.per_pane())

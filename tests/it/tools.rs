@@ -471,3 +471,79 @@ fn state_reads_the_checkpoints_groups_as_a_table_also_as_of_an_earlier_batch() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("batch 9 is not committed"));
 }
+
+#[test]
+fn explain_shows_how_each_shipped_query_runs_and_refuses_what_run_would() {
+    // No input directory and no checkpoint: explain reads and writes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped: [(&str, &[&str]); 4] = [
+        ("sql/wordcount.sql", &[]),
+        (
+            "sql/window_wordcount.sql",
+            &["--param", "size=10 minutes", "--param", "slide=1 minute"],
+        ),
+        ("sql/tumbling_wordcount.sql", &["--param", "size=10s"]),
+        ("sql/session_wordcount.sql", &["--param", "gap=5s"]),
+    ];
+    for (query, params) in shipped {
+        let out = dfstream(&["explain"])
+            .arg(repo(query))
+            .args(params)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        let text = stdout(&out);
+        assert!(text.contains("output mode    complete"), "{query}: {text}");
+        assert!(text.contains("state keys"), "{query}: {text}");
+        assert!(
+            text.contains("AggregateExec: mode=Partial"),
+            "{query}: {text}"
+        );
+        assert!(
+            text.ends_with("it would run as a stream\n"),
+            "{query}: {text}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // Sliding windows with a watermark in append mode: per pane, and what the watermark evicts.
+    let out = dfstream(&["explain"])
+        .arg(repo("sql/window_wordcount.sql"))
+        .args(["--param", "size=10 minutes", "--param", "slide=1 minute"])
+        .args(["--watermark", "10m", "--mode", "append"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("aggregated per pane"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("they leave the state"),
+        "{}",
+        stdout(&out)
+    );
+    // What run refuses, explain refuses, with exit 2 and the reason.
+    let out = dfstream(&["explain"])
+        .arg(repo("sql/wordcount.sql"))
+        .args(["--mode", "append"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--watermark"), "{}", stderr(&out));
+    let out = dfstream(&["explain"])
+        .arg(repo("sql/window_wordcount.sql"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing parameter: {}",
+        stderr(&out)
+    );
+}
