@@ -762,6 +762,7 @@ impl Job {
                 rows_without_event_time: f.counts.bad_event_times,
                 late_rows: f.counts.late_rows,
             },
+            set_aside: f.offsets.skipped,
         }
     }
 }

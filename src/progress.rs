@@ -44,6 +44,9 @@ pub struct BatchProgress {
     pub sink: SinkProgress,
     /// dfstream's batch-wide input figures.
     pub input: InputCounts,
+    /// The batch's input was set aside by `dfstream checkpoint skip-batch`: it ran without it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub set_aside: bool,
 }
 
 /// Where a batch's time went, in milliseconds.

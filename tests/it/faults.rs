@@ -742,9 +742,23 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
         "{}",
         stdout(&show)
     );
-    let out = ws.run(&query, &args);
+    let progress = ws.dir.path().join("progress.jsonl");
+    let with_progress = [&args[..], &["--progress", progress.to_str().unwrap()]].concat();
+    let out = ws.run(&query, &with_progress);
     assert_ok(&out);
     assert_logged(&out, "set aside by `dfstream checkpoint skip-batch`");
+    // Its progress record says so.
+    let record: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&progress)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["batchId"], 1);
+    assert_eq!(record["setAside"], true, "{record}");
+    assert_eq!(record["numInputRows"], 0, "{record}");
     assert_ok(&ws.run(&query, &args));
     assert_eq!(ws.commits(), [0, 1, 2]);
     assert_eq!(
