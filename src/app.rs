@@ -18,8 +18,8 @@ use crate::batch::{TextCounters, TextCountersSnapshot};
 use crate::cli::{RunConfig, Trigger};
 use crate::error::{Context, Error, Result};
 use crate::progress::{
-    BatchProgress, Durations, EventTime, IdleEvent, InputCounts, Ms, ProgressWriter, SinkProgress,
-    SourceProgress, StateOperator,
+    BacklogBar, BatchProgress, Durations, EventTime, IdleEvent, InputCounts, Ms, ProgressWriter,
+    SinkProgress, SourceProgress, StateOperator,
 };
 use crate::query::lines::TriggerSlot;
 use crate::query::plan::QueryFile;
@@ -76,6 +76,26 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                 for source in &mut job.sources {
                     source.bound_to_available_now().await?;
                 }
+                let backlog = job.backlog();
+                let bar = backlog
+                    .filter(|_| config.args.progress.as_deref() != Some(std::path::Path::new("-")))
+                    .and_then(|(files, bytes)| BacklogBar::start(files, bytes))
+                    .map(Arc::new);
+                let files_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let ticker = bar.clone().map(|bar| {
+                    let counters = Arc::clone(&job.counters);
+                    let files_done = Arc::clone(&files_done);
+                    let start = counters.bytes.load(Ordering::Relaxed);
+                    tokio::spawn(async move {
+                        loop {
+                            bar.update(
+                                counters.bytes.load(Ordering::Relaxed) - start,
+                                files_done.load(Ordering::Relaxed),
+                            );
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    })
+                });
                 while !stop.load(Ordering::SeqCst) {
                     tokio::task::yield_now().await;
                     if stop.load(Ordering::SeqCst) {
@@ -86,6 +106,15 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                         break;
                     }
                     job.run_batch(parts, None).await?;
+                    if let (Some((total, _)), Some((left, _))) = (backlog, job.backlog()) {
+                        files_done.store(total - left, Ordering::Relaxed);
+                    }
+                }
+                if let (Some(ticker), Some(bar)) = (ticker, bar) {
+                    ticker.abort();
+                    let (files, bytes) = backlog.unwrap_or_default();
+                    bar.update(bytes, files - job.backlog().map_or(0, |b| b.0));
+                    bar.finish();
                 }
             }
             Trigger::Interval(_) | Trigger::Continuous => {
@@ -359,6 +388,15 @@ impl Job {
         }
         self.take_time = started.elapsed();
         Ok(parts)
+    }
+
+    /// What the sources still have to take (files, bytes) after `bound_to_available_now`, if
+    /// any can tell.
+    fn backlog(&self) -> Option<(u64, u64)> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.backlog())
+            .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
     }
 
     /// A trigger found no input: one idle event per idle period (Spark's `QueryIdleEvent`).

@@ -27,6 +27,10 @@ fn main() -> ExitCode {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("dfstream=info"))
         .format_timestamp_millis()
+        // Log lines go above the backlog bar while one is drawn.
+        .target(env_logger::Target::Pipe(Box::new(
+            dfstream::progress::LogTarget,
+        )))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

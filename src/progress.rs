@@ -177,6 +177,78 @@ pub struct IdleEvent {
     pub timestamp: String,
 }
 
+/// The bar being drawn, if any: log lines are written above it.
+static DRAWN: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Where log lines go: stderr, above the backlog bar while one is drawn.
+pub struct LogTarget;
+
+impl Write for LogTarget {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let drawn = DRAWN.lock().ok().and_then(|bar| bar.clone());
+        match drawn {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// The bar over a backlog (`--trigger available-now` on a terminal): bytes read of the
+/// backlog's, rate, time left, and files done. Drawn on stderr, only when it is a terminal.
+pub struct BacklogBar {
+    bar: indicatif::ProgressBar,
+    files: u64,
+}
+
+impl BacklogBar {
+    /// A bar over `files` files of `bytes` bytes, or `None` when stderr is not a terminal
+    /// (or the backlog is empty).
+    pub fn start(files: u64, bytes: u64) -> Option<Self> {
+        use std::io::IsTerminal;
+        if files == 0 || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new(bytes);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta} {msg}",
+            )
+            .expect("a valid template"),
+        );
+        bar.set_message(format!("0/{files} files"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        if let Ok(mut drawn) = DRAWN.lock() {
+            *drawn = Some(bar.clone());
+        }
+        Some(Self { bar, files })
+    }
+
+    /// Bytes read so far, and files done.
+    pub fn update(&self, bytes: u64, files_done: u64) {
+        self.bar
+            .set_position(bytes.min(self.bar.length().unwrap_or(u64::MAX)));
+        self.bar.set_message(format!(
+            "{}/{} files",
+            files_done.min(self.files),
+            self.files
+        ));
+    }
+
+    /// Leaves the full bar on its line, and later lines below it.
+    pub fn finish(&self) {
+        self.bar.finish();
+        if let Ok(mut drawn) = DRAWN.lock() {
+            *drawn = None;
+        }
+        eprintln!();
+    }
+}
+
 /// Where `--progress` writes: a file of JSON lines (appended to), or stderr for `-`.
 pub struct ProgressWriter {
     out: Box<dyn Write + Send>,

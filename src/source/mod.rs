@@ -118,6 +118,12 @@ pub trait Source: Send {
     /// Spark's `prepareForTriggerAvailableNow`).
     async fn bound_to_available_now(&mut self) -> Result<()>;
 
+    /// With [`Source::bound_to_available_now`]: how much is still to take (units, bytes), for
+    /// the backlog bar. `None` when the source cannot tell.
+    fn backlog(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Finds new input and takes it for the next batch (within the source's per-trigger
     /// limits when `limited`): this source's part of the batch's offsets, or `None` when
     /// nothing is new. What is taken is never handed out again.

@@ -547,3 +547,52 @@ fn explain_shows_how_each_shipped_query_runs_and_refuses_what_run_would() {
         stderr(&out)
     );
 }
+
+#[test]
+fn available_now_on_a_terminal_draws_a_backlog_bar_and_not_elsewhere() {
+    let ws = Workspace::new();
+    for i in 0..4 {
+        ws.add_file(&format!("f{i}.txt"), "some words here\n".repeat(200));
+    }
+    // `script` runs the job on a pseudo-terminal, as a user at a terminal would.
+    let command = format!(
+        "{} run {} --input {} --output {} --checkpoint {} --trigger available-now \
+         --max-files-per-trigger 1 --no-console",
+        bin(),
+        repo("sql/wordcount.sql").display(),
+        ws.input.display(),
+        ws.output.display(),
+        ws.checkpoint.display()
+    );
+    // Its stdin stays open until the job ends: at end of input, script ends the session.
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut screen = String::new();
+        stdout_pipe.read_to_string(&mut screen).unwrap();
+        screen
+    });
+    assert!(child.wait().unwrap().success());
+    drop(child.stdin.take());
+    let screen = reader.join().unwrap();
+    assert!(screen.contains("4/4 files"), "{screen}");
+    assert!(screen.contains("12.50 KiB/12.50 KiB"), "{screen}");
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["here|800", "some|800", "words|800"]
+    );
+    // Not a terminal: no bar.
+    ws.add_file("g.txt", "more\n");
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "available-now", "--no-console"],
+    );
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("1/1 files"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains('░'), "{}", stderr(&out));
+}

@@ -474,6 +474,16 @@ impl Source for FileSource {
         Ok(())
     }
 
+    fn backlog(&self) -> Option<(u64, u64)> {
+        let bound = self.bound.as_ref()?;
+        let bytes = bound
+            .iter()
+            .filter_map(|name| self.waiting.get(name))
+            .map(|w| w.size)
+            .sum();
+        Some((bound.len() as u64, bytes))
+    }
+
     async fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {
         let max = if limited { self.max_files } else { None };
         let files = match &mut self.bound {
