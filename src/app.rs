@@ -754,9 +754,17 @@ impl Job {
                 sink: sinks.into(),
                 checkpoint: Ms(0.0),
             },
-            event_time: self.query.slot().watermark().map(|w| EventTime {
-                watermark: crate::generate::iso8601(w),
-            }),
+            event_time: {
+                let seen = self.counters.take_event_times().summary();
+                let watermark = self.query.slot().watermark();
+                let iso = crate::generate::iso8601;
+                (seen.is_some() || watermark.is_some()).then(|| EventTime {
+                    min: seen.map(|s| iso(s.0)),
+                    max: seen.map(|s| iso(s.1)),
+                    avg: seen.map(|s| iso(s.2)),
+                    watermark: watermark.map(iso),
+                })
+            },
             state_operators: self
                 .query
                 .state()
@@ -768,7 +776,9 @@ impl Job {
                         .state_delta
                         .as_ref()
                         .map_or(0, |d| d.num_rows() as u64),
+                    num_rows_removed: f.output.removed_groups,
                     num_rows_dropped_by_watermark: f.counts.late_rows,
+                    memory_used_bytes: state.memory_size() as u64,
                 })
                 .into_iter()
                 .collect(),

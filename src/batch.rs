@@ -56,9 +56,49 @@ pub struct TextCounters {
     pub bad_event_times: AtomicU64,
     /// Rows older than the watermark, dropped.
     pub late_rows: AtomicU64,
+    /// Event times seen since they were last taken (with `--event-time` or `--watermark`).
+    pub event_times: std::sync::Mutex<EventTimeStats>,
+}
+
+/// The event times of a batch's rows: count, least, greatest and sum (microseconds).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EventTimeStats {
+    pub count: u64,
+    pub min: i64,
+    pub max: i64,
+    pub sum: i128,
+}
+
+impl EventTimeStats {
+    /// Adds the non-null values of `ts`.
+    pub fn observe(&mut self, ts: &datafusion::arrow::array::TimestampMicrosecondArray) {
+        for value in ts.iter().flatten() {
+            if self.count == 0 {
+                (self.min, self.max) = (value, value);
+            } else {
+                self.min = self.min.min(value);
+                self.max = self.max.max(value);
+            }
+            self.count += 1;
+            self.sum += value as i128;
+        }
+    }
+
+    /// Least, greatest and mean, if any rows were seen.
+    pub fn summary(&self) -> Option<(i64, i64, i64)> {
+        (self.count > 0).then(|| (self.min, self.max, (self.sum / self.count as i128) as i64))
+    }
 }
 
 impl TextCounters {
+    /// The event times seen since the last call, forgotten.
+    pub fn take_event_times(&self) -> EventTimeStats {
+        self.event_times
+            .lock()
+            .map(|mut stats| std::mem::take(&mut *stats))
+            .unwrap_or_default()
+    }
+
     pub fn snapshot(&self) -> TextCountersSnapshot {
         TextCountersSnapshot {
             lossy_lines: self.lossy_lines.load(Ordering::Relaxed),

@@ -91,11 +91,19 @@ impl Serialize for Ms {
     }
 }
 
-/// The event-time watermark after the batch (with `--watermark`).
+/// The batch's event times and the watermark after it (with `--event-time` or
+/// `--watermark`), ISO 8601.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTime {
-    pub watermark: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
 }
 
 /// The GROUP BY state after the batch.
@@ -106,7 +114,11 @@ pub struct StateOperator {
     pub num_rows_total: u64,
     /// Groups the batch changed (the rows of its state delta).
     pub num_rows_updated: u64,
+    /// Groups that left the state (windows the watermark closed).
+    pub num_rows_removed: u64,
     pub num_rows_dropped_by_watermark: u64,
+    /// An estimate of the state's memory (its Arrow arrays and index).
+    pub memory_used_bytes: u64,
 }
 
 /// One source's part of the batch.

@@ -372,6 +372,7 @@ impl IncrementalAggregate {
             None => None,
         };
         let merged_at = Instant::now();
+        let removed_groups = closed.as_ref().map_or(0, |c| c.num_rows() as u64);
         let rows = match mode {
             OutputMode::Complete => self.complete_result(task).await?,
             // Each window once, with its final value, when the watermark closes it.
@@ -397,6 +398,7 @@ impl IncrementalAggregate {
         Ok(TriggerOutput {
             rows,
             state_delta: Some(merged),
+            removed_groups,
             timings: TriggerTimings {
                 aggregate: aggregated - started,
                 merge: merged_at - aggregated,

@@ -403,6 +403,14 @@ impl ExecutionPlan for LinesExec {
                             if let Some(event_time) = &event_time {
                                 batch = event_time.apply(batch, &counters)?;
                             }
+                            // The batch's event times (late rows included, as Spark's).
+                            if let Some(ts) = batch
+                                .column_by_name("ts")
+                                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+                                && let Ok(mut stats) = counters.event_times.lock()
+                            {
+                                stats.observe(ts);
+                            }
                             if let Some(watermark) = &watermark {
                                 batch = watermark.apply(batch, &counters)?;
                             }

@@ -68,6 +68,8 @@ pub struct TriggerOutput {
     pub rows: Vec<RecordBatch>,
     /// The state rows this trigger wrote (merged groups): the checkpoint delta.
     pub state_delta: Option<RecordBatch>,
+    /// Groups that left the state (windows the watermark closed).
+    pub removed_groups: u64,
     pub timings: TriggerTimings,
 }
 
@@ -260,6 +262,7 @@ impl StreamingQuery {
                 Ok(TriggerOutput {
                     rows,
                     state_delta: None,
+                    removed_groups: 0,
                     timings: TriggerTimings {
                         aggregate: started.elapsed(),
                         ..Default::default()

@@ -96,6 +96,18 @@ impl GroupState {
         self.len() == 0
     }
 
+    /// An estimate of the memory the state holds: its stored rows, the key index and the
+    /// group locations.
+    pub fn memory_size(&self) -> usize {
+        let rows: usize = self
+            .chunks
+            .iter()
+            .map(|chunk| chunk.get_array_memory_size())
+            .sum();
+        rows + self.index.as_ref().map_or(0, |index| index.size())
+            + self.locations.capacity() * std::mem::size_of::<Location>()
+    }
+
     /// Rows stored, live and dead.
     pub fn stored_rows(&self) -> usize {
         self.rows_in_chunks

@@ -187,3 +187,70 @@ fn progress_to_stderr_with_a_dash() {
     let record: Value = serde_json::from_str(line).unwrap();
     assert_eq!(record["numInputRows"], 1);
 }
+
+#[test]
+fn event_times_the_watermark_and_closed_windows_are_in_the_records() {
+    let ws = Workspace::new();
+    let texts = [
+        ("a.txt", "2026-01-01T00:00:00Z x\n2026-01-01T00:00:04Z y\n"),
+        ("b.txt", "2026-01-01T00:00:20Z z\n"),
+        ("c.txt", "2026-01-01T00:00:40Z w\n"),
+    ];
+    for (name, text) in texts {
+        ws.add_file(name, text);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let progress = ws.dir.path().join("progress.jsonl");
+    let progress_flag = progress.display().to_string();
+    let out = ws.run(
+        &repo("sql/tumbling_wordcount.sql"),
+        &[
+            "--param",
+            "size=10s",
+            "--event-time",
+            "to_timestamp(split_part(value, ' ', 1))",
+            "--watermark",
+            "5s",
+            "--mode",
+            "append",
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--checkpoint-interval",
+            "0",
+            "--no-console",
+            "--progress",
+            &progress_flag,
+        ],
+    );
+    assert_ok(&out);
+    let all = records(&progress);
+    assert_eq!(all.len(), 3, "{all:?}");
+    let first = &all[0]["eventTime"];
+    assert_eq!(first["min"], "2026-01-01T00:00:00.000000Z", "{first}");
+    assert_eq!(first["max"], "2026-01-01T00:00:04.000000Z", "{first}");
+    assert_eq!(first["avg"], "2026-01-01T00:00:02.000000Z", "{first}");
+    assert_eq!(first["watermark"], "2025-12-31T23:59:59.000000Z", "{first}");
+    assert_eq!(
+        all[2]["eventTime"]["watermark"],
+        "2026-01-01T00:00:35.000000Z"
+    );
+    // Each line's words (the time's digits are words too: 2026, 01, 01t00, 00, 00z, x) make
+    // groups of its window; the window [0 s, 10 s) closes at batch 1 (watermark 15 s), and
+    // [20 s, 30 s) at batch 2 (35 s): their groups leave the state.
+    let state = |i: usize, field: &str| all[i]["stateOperators"][0][field].as_u64().unwrap();
+    assert_eq!(
+        [0, 1, 2].map(|i| state(i, "numRowsRemoved")),
+        [0, 8, 6],
+        "{all:?}"
+    );
+    assert_eq!([0, 1, 2].map(|i| state(i, "numRowsTotal")), [8, 6, 6]);
+    // Append mode emits each window once, when it closes.
+    assert_eq!(
+        [0, 1, 2].map(|i| all[i]["sink"]["numOutputRows"].as_u64().unwrap()),
+        [0, 8, 6]
+    );
+    let last = &all[2]["stateOperators"][0];
+    assert!(last["memoryUsedBytes"].as_u64().unwrap() > 0, "{last}");
+}
