@@ -2,7 +2,9 @@
 //! Spark's state reader. The query is planned again from the checkpoint's metadata (its SQL,
 //! parameters, mode, event time and watermark), the state restored as a restart would, and
 //! the query's result over it (the complete-mode table: group keys and final aggregate
-//! values) registered as `state`. Read-only: it takes no lock, so it works while a job runs.
+//! values) registered as `state`; `state_changes` holds, for each batch whose delta is kept,
+//! the result rows of the groups it changed, with `batch_id` (Spark's state change feed).
+//! Read-only: it takes no lock, so it works while a job runs.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -87,6 +89,11 @@ pub async fn state(args: StateArgs, out: &mut impl Write) -> Result<()> {
         .context(|| "the state table".into())?;
     ctx.register_table("state", Arc::new(provider))
         .context(|| "registering the state table".into())?;
+    ctx.register_table(
+        "state_changes",
+        Arc::new(changes(&checkpoint, &query, &schema).await?),
+    )
+    .context(|| "registering the state_changes table".into())?;
     let sql = args
         .query
         .unwrap_or_else(|| "SELECT * FROM state LIMIT 20".to_string());
@@ -102,4 +109,33 @@ pub async fn state(args: StateArgs, out: &mut impl Write) -> Result<()> {
         .await
         .context(|| "running the query over the state".into())?;
     crate::commands::sql::print(&batches, args.format, out)
+}
+
+/// The table `state_changes`: `batch_id`, then the result columns of each group a kept batch
+/// changed, with its value after that batch.
+async fn changes(
+    checkpoint: &Checkpoint,
+    query: &StreamingQuery,
+    state_schema: &datafusion::arrow::datatypes::SchemaRef,
+) -> Result<MemTable> {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = vec![Arc::new(Field::new("batch_id", DataType::Int64, false))];
+    fields.extend(query.output_schema().fields().iter().cloned());
+    let schema = Arc::new(Schema::new(fields));
+    let mut rows = Vec::new();
+    for (batch_id, deltas) in checkpoint.state_deltas(state_schema).await? {
+        for delta in deltas {
+            for changed in query.finalize(delta).await? {
+                let id: ArrayRef =
+                    Arc::new(Int64Array::from_value(batch_id as i64, changed.num_rows()));
+                let columns = std::iter::once(id).chain(changed.columns().iter().cloned());
+                rows.push(
+                    RecordBatch::try_new(Arc::clone(&schema), columns.collect())
+                        .context(|| "the state_changes table".into())?,
+                );
+            }
+        }
+    }
+    MemTable::try_new(schema, vec![rows]).context(|| "the state_changes table".into())
 }

@@ -454,6 +454,19 @@ impl IncrementalAggregate {
         self.run_above(finals, task).await
     }
 
+    /// The result rows of the groups in `rows` (state rows, such as a stored delta): what
+    /// update mode emitted for them.
+    pub async fn finalize(
+        &self,
+        rows: RecordBatch,
+        task: Arc<TaskContext>,
+    ) -> Result<Vec<RecordBatch>> {
+        let finals = self
+            .aggregate_state_rows(AggregateMode::Final, vec![rows], Arc::clone(&task))
+            .await?;
+        self.run_above(finals, task).await
+    }
+
     /// Runs an aggregation of `mode` (PartialReduce or Final) over state rows; large inputs
     /// are spread over the session's partitions (a backlog trigger can touch millions of groups).
     async fn aggregate_state_rows(

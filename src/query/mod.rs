@@ -281,6 +281,14 @@ impl StreamingQuery {
         }
     }
 
+    /// The result rows of the groups in `rows` (stored state rows, such as a batch's delta).
+    pub async fn finalize(&self, rows: RecordBatch) -> Result<Vec<RecordBatch>> {
+        match &self.shape {
+            Shape::Aggregate(agg) => agg.finalize(rows, self.ctx.task_ctx()).await,
+            Shape::Stateless(_) => Ok(Vec::new()),
+        }
+    }
+
     /// The full result table from the current state (complete mode's output).
     pub async fn current_result(&self) -> Result<Vec<RecordBatch>> {
         match &self.shape {

@@ -664,6 +664,18 @@ impl Checkpoint {
             })
     }
 
+    /// The state rows each kept batch changed (its delta), oldest first; damaged or missing
+    /// deltas are left out.
+    pub async fn state_deltas(&self, schema: &SchemaRef) -> Result<Vec<(u64, Vec<RecordBatch>)>> {
+        let mut deltas = Vec::new();
+        for n in self.batch_ids("state", ".delta").await? {
+            if let Ok(Some(rows)) = self.read_ipc(&format!("state/{n}.delta"), schema).await {
+                deltas.push((n, rows));
+            }
+        }
+        Ok(deltas)
+    }
+
     /// State rows after batch `c`: the newest good snapshot, then every delta after it.
     async fn state_at(
         &self,

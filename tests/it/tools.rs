@@ -458,6 +458,31 @@ fn state_reads_the_checkpoints_groups_as_a_table_also_as_of_an_earlier_batch() {
     assert_eq!(query(&[]), sorted_rows(&read_parquet(&ws.output)));
     // As of batch 0: the first file's words only.
     assert_eq!(query(&["--batch", "0"]), ["be|2", "not|1", "or|1", "to|2"]);
+    // The change feed: each batch's changed groups with their values after it.
+    let out = dfstream(&["state", "--checkpoint", &checkpoint, "--format", "csv"])
+        .arg("SELECT batch_id, word, count FROM state_changes ORDER BY batch_id, word")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let text = stdout(&out);
+    let changes: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(
+        changes,
+        [
+            "0,be,2",
+            "0,not,1",
+            "0,or,1",
+            "0,to,2",
+            "1,ask,1",
+            "1,is,1",
+            "1,question,1",
+            "1,that,1",
+            "1,the,1",
+            "1,to,3"
+        ],
+        "{}",
+        stdout(&out)
+    );
     // Without SQL: the first rows, as a table.
     let out = dfstream(&["state", "--checkpoint", &checkpoint])
         .output()
