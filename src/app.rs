@@ -685,6 +685,7 @@ async fn restore_sources(
                 .collect(),
             kept_whole,
             oldest_restorable,
+            fresh: checkpoint.created(),
         };
         source.restore(restored).await?;
     }

@@ -267,6 +267,10 @@ pub struct ShowArgs {
 pub struct ResetArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// The socket source's log directory, when the job ran with `--wal-dir`: its segments
+    /// are deleted too.
+    #[arg(long)]
+    pub wal_dir: Option<PathBuf>,
     /// A setting for the object store client (see `dfstream run --help`); repeatable.
     #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub storage_options: Vec<(String, String)>,

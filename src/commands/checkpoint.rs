@@ -120,6 +120,9 @@ pub async fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()>
 pub async fn reset_checkpoint(args: ResetArgs, out: &mut impl Write) -> Result<()> {
     let location = cli::location(&args.checkpoint, "--checkpoint", &args.storage_options)?;
     reset(&location).await?;
+    if let Some(dir) = &args.wal_dir {
+        crate::source::socket::delete_log(dir)?;
+    }
     writeln!(
         out,
         "reset {}: the next run starts from batch 0 and reads every file again \

@@ -87,6 +87,8 @@ pub struct Restored {
     /// The oldest batch a recovery from the kept files could restore; `None` while every
     /// batch could be re-run from batch 0.
     pub oldest_restorable: Option<u64>,
+    /// The checkpoint was made by this start: nothing was ever recorded in it.
+    pub fresh: bool,
 }
 
 /// The oldest batch a recovery could still restore, after a commit (see [`Source::release`]).

@@ -255,6 +255,8 @@ pub struct Checkpoint {
     damage_seen: std::sync::atomic::AtomicBool,
     /// The query's id (empty when only reading).
     query_id: String,
+    /// Whether this open made the checkpoint (it had no metadata).
+    created: bool,
 }
 
 impl Checkpoint {
@@ -275,6 +277,7 @@ impl Checkpoint {
             lock: Some(lock),
             damage_seen: Default::default(),
             query_id: String::new(),
+            created: false,
         };
         let query_id = match checkpoint.metadata().await? {
             Some(stored)
@@ -318,11 +321,17 @@ impl Checkpoint {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
                 checkpoint.put_json("metadata", &meta).await?;
+                checkpoint.created = true;
                 meta.query_id
             }
         };
         checkpoint.query_id = query_id;
         Ok(checkpoint)
+    }
+
+    /// Whether this open made the checkpoint: nothing was ever recorded in it.
+    pub fn created(&self) -> bool {
+        self.created
     }
 
     /// The query's id, recorded when the checkpoint was made.
@@ -339,6 +348,7 @@ impl Checkpoint {
             lock: None,
             damage_seen: Default::default(),
             query_id: String::new(),
+            created: false,
         };
         let meta = checkpoint.metadata().await?.ok_or_else(|| {
             Error::Usage(format!(

@@ -770,3 +770,42 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
     assert_ok(&verify);
     assert!(stdout(&verify).contains("OK"), "{}", stdout(&verify));
 }
+
+#[test]
+fn a_log_left_in_an_outside_wal_dir_is_refused_for_a_new_checkpoint_and_reset_clears_it() {
+    let ws = Workspace::new();
+    let wal_dir = ws.dir.path().join("outside-wal");
+    let wal = wal_dir.display().to_string();
+    let done = Arc::new(AtomicBool::new(false));
+    let (addr, server) = serve_once(two_word_lines(100), Arc::clone(&done));
+    let mut child = socket_job(&ws, &addr, &["--wal-dir", &wal])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_words(&ws, 200, Duration::from_secs(30));
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    done.store(true, Ordering::SeqCst);
+    server.join().unwrap();
+    assert!(
+        std::fs::read_dir(&wal_dir).unwrap().count() > 0,
+        "logged outside"
+    );
+    // A new checkpoint over that log would count its lines again: refused.
+    let other = Workspace::new();
+    let out = socket_job(&other, "127.0.0.1:9", &["--wal-dir", &wal])
+        .output()
+        .unwrap();
+    assert_refused(&out, "logged for another checkpoint");
+    // `reset --wal-dir` clears the log with the checkpoint.
+    let out = dfstream()
+        .arg("reset")
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .args(["--wal-dir", &wal])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(std::fs::read_dir(&wal_dir).unwrap().count(), 0);
+}

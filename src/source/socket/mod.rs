@@ -17,7 +17,7 @@ mod wal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use wal::{SocketCounters, SocketLog};
+pub use wal::{SocketCounters, SocketLog, delete_log};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -125,6 +125,19 @@ impl Source for SocketSource {
         for part in &restored.since_snapshot {
             if let Some(end) = ranges_of(part)?.iter().map(WalRange::end_position).max() {
                 taken = taken.max(end);
+            }
+        }
+        if restored.fresh {
+            let logged = wal::logged_bytes(&self.wal_dir);
+            if logged > 0 {
+                return Err(Error::Usage(format!(
+                    "--wal-dir {} holds {logged} bytes of socket lines logged for another \
+                     checkpoint (this one is new), which would be counted again: empty it (a \
+                     `dfstream reset --checkpoint ... --wal-dir {}` of the old checkpoint \
+                     does), or pass another --wal-dir",
+                    self.wal_dir.display(),
+                    self.wal_dir.display()
+                )));
             }
         }
         let mut needed = taken;

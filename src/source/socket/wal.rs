@@ -249,6 +249,35 @@ fn segment_number(path: &Path) -> Option<u64> {
         .ok()
 }
 
+/// Deletes the log segments in `dir` (`dfstream reset --wal-dir`); other files stay.
+pub fn delete_log(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for entry in entries.flatten() {
+        if segment_number(&entry.path()).is_some() {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io(format!("removing {}", entry.path().display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes in the log segments in `dir` (0 if there are none, or no `dir`).
+pub fn logged_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| segment_number(&e.path()).is_some())
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 /// Finds the end of the log, cutting a torn last line (a crash during an append).
 fn recover_log(dir: &Path) -> Result<WalPosition> {
     let mut segments: Vec<u64> = std::fs::read_dir(dir)
