@@ -628,7 +628,11 @@ impl Job {
             let checkpoint = Ms::from(started.elapsed());
             for mut record in committed {
                 record.duration_ms.checkpoint = checkpoint;
-                progress.write(&record)?;
+                // The batch is committed: a progress file that cannot be written (a full
+                // disk, a closed pipe) must not stop the job.
+                if let Err(e) = progress.write(&record) {
+                    log::warn!("{e}");
+                }
             }
         }
         self.release_input().await?;
@@ -685,7 +689,8 @@ async fn restore_sources(
                 .collect(),
             kept_whole,
             oldest_restorable,
-            fresh: checkpoint.created(),
+            has_history: recovered.last_commit.is_some() || !recovered.replay.is_empty(),
+            query_id: checkpoint.query_id().to_string(),
         };
         source.restore(restored).await?;
     }

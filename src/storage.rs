@@ -78,6 +78,12 @@ impl Location {
                  credentials in the environment or with --storage-option"
             )));
         }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Error::Usage(format!(
+                "{what}: a URL must not carry a query or fragment (a SAS token would show in \
+                 logs and the checkpoint); give it in the environment or with --storage-option"
+            )));
+        }
         if url.scheme() == "file" {
             let path = url
                 .to_file_path()

@@ -119,10 +119,7 @@ pub async fn skip_batch(args: SkipBatchArgs, out: &mut impl Write) -> Result<()>
 /// `dfstream reset`: deletes the checkpoint's contents so that the next run starts over.
 pub async fn reset_checkpoint(args: ResetArgs, out: &mut impl Write) -> Result<()> {
     let location = cli::location(&args.checkpoint, "--checkpoint", &args.storage_options)?;
-    reset(&location).await?;
-    if let Some(dir) = &args.wal_dir {
-        crate::source::socket::delete_log(dir)?;
-    }
+    reset(&location, args.wal_dir.as_deref()).await?;
     writeln!(
         out,
         "reset {}: the next run starts from batch 0 and reads every file again \

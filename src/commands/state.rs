@@ -82,6 +82,8 @@ pub async fn state(args: StateArgs, out: &mut impl Write) -> Result<()> {
     }
     if let Some(watermark) = watermark {
         query.slot().restore_watermark(watermark);
+        // As a restart does: windows the watermark has closed are no longer state.
+        query.forget_closed_windows()?;
     }
     let table = query.current_result().await?;
     let ctx = crate::query::session(2);

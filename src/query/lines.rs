@@ -590,7 +590,12 @@ fn open_object(
             len = size.min(meta.size);
         }
     }
-    let reader = ObjectReader::new(Arc::clone(store), path.clone(), len, runtime);
+    let reader = ObjectReader::new(
+        Arc::clone(store),
+        path.clone(),
+        (len, meta.e_tag.clone()),
+        runtime,
+    );
     Ok(Some(match compression {
         Some(kind) => kind.decoder(reader).map_err(|e| unreadable(file, e))?,
         None => Box::new(reader),
@@ -614,6 +619,9 @@ const OBJECT_CHUNK: u64 = 8 << 20;
 struct ObjectReader {
     store: Arc<dyn object_store::ObjectStore>,
     path: object_store::path::Path,
+    /// Every chunk must come from this version (the one the size was checked against): an
+    /// object replaced while it is read fails the batch rather than mix two versions.
+    e_tag: Option<String>,
     next_start: u64,
     end: u64,
     current: bytes::Bytes,
@@ -626,12 +634,13 @@ impl ObjectReader {
     fn new(
         store: Arc<dyn object_store::ObjectStore>,
         path: object_store::path::Path,
-        end: u64,
+        (end, e_tag): (u64, Option<String>),
         runtime: tokio::runtime::Handle,
     ) -> Self {
         let mut reader = ObjectReader {
             store,
             path,
+            e_tag,
             next_start: 0,
             end,
             current: bytes::Bytes::new(),
@@ -651,11 +660,15 @@ impl ObjectReader {
         }
         let range = self.next_start..self.end.min(self.next_start + OBJECT_CHUNK);
         self.next_start = range.end;
-        use object_store::ObjectStoreExt;
         let (store, path) = (Arc::clone(&self.store), self.path.clone());
+        let options = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(range)),
+            if_match: self.e_tag.clone(),
+            ..Default::default()
+        };
         Some(
             self.runtime
-                .spawn(async move { store.get_range(&path, range).await }),
+                .spawn(async move { store.get_opts(&path, options).await?.bytes().await }),
         )
     }
 }

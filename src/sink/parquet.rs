@@ -110,6 +110,7 @@ impl ParquetSink {
 #[async_trait]
 impl Sink for ParquetSink {
     async fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()> {
+        self.lock.check()?;
         let name = batch_file_name(batch.batch_id);
         match batch.mode {
             OutputMode::Complete => {

@@ -87,8 +87,10 @@ pub struct Restored {
     /// The oldest batch a recovery from the kept files could restore; `None` while every
     /// batch could be re-run from batch 0.
     pub oldest_restorable: Option<u64>,
-    /// The checkpoint was made by this start: nothing was ever recorded in it.
-    pub fresh: bool,
+    /// Whether the checkpoint records any batch (committed, or to re-run).
+    pub has_history: bool,
+    /// The checkpoint's query id (what a source's own files outside it are marked with).
+    pub query_id: String,
 }
 
 /// The oldest batch a recovery could still restore, after a commit (see [`Source::release`]).

@@ -255,8 +255,6 @@ pub struct Checkpoint {
     damage_seen: std::sync::atomic::AtomicBool,
     /// The query's id (empty when only reading).
     query_id: String,
-    /// Whether this open made the checkpoint (it had no metadata).
-    created: bool,
 }
 
 impl Checkpoint {
@@ -277,7 +275,6 @@ impl Checkpoint {
             lock: Some(lock),
             damage_seen: Default::default(),
             query_id: String::new(),
-            created: false,
         };
         let query_id = match checkpoint.metadata().await? {
             Some(stored)
@@ -321,17 +318,11 @@ impl Checkpoint {
                 let mut meta = meta.clone();
                 meta.query_id = new_query_id();
                 checkpoint.put_json("metadata", &meta).await?;
-                checkpoint.created = true;
                 meta.query_id
             }
         };
         checkpoint.query_id = query_id;
         Ok(checkpoint)
-    }
-
-    /// Whether this open made the checkpoint: nothing was ever recorded in it.
-    pub fn created(&self) -> bool {
-        self.created
     }
 
     /// The query's id, recorded when the checkpoint was made.
@@ -348,7 +339,6 @@ impl Checkpoint {
             lock: None,
             damage_seen: Default::default(),
             query_id: String::new(),
-            created: false,
         };
         let meta = checkpoint.metadata().await?.ok_or_else(|| {
             Error::Usage(format!(
@@ -805,14 +795,21 @@ impl Checkpoint {
         Ok(offsets)
     }
 
+    /// Fails once the lock may no longer be ours (see [`Lock::check`]).
+    fn check_lock(&self) -> Result<()> {
+        self.lock.as_ref().map_or(Ok(()), Lock::check)
+    }
+
     /// Records the input of batch `offsets.batch_id` before it runs.
     pub async fn write_offsets(&self, offsets: &Offsets) -> Result<()> {
+        self.check_lock()?;
         self.put_json(&format!("offsets/{}", offsets.batch_id), offsets)
             .await
     }
 
     /// Stores the groups batch `batch_id` changed.
     pub async fn write_state_delta(&self, batch_id: u64, delta: &RecordBatch) -> Result<()> {
+        self.check_lock()?;
         self.put_sealed(&format!("state/{batch_id}.delta"), &ipc_bytes(delta)?)
             .await
     }
@@ -830,6 +827,7 @@ impl Checkpoint {
         state: Option<&RecordBatch>,
         sources: &SourceParts,
     ) -> Result<()> {
+        self.check_lock()?;
         if let Some(state) = state {
             self.put_sealed(&format!("state/{batch_id}.snapshot"), &ipc_bytes(state)?)
                 .await?;
@@ -842,9 +840,7 @@ impl Checkpoint {
     /// Refuses if another writer committed the batch first (possible only on an object
     /// store, after this job lost its lease), or if the lease is known to be lost.
     pub async fn commit(&self, commit: &Commit) -> Result<()> {
-        if let Some(lock) = &self.lock {
-            lock.check()?;
-        }
+        self.check_lock()?;
         let path = format!("commits/{}", commit.batch_id);
         let payload = serde_json::to_vec_pretty(commit)
             .map_err(|e| Error::Checkpoint(format!("encoding {path}: {e}")))?;
@@ -1040,7 +1036,7 @@ impl Checkpoint {
 /// Deletes what dfstream keeps in the checkpoint at `location` (refusing while a process
 /// holds it, and refusing a place that is not a dfstream checkpoint); other files there, and
 /// local folders that still hold them, are left alone.
-pub async fn reset(location: &Location) -> Result<()> {
+pub async fn reset(location: &Location, wal_dir: Option<&std::path::Path>) -> Result<()> {
     if let Location::Local(dir) = location {
         match std::fs::metadata(dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -1063,6 +1059,10 @@ pub async fn reset(location: &Location) -> Result<()> {
         )));
     }
     let lock = store.lock(LOCK).await?;
+    // A log kept outside the checkpoint (`--wal-dir`) goes first, under the lock.
+    if let Some(dir) = wal_dir {
+        delete_log(dir)?;
+    }
     // `metadata` goes last: a reset cut short (Ctrl-C, a file that cannot be deleted) leaves
     // something that is still recognised as a checkpoint, and can be reset again.
     let mut ours: Vec<String> = Vec::new();
@@ -1107,6 +1107,24 @@ pub async fn reset(location: &Location) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the socket log's segments and mark in `dir`; other files stay.
+fn delete_log(dir: &std::path::Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for entry in entries.flatten() {
+        if let Ok(name) = entry.file_name().into_string()
+            && is_own_file("wal", &name)
+        {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io(format!("removing {}", entry.path().display()), e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Whether `store` holds a checkpoint: a sealed `metadata` or batch file.
 async fn is_checkpoint(store: &dyn Store) -> Result<bool> {
     let sealed = async |path: &str| -> Result<bool> {
@@ -1146,7 +1164,8 @@ fn is_own_file(folder: &str, name: &str) -> bool {
         .unwrap_or(name);
     let numbered = |stem: &str| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit());
     if folder == "wal" {
-        return name.strip_suffix(".log").is_some_and(numbered);
+        // Segments, and the mark naming the checkpoint they belong to.
+        return name == ".dfstream-owner" || name.strip_suffix(".log").is_some_and(numbered);
     }
     BATCH_FILES
         .iter()

@@ -66,7 +66,9 @@ impl Lock {
     pub async fn release(self, store: &dyn Store, name: &str) {
         if let Lock::Lease(lease) = self {
             lease.renewer.abort();
-            if !lease.lost.load(Ordering::SeqCst)
+            // Only a lease still surely ours: deleting one another job has taken would let a
+            // third job in beside it.
+            if lease.held()
                 && let Err(e) = store.delete(name).await
             {
                 log::warn!("could not release the lease {}: {e}", lease.url);
@@ -74,18 +76,17 @@ impl Lock {
         }
     }
 
-    /// Fails once another writer has taken the checkpoint over (a lease lost while the job
-    /// was stalled past its expiry): nothing may be committed then.
+    /// Fails once another writer may have taken over (the lease was replaced, or it could
+    /// not be renewed for two thirds of its duration): nothing may be written then.
     pub fn check(&self) -> Result<()> {
         match self {
             Lock::File(_) => Ok(()),
-            Lock::Lease(lease) if lease.lost.load(Ordering::SeqCst) => {
-                Err(Error::Checkpoint(format!(
-                    "lost the lease on checkpoint {}: another dfstream took it over (this job \
-                     stalled past the lease's expiry); stopping without committing",
-                    lease.url
-                )))
-            }
+            Lock::Lease(lease) if !lease.held() => Err(Error::Checkpoint(format!(
+                "lost the lease {}: another dfstream took it over, or it could not be renewed \
+                 in time (the store was unreachable); stopping without writing more (the next \
+                 start continues exactly)",
+                lease.url
+            ))),
             Lock::Lease(_) => Ok(()),
         }
     }
@@ -358,7 +359,21 @@ impl LeaseRecord {
 pub struct Lease {
     url: String,
     lost: Arc<AtomicBool>,
+    /// When the lease was last written (taken or renewed), microseconds since the epoch.
+    renewed_micros: Arc<std::sync::atomic::AtomicI64>,
+    duration: Duration,
     renewer: tokio::task::JoinHandle<()>,
+}
+
+impl Lease {
+    /// Whether this job may still write: not replaced, and renewed recently enough that no
+    /// other job can have taken it over (a third of the lease is kept in hand, so a job whose
+    /// renewals stall stops writing well before its lease expires for others).
+    fn held(&self) -> bool {
+        let renewed = self.renewed_micros.load(Ordering::SeqCst);
+        let safe = (self.duration * 2 / 3).as_micros() as i64;
+        !self.lost.load(Ordering::SeqCst) && crate::time::now_micros() - renewed < safe
+    }
 }
 
 impl Drop for Lease {
@@ -432,15 +447,22 @@ impl Lease {
                 e => failed(e),
             })?;
         let lost = Arc::new(AtomicBool::new(false));
+        let renewed_micros = Arc::new(std::sync::atomic::AtomicI64::new(now));
         let renewer = tokio::spawn(renew(
             remote,
             path,
             record,
             version,
             duration,
-            Arc::clone(&lost),
+            (Arc::clone(&lost), Arc::clone(&renewed_micros)),
         ));
-        Ok(Lease { url, lost, renewer })
+        Ok(Lease {
+            url,
+            lost,
+            renewed_micros,
+            duration,
+            renewer,
+        })
     }
 }
 
@@ -452,13 +474,17 @@ async fn renew(
     mut record: LeaseRecord,
     mut version: UpdateVersion,
     duration: Duration,
-    lost: Arc<AtomicBool>,
+    (lost, renewed_micros): (Arc<AtomicBool>, Arc<std::sync::atomic::AtomicI64>),
 ) {
     loop {
         tokio::time::sleep(duration / 3).await;
-        record.expires_micros = crate::time::now_micros() + duration.as_micros() as i64;
+        let now = crate::time::now_micros();
+        record.expires_micros = now + duration.as_micros() as i64;
         match put_lease(&remote, &path, &record, PutMode::Update(version.clone())).await {
-            Ok(next) => version = next,
+            Ok(next) => {
+                version = next;
+                renewed_micros.store(now, Ordering::SeqCst);
+            }
             Err(
                 object_store::Error::Precondition { .. }
                 | object_store::Error::AlreadyExists { .. },

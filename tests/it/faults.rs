@@ -798,6 +798,11 @@ fn a_log_left_in_an_outside_wal_dir_is_refused_for_a_new_checkpoint_and_reset_cl
         .output()
         .unwrap();
     assert_refused(&out, "logged for another checkpoint");
+    // And again at the next start, although that refused start left a checkpoint behind.
+    let out = socket_job(&other, "127.0.0.1:9", &["--wal-dir", &wal])
+        .output()
+        .unwrap();
+    assert_refused(&out, "logged for another checkpoint");
     // `reset --wal-dir` clears the log with the checkpoint.
     let out = dfstream()
         .arg("reset")

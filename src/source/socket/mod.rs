@@ -17,7 +17,7 @@ mod wal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use wal::{SocketCounters, SocketLog, delete_log};
+pub use wal::{SocketCounters, SocketLog};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -127,19 +127,7 @@ impl Source for SocketSource {
                 taken = taken.max(end);
             }
         }
-        if restored.fresh {
-            let logged = wal::logged_bytes(&self.wal_dir);
-            if logged > 0 {
-                return Err(Error::Usage(format!(
-                    "--wal-dir {} holds {logged} bytes of socket lines logged for another \
-                     checkpoint (this one is new), which would be counted again: empty it (a \
-                     `dfstream reset --checkpoint ... --wal-dir {}` of the old checkpoint \
-                     does), or pass another --wal-dir",
-                    self.wal_dir.display(),
-                    self.wal_dir.display()
-                )));
-            }
-        }
+        wal::claim(&self.wal_dir, &restored.query_id, restored.has_history)?;
         let mut needed = taken;
         for part in &restored.replay {
             if let Some(end) = ranges_of(part)?.iter().map(WalRange::end_position).max() {

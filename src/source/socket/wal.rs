@@ -249,20 +249,41 @@ fn segment_number(path: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Deletes the log segments in `dir` (`dfstream reset --wal-dir`); other files stay.
-pub fn delete_log(dir: &Path) -> Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+/// The file in the log directory that names the checkpoint (query id) its lines belong to.
+pub const OWNER: &str = ".dfstream-owner";
+
+/// Makes sure the log in `dir` belongs to the checkpoint of `query_id`, marking it so if it
+/// is not marked yet. Lines logged for another checkpoint would be counted again: a log
+/// marked for another query id is refused, and so is an unmarked one holding lines when the
+/// checkpoint records no batch (an unmarked log beside a checkpoint with history was written
+/// by a dfstream before the mark, and is taken as its own).
+pub fn claim(dir: &Path, query_id: &str, has_history: bool) -> Result<()> {
+    let marker = dir.join(OWNER);
+    let refuse = |whose: String| {
+        Err(Error::Usage(format!(
+            "the socket log in {} holds lines logged for {whose}, which would be counted \
+             again: empty it (`dfstream reset --checkpoint OLD --wal-dir {}` does), or pass \
+             another --wal-dir",
+            dir.display(),
+            dir.display()
+        )))
     };
-    for entry in entries.flatten() {
-        if segment_number(&entry.path()).is_some() {
-            std::fs::remove_file(entry.path())
-                .map_err(|e| Error::io(format!("removing {}", entry.path().display()), e))?;
+    match std::fs::read_to_string(&marker) {
+        Ok(owner) if owner.trim() == query_id => Ok(()),
+        Ok(owner) => refuse(format!("another checkpoint (query id {})", owner.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let logged = logged_bytes(dir);
+            if logged > 0 && !has_history {
+                return refuse(format!(
+                    "another checkpoint ({logged} bytes; this one is new)"
+                ));
+            }
+            std::fs::create_dir_all(dir)
+                .and_then(|_| crate::state::store::write_atomic(&marker, query_id.as_bytes()))
+                .map_err(|e| Error::io(format!("marking {}", marker.display()), e))
         }
+        Err(e) => Err(Error::io(format!("reading {}", marker.display()), e)),
     }
-    Ok(())
 }
 
 /// The bytes in the log segments in `dir` (0 if there are none, or no `dir`).
