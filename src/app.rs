@@ -256,21 +256,8 @@ impl Job {
     /// Plans the query, opens sources, checkpoint and sinks, and restores committed progress.
     async fn start(config: &RunConfig) -> Result<Self> {
         let args = &config.args;
-        let file = QueryFile::read(&args.query)?;
         let counters = Arc::new(TextCounters::default());
-        let slot = TriggerSlot::new(Arc::clone(&counters), args.max_line_bytes);
-        let mut query = StreamingQuery::plan(
-            QuerySpec {
-                file: &file,
-                params: &config.params,
-                mode: args.mode,
-                partitions: config.partitions,
-                event_time: args.event_time.as_deref(),
-                watermark: args.watermark,
-            },
-            slot,
-        )
-        .await?;
+        let (file, mut query) = plan(config, Arc::clone(&counters)).await?;
         let wake = Arc::new(Notify::new());
         let mut sources = source::build(&source::BuildContext {
             config,
@@ -641,6 +628,30 @@ impl Job {
     }
 }
 
+/// Reads the query file and plans it with the run's flags, as a stream: what `run` starts
+/// with, and all that `explain` does.
+pub async fn plan(
+    config: &RunConfig,
+    counters: Arc<TextCounters>,
+) -> Result<(QueryFile, StreamingQuery)> {
+    let args = &config.args;
+    let file = QueryFile::read(&args.query)?;
+    let slot = TriggerSlot::new(counters, args.max_line_bytes);
+    let query = StreamingQuery::plan(
+        QuerySpec {
+            file: &file,
+            params: &config.params,
+            mode: args.mode,
+            partitions: config.partitions,
+            event_time: args.event_time.as_deref(),
+            watermark: args.watermark,
+        },
+        slot,
+    )
+    .await?;
+    Ok((file, query))
+}
+
 /// Hands each source what the checkpoint kept of it: the restored batch's snapshot, parts and
 /// progress, the parts to re-run, and the kept committed batches' parts.
 async fn restore_sources(
@@ -669,28 +680,16 @@ async fn restore_sources(
     let oldest_restorable = checkpoint.oldest_restorable().await?.map(|c| c.batch_id);
     for source in sources {
         let name = source.name();
-        let part_of = |parts: &SourceParts| parts.get(name).cloned();
         let restored = Restored {
-            snapshot: part_of(&recovered.sources_snapshot),
-            since_snapshot: recovered
-                .since_snapshot
-                .iter()
-                .filter_map(part_of)
-                .collect(),
-            progress: part_of(&recovered.progress),
-            replay: recovered
-                .replay
-                .iter()
-                .filter_map(|o| part_of(&o.sources))
-                .collect(),
             kept: kept
                 .iter()
-                .filter_map(|o| Some((o.batch_id, part_of(&o.sources)?)))
+                .filter_map(|o| Some((o.batch_id, o.sources.get(name)?.clone())))
                 .collect(),
             kept_whole,
             oldest_restorable,
             has_history: recovered.last_commit.is_some() || !recovered.replay.is_empty(),
             query_id: checkpoint.query_id().to_string(),
+            ..Restored::from_recovered(name, recovered)
         };
         source.restore(restored).await?;
     }

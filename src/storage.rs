@@ -135,38 +135,35 @@ impl Remote {
         let store: Arc<dyn ObjectStore> = match scheme {
             ObjectStoreScheme::AmazonS3 => {
                 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-                let mut builder = AmazonS3Builder::from_env()
-                    .with_url(url.as_str())
-                    .with_retry(retry());
-                for (key, value) in options {
-                    let key: AmazonS3ConfigKey =
-                        key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder = AmazonS3Builder::from_env().with_url(url.as_str());
+                let builder = configured(
+                    builder.with_retry(retry()),
+                    options,
+                    |b, key: AmazonS3ConfigKey, value| b.with_config(key, value),
+                    unknown,
+                )?;
                 Arc::new(builder.build().map_err(failed)?)
             }
             ObjectStoreScheme::GoogleCloudStorage => {
                 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-                let mut builder = GoogleCloudStorageBuilder::from_env()
-                    .with_url(url.as_str())
-                    .with_retry(retry());
-                for (key, value) in options {
-                    let key: GoogleConfigKey =
-                        key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
+                let builder = configured(
+                    builder.with_retry(retry()),
+                    options,
+                    |b, key: GoogleConfigKey, value| b.with_config(key, value),
+                    unknown,
+                )?;
                 Arc::new(builder.build().map_err(failed)?)
             }
             ObjectStoreScheme::MicrosoftAzure => {
                 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-                let mut builder = MicrosoftAzureBuilder::from_env()
-                    .with_url(url.as_str())
-                    .with_retry(retry());
-                for (key, value) in options {
-                    let key: AzureConfigKey =
-                        key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
+                let builder = configured(
+                    builder.with_retry(retry()),
+                    options,
+                    |b, key: AzureConfigKey, value| b.with_config(key, value),
+                    unknown,
+                )?;
                 Arc::new(builder.build().map_err(failed)?)
             }
             other => {
@@ -196,6 +193,21 @@ impl Remote {
     pub fn url_of(&self, name: &str) -> String {
         format!("{}/{name}", self.url)
     }
+}
+
+/// Gives each `--storage-option` to `builder` through `set`, refusing a key the client does not
+/// know (the builders themselves ignore those).
+fn configured<B, K: std::str::FromStr>(
+    mut builder: B,
+    options: &StorageOptions,
+    set: fn(B, K, String) -> B,
+    unknown: impl Fn(&str) -> Error,
+) -> Result<B> {
+    for (key, value) in options {
+        let parsed = key.to_ascii_lowercase().parse().map_err(|_| unknown(key))?;
+        builder = set(builder, parsed, value.clone());
+    }
+    Ok(builder)
 }
 
 /// How requests are retried: with backoff (growing by about 3x from 250 ms to 10 s, with

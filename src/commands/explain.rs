@@ -9,27 +9,11 @@ use std::sync::Arc;
 use crate::batch::TextCounters;
 use crate::cli::RunConfig;
 use crate::error::{Error, Result};
-use crate::query::lines::TriggerSlot;
-use crate::query::plan::QueryFile;
-use crate::query::{QuerySpec, StreamingQuery};
 
 /// `dfstream explain QUERY [run flags]`.
 pub async fn explain(config: RunConfig, out: &mut impl Write) -> Result<()> {
     let args = &config.args;
-    let file = QueryFile::read(&args.query)?;
-    let slot = TriggerSlot::new(Arc::new(TextCounters::default()), args.max_line_bytes);
-    let query = StreamingQuery::plan(
-        QuerySpec {
-            file: &file,
-            params: &config.params,
-            mode: args.mode,
-            partitions: config.partitions,
-            event_time: args.event_time.as_deref(),
-            watermark: args.watermark,
-        },
-        slot,
-    )
-    .await?;
+    let (_, query) = crate::app::plan(&config, Arc::new(TextCounters::default())).await?;
     let mut text = format!("query          {}\n", args.query.display());
     for (name, value) in &config.params {
         text.push_str(&format!("param          {name}={value}\n"));

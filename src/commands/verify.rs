@@ -86,22 +86,13 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
     }
     // Every file taken, with its arrival time and size where the checkpoint records them
     // (snapshots written before they were recorded do not).
-    let part_of = |parts: &crate::state::checkpoint::SourceParts| parts.get(dir::NAME).cloned();
-    let taken = dir::taken_files(&Restored {
-        snapshot: part_of(&recovered.sources_snapshot),
-        since_snapshot: recovered
-            .since_snapshot
-            .iter()
-            .filter_map(part_of)
-            .collect(),
-        ..Default::default()
-    })?;
+    let taken = dir::taken_files(&Restored::from_recovered(dir::NAME, &recovered))?;
     let mut set_aside = std::collections::BTreeSet::new();
     for batch_id in 0..=last {
         if let Some(offsets) = checkpoint.offsets(batch_id).await.filter(|o| o.skipped)
-            && let Some(part) = part_of(&offsets.sources)
+            && let Some(part) = offsets.sources.get(dir::NAME)
         {
-            set_aside.extend(dir::files_of(&part)?.into_iter().map(|f| f.name));
+            set_aside.extend(dir::files_of(part)?.into_iter().map(|f| f.name));
         }
     }
     let projection = Projection::new(None).context(|| "the lines schema".into())?;

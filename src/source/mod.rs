@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use crate::batch::TextCounters;
 use crate::cli::RunConfig;
 use crate::error::{Error, Result};
+use crate::state::checkpoint::{Recovered, SourceParts};
 
 /// Where a unit of input is.
 #[derive(Debug, Clone)]
@@ -91,6 +92,29 @@ pub struct Restored {
     pub has_history: bool,
     /// The checkpoint's query id (what a source's own files outside it are marked with).
     pub query_id: String,
+}
+
+impl Restored {
+    /// Source `name`'s entries of what a recovery read: the snapshot the restored batch
+    /// builds on, its parts since, its progress, and its parts to re-run (the rest empty).
+    pub fn from_recovered(name: &str, recovered: &Recovered) -> Self {
+        let part_of = |parts: &SourceParts| parts.get(name).cloned();
+        Restored {
+            snapshot: part_of(&recovered.sources_snapshot),
+            since_snapshot: recovered
+                .since_snapshot
+                .iter()
+                .filter_map(part_of)
+                .collect(),
+            progress: part_of(&recovered.progress),
+            replay: recovered
+                .replay
+                .iter()
+                .filter_map(|o| part_of(&o.sources))
+                .collect(),
+            ..Default::default()
+        }
+    }
 }
 
 /// The oldest batch a recovery could still restore, after a commit (see [`Source::release`]).
@@ -201,6 +225,16 @@ pub fn describe_parts(parts: &std::collections::BTreeMap<String, Value>) -> Stri
     } else {
         what.join(", ")
     }
+}
+
+/// A source's part of a batch as it is recorded: `None` when it took nothing.
+pub(crate) fn record<T: serde::Serialize>(source: &str, taken: Vec<T>) -> Result<Option<Value>> {
+    if taken.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_value(taken)
+        .map(Some)
+        .map_err(|e| Error::Checkpoint(format!("recording what the {source} source took: {e}")))
 }
 
 /// Decodes a source's recorded part, or says which batch record is not understood.

@@ -1239,6 +1239,16 @@ fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn local(dir: &std::path::Path) -> Location {
+        Location::Local(dir.into())
+    }
+
+    /// Opens the checkpoint in `dir` for `meta`, as the tests do (snapshots every 10 batches,
+    /// 100 kept).
+    async fn open(dir: &std::path::Path, meta: &Metadata) -> Result<Checkpoint> {
+        Checkpoint::open(&local(dir), meta, 10, 100).await
+    }
+
     fn meta(sql: &str) -> Metadata {
         Metadata {
             format_version: FORMAT_VERSION,
@@ -1270,35 +1280,20 @@ mod tests {
     async fn another_query_is_refused_with_what_differs() {
         let dir = tempfile::tempdir().unwrap();
         drop(
-            Checkpoint::open(
-                &Location::Local(dir.path().into()),
-                &meta("SELECT 1\nFROM lines"),
-                10,
-                100,
-            )
-            .await
-            .unwrap(),
+            open(dir.path(), &meta("SELECT 1\nFROM lines"))
+                .await
+                .unwrap(),
         );
         drop(
-            Checkpoint::open(
-                &Location::Local(dir.path().into()),
-                &meta("SELECT 1\nFROM lines"),
-                10,
-                100,
-            )
-            .await
-            .unwrap(),
+            open(dir.path(), &meta("SELECT 1\nFROM lines"))
+                .await
+                .unwrap(),
         );
-        let err = Checkpoint::open(
-            &Location::Local(dir.path().into()),
-            &meta("SELECT 2\nFROM lines"),
-            10,
-            100,
-        )
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+        let err = open(dir.path(), &meta("SELECT 2\nFROM lines"))
+            .await
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains("SELECT 1") && err.contains("SELECT 2"),
             "{err}"
@@ -1309,11 +1304,9 @@ mod tests {
     #[tokio::test]
     async fn a_second_process_is_refused_while_the_first_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
-            .await
-            .unwrap();
+        let first = open(dir.path(), &meta("q")).await.unwrap();
         // A second open file description contends like another process would.
-        let err = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+        let err = open(dir.path(), &meta("q"))
             .await
             .err()
             .unwrap()
@@ -1323,9 +1316,7 @@ mod tests {
             "{err}"
         );
         drop(first);
-        Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
-            .await
-            .unwrap();
+        open(dir.path(), &meta("q")).await.unwrap();
     }
 
     fn offsets(batch_id: u64, parts: SourceParts) -> Offsets {
@@ -1355,7 +1346,7 @@ mod tests {
     #[tokio::test]
     async fn sources_come_from_snapshots_and_later_offsets_and_old_files_go() {
         let dir = tempfile::tempdir().unwrap();
-        let cp = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 2, 0)
+        let cp = Checkpoint::open(&local(dir.path()), &meta("q"), 2, 0)
             .await
             .unwrap();
         let mut taken = Vec::new();
@@ -1421,9 +1412,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut old = meta("q");
         old.format_version = 1;
-        let cp = Checkpoint::open(&Location::Local(dir.path().into()), &old, 10, 100)
-            .await
-            .unwrap();
+        let cp = open(dir.path(), &old).await.unwrap();
         // Written as format 1 wrote them.
         let file = serde_json::json!({"name": "a.txt", "ts_micros": 5, "mtime_micros": 4});
         let range = serde_json::json!({"segment": 0, "start": 0, "end": 9, "ts_micros": 5});
@@ -1464,24 +1453,20 @@ mod tests {
         assert_eq!(offsets.sources["socket"], serde_json::json!([range]));
         drop(cp);
         // Opening it for a run records format 2; a later format is refused.
-        drop(
-            Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
-                .await
-                .unwrap(),
-        );
-        let (_, stored) = Checkpoint::open_read_only(&Location::Local(dir.path().into()))
+        drop(open(dir.path(), &meta("q")).await.unwrap());
+        let (_, stored) = Checkpoint::open_read_only(&local(dir.path()))
             .await
             .unwrap();
         assert_eq!(stored.format_version, FORMAT_VERSION);
         let mut later = meta("q");
         later.format_version = FORMAT_VERSION + 1;
-        let cp = Checkpoint::open_read_only(&Location::Local(dir.path().into()))
+        let cp = Checkpoint::open_read_only(&local(dir.path()))
             .await
             .unwrap()
             .0;
         cp.put_json("metadata", &later).await.unwrap();
         drop(cp);
-        let err = Checkpoint::open(&Location::Local(dir.path().into()), &meta("q"), 10, 100)
+        let err = open(dir.path(), &meta("q"))
             .await
             .err()
             .unwrap()

@@ -105,10 +105,6 @@ impl LocalStore {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, path: &str) -> PathBuf {
         self.root.join(path)
     }

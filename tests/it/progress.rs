@@ -17,6 +17,21 @@ fn records(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
+/// Adds the files in order, with distinct modification times.
+fn add_in_order(ws: &Workspace, texts: &[(&str, &str)]) {
+    for (name, text) in texts {
+        ws.add_file(name, text);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Where `--progress` writes in this workspace, and the flag's value.
+fn progress_file(ws: &Workspace) -> (std::path::PathBuf, String) {
+    let path = ws.dir.path().join("progress.jsonl");
+    let flag = path.display().to_string();
+    (path, flag)
+}
+
 fn words(text: &str) -> BTreeSet<String> {
     text.split_whitespace().map(str::to_lowercase).collect()
 }
@@ -29,12 +44,8 @@ fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
         ("b.txt", "that is\n"),
         ("c.txt", "the question to be\nasked\nagain\n"),
     ];
-    for (name, text) in texts {
-        ws.add_file(name, text);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let progress = ws.dir.path().join("progress.jsonl");
-    let progress_flag = progress.display().to_string();
+    add_in_order(&ws, &texts);
+    let (progress, progress_flag) = progress_file(&ws);
     let args = [
         "--trigger",
         "available-now",
@@ -121,8 +132,7 @@ fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
 #[test]
 fn an_idle_period_writes_one_idle_event() {
     let ws = Workspace::new();
-    let progress = ws.dir.path().join("progress.jsonl");
-    let progress_flag = progress.display().to_string();
+    let (progress, progress_flag) = progress_file(&ws);
     let mut child = ws
         .command(
             &repo("sql/wordcount.sql"),
@@ -196,12 +206,8 @@ fn event_times_the_watermark_and_closed_windows_are_in_the_records() {
         ("b.txt", "2026-01-01T00:00:20Z z\n"),
         ("c.txt", "2026-01-01T00:00:40Z w\n"),
     ];
-    for (name, text) in texts {
-        ws.add_file(name, text);
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let progress = ws.dir.path().join("progress.jsonl");
-    let progress_flag = progress.display().to_string();
+    add_in_order(&ws, &texts);
+    let (progress, progress_flag) = progress_file(&ws);
     let out = ws.run(
         &repo("sql/tumbling_wordcount.sql"),
         &[

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::util::{
-    Line, Workspace, assert_logged, assert_ok, batch_query, bin, lines_of, repo, runtime, signal,
-    sorted_rows, stderr, stdout,
+    Line, Workspace, assert_logged, assert_ok, batch_query, bin, csv_rows, lines_of, repo, runtime,
+    signal, sorted_rows, stderr, stdout,
 };
 
 /// The moto server all tests share.
@@ -179,6 +179,25 @@ impl Bucket {
             .unwrap()
     }
 
+    /// Runs `dfstream verify` over these locations and asserts that it says OK.
+    fn assert_verified(&self, input: &str, output: &str, checkpoint: &str) {
+        let query = repo("sql/wordcount.sql");
+        let out = self
+            .dfstream(&["verify", query.to_str().unwrap()])
+            .args([
+                "--input",
+                input,
+                "--output",
+                output,
+                "--checkpoint",
+                checkpoint,
+            ])
+            .output()
+            .unwrap();
+        assert_ok(&out);
+        assert!(stdout(&out).starts_with("OK"), "{}", stdout(&out));
+    }
+
     /// A `dfstream` command with this server's endpoint and credentials in the environment,
     /// as a user would export them.
     fn dfstream(&self, args: &[&str]) -> Command {
@@ -223,25 +242,6 @@ fn run_args<'a>(
     args
 }
 
-fn verify_args<'a>(input: &'a str, output: &'a str, checkpoint: &'a str) -> Vec<&'a str> {
-    let query = Box::leak(
-        repo("sql/wordcount.sql")
-            .display()
-            .to_string()
-            .into_boxed_str(),
-    );
-    vec![
-        "verify",
-        query,
-        "--input",
-        input,
-        "--output",
-        output,
-        "--checkpoint",
-        checkpoint,
-    ]
-}
-
 /// Word count of `files` as one batch query (the oracle).
 fn oracle(files: &[(String, String)]) -> Vec<String> {
     let lines: Vec<Line> = files
@@ -267,11 +267,6 @@ fn random_files(rng: &mut StdRng, count: usize) -> Vec<(String, String)> {
             (format!("f{i:03}.txt"), lines.join("\n") + "\n")
         })
         .collect()
-}
-
-fn assert_verified(out: &Output) {
-    assert_ok(out);
-    assert!(stdout(out).starts_with("OK"), "{}", stdout(out));
 }
 
 #[test]
@@ -319,11 +314,7 @@ fn the_oracle_holds_with_input_output_and_checkpoint_on_s3_over_random_splits() 
             !bucket.exists("ckpt/lock"),
             "a clean stop releases the lease"
         );
-        let verify = bucket
-            .dfstream(&verify_args(&input, &output, &checkpoint))
-            .output()
-            .unwrap();
-        assert_verified(&verify);
+        bucket.assert_verified(&input, &output, &checkpoint);
         let show = bucket
             .dfstream(&["checkpoint", "show", "--checkpoint", &checkpoint])
             .output()
@@ -348,13 +339,11 @@ fn the_oracle_holds_with_input_output_and_checkpoint_on_s3_over_random_splits() 
             .output()
             .unwrap();
         assert_ok(&state);
-        let mut rows: Vec<String> = stdout(&state)
-            .lines()
-            .skip(1)
-            .map(|l| l.replace(',', "|"))
-            .collect();
-        rows.sort();
-        assert_eq!(rows, oracle(&files), "seed {seed}: the state table");
+        assert_eq!(
+            csv_rows(&state),
+            oracle(&files),
+            "seed {seed}: the state table"
+        );
     }
 }
 
@@ -382,12 +371,7 @@ fn input_on_s3_with_a_local_output_and_checkpoint_gives_the_batch_answer() {
         sorted_rows(&crate::util::read_parquet(&ws.output)),
         oracle(&files)
     );
-    assert_verified(
-        &bucket
-            .dfstream(&verify_args(&input, &output, &checkpoint))
-            .output()
-            .unwrap(),
-    );
+    bucket.assert_verified(&input, &output, &checkpoint);
     // And the other way round: local input, output and checkpoint on S3.
     for (name, text) in &files {
         ws.add_file(name, text);
@@ -446,12 +430,7 @@ fn sigkill_at_random_moments_with_the_checkpoint_on_s3_then_restart_is_exact() {
         oracle(&files),
         "after {kills} SIGKILLs"
     );
-    assert_verified(
-        &bucket
-            .dfstream(&verify_args(&input, &output, &checkpoint))
-            .output()
-            .unwrap(),
-    );
+    bucket.assert_verified(&input, &output, &checkpoint);
 }
 
 #[test]
@@ -649,12 +628,7 @@ fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
         .read_to_string(&mut log)
         .unwrap();
     assert!(status.success(), "{log}");
-    assert_verified(
-        &bucket
-            .dfstream(&verify_args(&input, &output, &checkpoint))
-            .output()
-            .unwrap(),
-    );
+    bucket.assert_verified(&input, &output, &checkpoint);
 }
 
 #[test]

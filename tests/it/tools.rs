@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Workspace, assert_ok, bin, read_parquet, repo, signal, sorted_rows, stderr, stdout, wait_for,
+    Workspace, assert_ok, bin, csv_rows, read_parquet, repo, signal, sorted_rows, stderr, stdout,
+    wait_for,
 };
 
 fn dfstream(args: &[&str]) -> Command {
@@ -446,13 +447,7 @@ fn state_reads_the_checkpoints_groups_as_a_table_also_as_of_an_earlier_batch() {
             .output()
             .unwrap();
         assert_ok(&out);
-        let mut rows: Vec<String> = stdout(&out)
-            .lines()
-            .skip(1)
-            .map(|l| l.replace(',', "|"))
-            .collect();
-        rows.sort();
-        rows
+        csv_rows(&out)
     };
     // The latest state is the complete-mode result.
     assert_eq!(query(&[]), sorted_rows(&read_parquet(&ws.output)));

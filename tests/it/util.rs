@@ -149,6 +149,18 @@ pub fn assert_logged(output: &Output, needle: &str) {
     assert!(log.contains(needle), "{needle:?} not in the log:\n{log}");
 }
 
+/// The rows of a `--format csv` answer (header skipped) as `a|b`, sorted: comparable with
+/// [`sorted_rows`].
+pub fn csv_rows(output: &Output) -> Vec<String> {
+    let mut rows: Vec<String> = stdout(output)
+        .lines()
+        .skip(1)
+        .map(|l| l.replace(',', "|"))
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// Asserts success and shows stderr if not.
 pub fn assert_ok(output: &Output) {
     assert!(

@@ -497,12 +497,7 @@ impl Source for FileSource {
                 self.take_names(&names, max)
             }
         };
-        if files.is_empty() {
-            return Ok(None);
-        }
-        serde_json::to_value(files)
-            .map(Some)
-            .map_err(|e| Error::Checkpoint(format!("recording taken files: {e}")))
+        super::record(NAME, files)
     }
 
     fn open_batch(&mut self, batch_id: u64, part: &Value) -> Result<Vec<InputUnit>> {

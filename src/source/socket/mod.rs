@@ -156,12 +156,7 @@ impl Source for SocketSource {
         let max_rows = if limited { self.max_rows } else { None };
         let bound = self.bound;
         let ranges = self.log()?.take(max_rows, bound, now_micros)?;
-        if ranges.is_empty() {
-            return Ok(None);
-        }
-        serde_json::to_value(ranges)
-            .map(Some)
-            .map_err(|e| Error::Checkpoint(format!("recording socket log ranges: {e}")))
+        super::record(NAME, ranges)
     }
 
     fn open_batch(&mut self, _batch_id: u64, part: &Value) -> Result<Vec<InputUnit>> {

@@ -28,7 +28,6 @@ pub struct SocketCounters {
 
 /// See the module docs.
 pub struct SocketLog {
-    address: String,
     wal_dir: PathBuf,
     /// The end of what is synced to the log (what may be taken).
     durable: Arc<Mutex<WalPosition>>,
@@ -117,7 +116,6 @@ impl SocketLog {
             .spawn(move || writer.run(end))
             .map_err(|e| Error::io("starting the socket reader", e))?;
         Ok(Self {
-            address: address.to_string(),
             wal_dir: wal_dir.to_path_buf(),
             durable,
             taken,
@@ -125,11 +123,6 @@ impl SocketLog {
             counters,
             thread: Some(thread),
         })
-    }
-
-    /// What the `file` column says for socket rows.
-    pub fn address(&self) -> &str {
-        &self.address
     }
 
     /// The path of a log segment, for the scan.
