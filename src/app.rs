@@ -592,6 +592,7 @@ impl Job {
             self.checkpoint
                 .write_snapshot(last, state.as_ref(), &remembered)
                 .await?;
+            pause(self.step_pause).await;
         }
         let now = crate::time::now_micros();
         let mut committed = Vec::with_capacity(uncommitted.len());

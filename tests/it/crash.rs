@@ -118,7 +118,8 @@ fn every_batch_committed() -> Vec<&'static str> {
 
 /// Starts the job, waits up to `max_wait_ms` (at random) and SIGKILLs it if it still runs;
 /// returns whether it did. The steps of a batch (offsets, query, sink, state, commit) are
-/// spread apart so that kills land inside each of them.
+/// spread apart so that kills land inside each of them; [`Workspace::mid_batch`] tells
+/// whether one did.
 fn run_and_kill_at_random(
     ws: &Workspace,
     query: &Path,
@@ -148,6 +149,7 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
     let mut next_file = 0;
     let mut kills = 0;
     let mut completed = 0;
+    let mut mid_batch = 0;
     for _ in 0..200 {
         if kills >= 24 {
             break;
@@ -159,17 +161,121 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
         let wordcount = repo("sql/wordcount.sql");
         if run_and_kill_at_random(&ws, &wordcount, &every_batch_committed(), &mut rng, 150) {
             kills += 1;
+            mid_batch += usize::from(ws.mid_batch());
         } else {
             completed += 1;
         }
     }
     assert!(kills >= 20, "only {kills} kills (seed {seed})");
+    // Kills before the job got to a batch test nothing; enough must land inside one.
+    assert!(
+        mid_batch >= 5,
+        "only {mid_batch} of {kills} kills fell between a batch's offsets and its commit \
+         (seed {seed})"
+    );
     let out = ws.run(&repo("sql/wordcount.sql"), &every_batch_committed());
     assert_ok(&out);
     assert_exact(
         &ws,
         &format!("after {kills} SIGKILLs and {completed} completed runs, seed {seed}"),
     );
+}
+
+/// A moment inside a batch at which a kill is aimed: the checkpoint (or output) file whose
+/// appearance marks it, for batch `n`.
+struct Boundary {
+    what: &'static str,
+    marker: fn(&Workspace, u64) -> std::path::PathBuf,
+}
+
+const BOUNDARIES: &[Boundary] = &[
+    Boundary {
+        what: "after offsets/N is written, before the query runs",
+        marker: |ws, n| ws.checkpoint.join(format!("offsets/{n}")),
+    },
+    Boundary {
+        what: "after the sink wrote the batch's file, before commits/N",
+        marker: |ws, n| ws.output.join(format!("batch-{n:012}.parquet")),
+    },
+    Boundary {
+        what: "after the batch's state snapshot, before commits/N",
+        marker: |ws, n| ws.checkpoint.join(format!("state/{n}.snapshot")),
+    },
+];
+
+/// Starts the job with long pauses between the steps of a batch, SIGKILLs it as soon as
+/// `marker` exists, and returns the restart's log. Panics unless the kill landed where it was
+/// aimed (the marker there, the batch not committed) and the restart re-ran the batch.
+fn kill_at(ws: &Workspace, args: &[&str], boundary: &Boundary, batch: u64) -> String {
+    let query = repo("sql/wordcount.sql");
+    let marker = (boundary.marker)(ws, batch);
+    let mut child = ws
+        .quiet(&query, args)
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "250")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended before {}",
+            marker.display()
+        );
+        assert!(std::time::Instant::now() < deadline, "{}", boundary.what);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let context = format!("kill {} of batch {batch}", boundary.what);
+    assert!(marker.exists(), "{context}");
+    assert!(
+        !ws.commits().contains(&batch),
+        "{context}: it was committed"
+    );
+    let restart = ws.run(&query, args);
+    assert_ok(&restart);
+    let log = stderr(&restart);
+    assert!(
+        log.contains(&format!("re-running batch {batch} ")),
+        "{context}: the restart did not re-run it:\n{log}"
+    );
+    log
+}
+
+#[test]
+fn sigkill_aimed_at_each_step_boundary_replays_the_batch_exactly() {
+    // Every batch snapshots its state and is committed on its own; update mode writes a file a
+    // batch, which marks the moment between the sink and the commit.
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--snapshot-interval",
+        "1",
+        "--checkpoint-interval",
+        "0",
+        "--mode",
+        "update",
+        "--no-console",
+    ];
+    let mut rng = StdRng::seed_from_u64(seed() + 9);
+    for boundary in BOUNDARIES {
+        let ws = Workspace::new();
+        for batch in 0..3u64 {
+            // At least one word: an update-mode batch without rows writes no file.
+            let text = random_text(&mut rng) + "stream\n";
+            ws.add_file(&format!("f{batch}.txt"), text);
+            kill_at(&ws, &args, boundary, batch);
+        }
+        assert_eq!(ws.commits(), [0, 1, 2], "{}", boundary.what);
+        assert_eq!(
+            applied_updates(&ws),
+            oracle(&ws),
+            "after kills {}",
+            boundary.what
+        );
+    }
 }
 
 /// Flips a byte of the state file (delta or snapshot) of the newest batch that has one;
@@ -252,7 +358,7 @@ fn sigkill_in_update_mode_leaves_each_batch_once() {
         .chain(["--mode", "update"])
         .collect();
     let mut kills = 0;
-    for i in 0..60 {
+    for i in 0..200 {
         if kills >= 20 {
             break;
         }
@@ -261,9 +367,18 @@ fn sigkill_in_update_mode_leaves_each_batch_once() {
             kills += 1;
         }
     }
+    assert!(kills >= 20, "only {kills} kills (seed {seed})");
     assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
-    // Applying each batch's changed rows in batch order gives the complete result, and no
-    // batch file holds a word twice.
+    assert_eq!(
+        applied_updates(&ws),
+        oracle(&ws),
+        "{kills} kills, seed {seed}"
+    );
+}
+
+/// The word count that update mode's batch files give when applied in batch order (each
+/// row replaces the word's earlier count); panics if a batch file holds a word twice.
+fn applied_updates(ws: &Workspace) -> Vec<String> {
     let mut latest = std::collections::BTreeMap::new();
     let mut names: Vec<_> = std::fs::read_dir(&ws.output)
         .unwrap()
@@ -272,9 +387,8 @@ fn sigkill_in_update_mode_leaves_each_batch_once() {
         .collect();
     names.sort();
     for path in &names {
-        let batch_rows = rows(&read_parquet(path));
         let mut words = std::collections::HashSet::new();
-        for row in batch_rows {
+        for row in rows(&read_parquet(path)) {
             let mut cells = row.splitn(3, '|');
             let (_batch, word, count) = (
                 cells.next().unwrap(),
@@ -289,8 +403,7 @@ fn sigkill_in_update_mode_leaves_each_batch_once() {
             latest.insert(word.to_string(), format!("{word}|{count}"));
         }
     }
-    let applied: Vec<String> = latest.into_values().collect();
-    assert_eq!(applied, oracle(&ws), "{kills} kills, seed {seed}");
+    latest.into_values().collect()
 }
 
 /// Runs six batches, then damages checkpoint files with `damage` and restarts.
@@ -422,27 +535,62 @@ fn nothing_good_left_is_a_clear_error_not_a_wrong_count() {
     assert_logged(&out, "metadata is damaged");
 }
 
-/// Makes `dir` unwritable even for root (immutable attribute), or with permissions.
-fn make_read_only(dir: &Path) -> bool {
-    let chattr = Command::new("chattr").arg("+i").arg(dir).output();
-    if chattr.is_ok_and(|o| o.status.success()) {
-        return true;
+/// Runs `command` with `dir` read-only for it. As root, which ignores permissions, the
+/// command runs in its own mount namespace where `dir` is a read-only bind mount (nothing
+/// outside the child sees it); otherwise `dir` loses its write permissions while it runs.
+/// Panics if neither can be done: the test must not pass without the fault.
+fn run_with_read_only(dir: &Path, command: &Command) -> Output {
+    use std::os::unix::fs::PermissionsExt;
+    let mut wrapped;
+    let as_root = unsafe { libc::geteuid() } == 0;
+    if as_root {
+        const BIND_READ_ONLY: &str = "mount --bind \"$1\" \"$1\" && \
+             mount -o remount,ro,bind \"$1\" \"$1\" && shift && exec \"$@\"";
+        wrapped = Command::new("unshare");
+        wrapped
+            .args([
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                BIND_READ_ONLY,
+                "sh",
+            ])
+            .arg(dir)
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+    } else {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        wrapped = Command::new(command.get_program());
+        wrapped.args(command.get_args()).envs(
+            command
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        );
     }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-    // Root ignores permissions: check that they bite.
-    std::fs::write(dir.join(".probe"), "x").is_err()
+    let out = wrapped.output().unwrap();
+    if !as_root {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let log = stderr(&out);
+    assert!(
+        !log.contains("unshare:") && !log.contains("mount:"),
+        "cannot make {} read-only for the job (a mount namespace needs CAP_SYS_ADMIN):\n{log}",
+        dir.display()
+    );
+    out
 }
 
-fn make_writable(dir: &Path) {
-    let _ = Command::new("chattr").arg("-i").arg(dir).output();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// A workspace on the build's disk (where immutable attributes work), with two batches done.
+/// A workspace with two batches done.
 fn two_batches_done() -> (Workspace, Vec<&'static str>) {
-    let ws = Workspace::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    let ws = Workspace::new();
     let args = vec!["--trigger", "available-now", "--no-console"];
     ws.add_file("a.txt", "one two two\n");
     assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
@@ -475,18 +623,16 @@ fn a_read_only_output_or_checkpoint_fails_clearly_and_recovers_exactly() {
         let (ws, args) = two_batches_done();
         ws.add_file("c.txt", "three four\n");
         let dir = ws.dir.path().join(target);
-        if !make_read_only(&dir) {
-            eprintln!("cannot make {target} read-only here; skipped");
-            continue;
-        }
         let before = checkpoint_files(&ws.checkpoint);
-        let out = ws.run(&repo("sql/wordcount.sql"), &args);
-        make_writable(&dir);
-        assert_eq!(out.status.code(), Some(1), "{target}: {}", stderr(&out));
+        let out = run_with_read_only(&dir, &ws.command(&repo("sql/wordcount.sql"), &args));
+        // Refused at start (code 2) or failed at the first write (code 1), naming the place.
+        let log = stderr(&out);
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{target}: {log}");
         assert!(
-            stderr(&out).contains("dfstream: error: writing"),
-            "{target}: {}",
-            stderr(&out)
+            log.contains("dfstream: error:")
+                && log.contains(&dir.display().to_string())
+                && (log.contains("Read-only file system") || log.contains("Permission denied")),
+            "{target}: {log}"
         );
         if target != "checkpoint/offsets" {
             // The batch's offsets may be recorded; nothing committed changed.
@@ -716,8 +862,8 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
     let base = 1_767_225_600i64; // 2026-01-01T00:00:00Z
     let mut expected_lines = Vec::new();
     let mut kills = 0;
-    for i in 0..60 {
-        if kills >= 16 {
+    for i in 0..200 {
+        if kills >= 20 {
             break;
         }
         let mut text = String::new();
@@ -740,6 +886,7 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
             kills += 1;
         }
     }
+    assert!(kills >= 20, "only {kills} kills (seed {seed})");
     assert_ok(&ws.run(&query, &args));
     let expected = runtime().block_on(batch_query(
         crate::oracle::SESSIONS_BY_WINDOW_FUNCTIONS,

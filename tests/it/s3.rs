@@ -38,7 +38,7 @@ fn moto() -> &'static Moto {
         // the tests however they end, not with the first test that used it.
         let (started, result) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut command = Command::new("moto_server");
+            let mut command = Command::new(crate::util::python_tool("moto_server"));
             command
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdout(Stdio::null())
@@ -61,8 +61,9 @@ fn moto() -> &'static Moto {
         });
         if let Err(e) = result.recv().unwrap() {
             panic!(
-                "cannot start moto_server ({e}): the S3 tests need it; install it with \
-                 `pip install 'moto[server]'` (.ci/run does)"
+                "cannot start moto_server ({e}): the S3 tests need it; install it as the README's \
+                 test command does: python3 -m venv .venv && .venv/bin/pip install \
+                 'moto[server]==5.2.*'"
             );
         }
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Workspace, assert_ok, bin, csv_rows, read_parquet, repo, signal, sorted_rows, stderr, stdout,
-    wait_for,
+    Workspace, assert_ok, bin, csv_rows, python_tool, read_parquet, repo, signal, sorted_rows,
+    stderr, stdout, wait_for,
 };
 
 fn dfstream(args: &[&str]) -> Command {
@@ -395,13 +395,18 @@ fn sql_prints_the_output_as_a_table_csv_or_json() {
 
 #[test]
 fn python_datafusion_reads_the_output_as_the_readme_shows() {
-    let probe = Command::new("python3")
+    let python = python_tool("python3");
+    let probe = Command::new(&python)
         .args(["-c", "import datafusion"])
-        .output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("python datafusion is not installed (.ci/run installs it); skipped");
-        return;
-    }
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    assert!(
+        probe.status.success(),
+        "{} cannot import datafusion ({}); install it as the README's test command does: \
+         python3 -m venv .venv && .venv/bin/pip install datafusion==55.0.0",
+        python.display(),
+        stderr(&probe).trim()
+    );
     let ws = Workspace::new();
     ws.add_file("a.txt", "b a b\n");
     assert_ok(&ws.run(
@@ -417,7 +422,7 @@ fn python_datafusion_reads_the_output_as_the_readme_shows() {
          \x20   print(b.to_pydict())\n",
         ws.output.display()
     );
-    let out = Command::new("python3")
+    let out = Command::new(&python)
         .args(["-c", &script])
         .output()
         .unwrap();

@@ -94,7 +94,18 @@ impl Workspace {
 
     /// Committed batch ids in the checkpoint.
     pub fn commits(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = std::fs::read_dir(self.checkpoint.join("commits"))
+        self.batch_ids("commits")
+    }
+
+    /// Whether the checkpoint holds the offsets of a batch it has not committed: a job
+    /// stopped inside that batch.
+    pub fn mid_batch(&self) -> bool {
+        self.batch_ids("offsets").last() > self.commits().last()
+    }
+
+    /// The batch ids of the files in the checkpoint's folder `sub`, in order.
+    fn batch_ids(&self, sub: &str) -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(self.checkpoint.join(sub))
             .map(|entries| {
                 entries
                     .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -281,4 +292,15 @@ pub fn lines_of(text: &[u8], file: &str, ts_micros: i64) -> Vec<Line> {
             }
         })
         .collect()
+}
+
+/// A program the tests need from PyPI (`moto_server`, `python3` with `datafusion`): from the
+/// clone's `.venv/` that the README's test command makes, else from `PATH`.
+pub fn python_tool(name: &str) -> PathBuf {
+    let in_venv = repo(".venv/bin").join(name);
+    if in_venv.exists() {
+        in_venv
+    } else {
+        PathBuf::from(name)
+    }
 }
