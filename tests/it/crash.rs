@@ -127,9 +127,21 @@ fn run_and_kill_at_random(
     rng: &mut StdRng,
     max_wait_ms: u64,
 ) -> bool {
+    run_and_kill_at_random_with_pauses(ws, query, args, rng, max_wait_ms, 4)
+}
+
+/// [`run_and_kill_at_random`] with `pause_ms` between the steps of a batch.
+fn run_and_kill_at_random_with_pauses(
+    ws: &Workspace,
+    query: &Path,
+    args: &[&str],
+    rng: &mut StdRng,
+    max_wait_ms: u64,
+    pause_ms: u64,
+) -> bool {
     let mut child = ws
         .quiet(query, args)
-        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "4")
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", pause_ms.to_string())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(rng.random_range(0..max_wait_ms)));
@@ -842,6 +854,50 @@ fn verify_reads_event_times_and_refuses_jobs_it_cannot_check() {
     assert_logged(&out, "session()");
 }
 
+/// 2026-01-01T00:00:00Z in seconds since the epoch: event times in the kill tests count from it.
+const BASE_SECS: i64 = 1_767_225_600;
+
+/// The event-time flags of the kill tests: a line starts with its time.
+const EVENT_TIME: [&str; 2] = ["--event-time", "to_timestamp(substr(value, 1, 20))"];
+
+/// A copy of the shipped query `name` that reads its words after the line's time stamp.
+fn words_after_the_time(ws: &Workspace, name: &str) -> std::path::PathBuf {
+    let sql = std::fs::read_to_string(repo(name))
+        .unwrap()
+        .replace("words(lower(value))", "words(lower(substr(value, 22)))");
+    let query = ws.dir.path().join(Path::new(name).file_name().unwrap());
+    std::fs::write(&query, sql).unwrap();
+    query
+}
+
+/// A file of one to three lines, each `TIME words` with a time `from + 0..jitter` seconds after
+/// [`BASE_SECS`] and one to three of five words; returns the text and the lines as the
+/// oracle sees them (the words, at their time).
+fn timed_lines(rng: &mut StdRng, from: i64, jitter: i64) -> (String, Vec<Line>) {
+    let mut text = String::new();
+    let mut lines = Vec::new();
+    for _ in 0..rng.random_range(1..4) {
+        let t = from + rng.random_range(0..jitter);
+        let words: Vec<&str> = (0..rng.random_range(1..4))
+            .map(|_| ["a", "b", "c", "d", "e"][rng.random_range(0..5)])
+            .collect();
+        let (day, hour, minute, second) = (1 + t / 86_400, t / 3600 % 24, t / 60 % 60, t % 60);
+        let stamp = format!("2026-01-{day:02}T{hour:02}:{minute:02}:{second:02}Z");
+        text.push_str(&format!("{stamp} {}\n", words.join(" ")));
+        lines.push(Line {
+            value: words.join(" "),
+            ts_micros: (BASE_SECS + t) * 1_000_000,
+            file: String::new(),
+        });
+    }
+    (text, lines)
+}
+
+/// The batch oracle's rows for `sql` over `lines`.
+fn oracle_rows(sql: &str, lines: &[Line], params: &[(&str, &str)]) -> Vec<String> {
+    sorted_rows(&runtime().block_on(batch_query(sql, lines, params, 2)))
+}
+
 #[test]
 fn sigkill_with_session_windows_keeps_the_result_exact() {
     // Lines carry event times; sessions (10 s gap) of five words grow, merge and bridge across
@@ -849,38 +905,20 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
     let seed = seed() + 2;
     let mut rng = StdRng::seed_from_u64(seed);
     let ws = Workspace::new();
-    let sql = std::fs::read_to_string(repo("sql/session_wordcount.sql"))
-        .unwrap()
-        .replace("words(lower(value))", "words(lower(substr(value, 22)))");
-    let query = ws.dir.path().join("sessions.sql");
-    std::fs::write(&query, sql).unwrap();
+    let query = words_after_the_time(&ws, "sql/session_wordcount.sql");
     let args: Vec<&str> = every_batch_committed()
         .into_iter()
         .chain(["--param", "gap=10s"])
-        .chain(["--event-time", "to_timestamp(substr(value, 1, 20))"])
+        .chain(EVENT_TIME)
         .collect();
-    let base = 1_767_225_600i64; // 2026-01-01T00:00:00Z
     let mut expected_lines = Vec::new();
     let mut kills = 0;
     for i in 0..200 {
         if kills >= 20 {
             break;
         }
-        let mut text = String::new();
-        for _ in 0..rng.random_range(1..4) {
-            let t = base + i * 4 + rng.random_range(0..12);
-            let words: Vec<&str> = (0..rng.random_range(1..4))
-                .map(|_| ["a", "b", "c", "d", "e"][rng.random_range(0..5)])
-                .collect();
-            let (minute, second) = ((t - base) / 60, (t - base) % 60);
-            let stamp = format!("2026-01-01T00:{minute:02}:{second:02}Z");
-            text.push_str(&format!("{stamp} {}\n", words.join(" ")));
-            expected_lines.push(Line {
-                value: words.join(" "),
-                ts_micros: t * 1_000_000,
-                file: String::new(),
-            });
-        }
+        let (text, lines) = timed_lines(&mut rng, i * 4, 12);
+        expected_lines.extend(lines);
         ws.add_file(&format!("f{i:04}.txt"), &text);
         if run_and_kill_at_random(&ws, &query, &args, &mut rng, 120) {
             kills += 1;
@@ -888,17 +926,169 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
     }
     assert!(kills >= 20, "only {kills} kills (seed {seed})");
     assert_ok(&ws.run(&query, &args));
-    let expected = runtime().block_on(batch_query(
-        crate::oracle::SESSIONS_BY_WINDOW_FUNCTIONS,
-        &expected_lines,
-        &[("gap", "10s")],
-        2,
-    ));
     assert_eq!(
         sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
-        sorted_rows(&expected),
+        oracle_rows(
+            crate::oracle::SESSIONS_BY_WINDOW_FUNCTIONS,
+            &expected_lines,
+            &[("gap", "10s")]
+        ),
         "after {kills} SIGKILLs, seed {seed}"
     );
+}
+
+/// The windowed queries the append-mode kill tests run: the shipped tumbling and sliding
+/// word counts with `--param` flags for windows of `size` seconds (sliding by half).
+fn window_queries(size: u32) -> [(&'static str, Vec<String>); 2] {
+    [
+        ("sql/tumbling_wordcount.sql", vec![format!("size={size}s")]),
+        (
+            "sql/window_wordcount.sql",
+            vec![format!("size={size}s"), format!("slide={}s", size / 2)],
+        ),
+    ]
+}
+
+/// Every row of every append-mode file in the output, sorted; panics if a window's row is
+/// in two files (emitted twice).
+fn appended_once(ws: &Workspace, context: &str) -> Vec<String> {
+    let all = sorted_rows(&read_parquet(&ws.output));
+    let mut unique = all.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), all.len(), "a window emitted twice, {context}");
+    all
+}
+
+#[test]
+fn sigkill_in_append_mode_with_a_final_flush_emits_each_window_once() {
+    // Event times 4 s a file, at most 3 s out of order: with a 10 s watermark no row is late,
+    // so every window closes (by the watermark, or by the final flush) with the batch count.
+    let seed = seed() + 11;
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (name, params) in window_queries(10) {
+        let ws = Workspace::new();
+        let query = words_after_the_time(&ws, name);
+        let param_flags: Vec<&str> = params.iter().flat_map(|p| ["--param", p]).collect();
+        let args: Vec<&str> = every_batch_committed()
+            .into_iter()
+            .chain(["--watermark", "10s", "--mode", "append"])
+            .chain(EVENT_TIME)
+            .chain(param_flags.iter().copied())
+            .collect();
+        let mut lines = Vec::new();
+        let (mut kills, mut mid_batch) = (0, 0);
+        for i in 0..200 {
+            if kills >= 20 {
+                break;
+            }
+            let (text, file_lines) = timed_lines(&mut rng, i * 4, 4);
+            lines.extend(file_lines);
+            ws.add_file(&format!("f{i:04}.txt"), &text);
+            if run_and_kill_at_random(&ws, &query, &args, &mut rng, 150) {
+                kills += 1;
+                mid_batch += usize::from(ws.mid_batch());
+            }
+        }
+        // The final flush is killed too until a run gets through.
+        let with_flush: Vec<&str> = args.iter().copied().chain(["--final-flush"]).collect();
+        let mut flush_kills = 0;
+        while run_and_kill_at_random(&ws, &query, &with_flush, &mut rng, 150) {
+            flush_kills += 1;
+            assert!(flush_kills < 50, "the final flush never finished");
+        }
+        let context = format!(
+            "{name}: {kills} kills ({mid_batch} mid-batch), {flush_kills} in the final flush, \
+             seed {seed}"
+        );
+        assert!(kills >= 20 && mid_batch >= 3, "{context}");
+        let sql = std::fs::read_to_string(repo(name)).unwrap();
+        let params: Vec<(&str, &str)> = params.iter().map(|p| p.split_once('=').unwrap()).collect();
+        assert_eq!(
+            appended_once(&ws, &context),
+            oracle_rows(&sql, &lines, &params),
+            "{context}"
+        );
+    }
+}
+
+#[test]
+fn sigkill_in_append_mode_with_an_idle_timeout_emits_each_window_once() {
+    // A running job (trigger every 50 ms) whose input goes quiet between files: after 200 ms
+    // idle the watermark advances by wall-clock time and closes windows. Files are an hour
+    // apart in event time, so the idle advance never makes a later file's rows late.
+    let seed = seed() + 12;
+    let mut rng = StdRng::seed_from_u64(seed);
+    for (name, params) in window_queries(2) {
+        let ws = Workspace::new();
+        let query = words_after_the_time(&ws, name);
+        let param_flags: Vec<&str> = params.iter().flat_map(|p| ["--param", p]).collect();
+        let args: Vec<&str> = [
+            "--trigger",
+            "50ms",
+            "--idle-timeout",
+            "200ms",
+            "--checkpoint-interval",
+            "0",
+            "--watermark",
+            "1s",
+            "--mode",
+            "append",
+            "--no-console",
+        ]
+        .into_iter()
+        .chain(EVENT_TIME)
+        .chain(param_flags.iter().copied())
+        .collect();
+        let mut lines = Vec::new();
+        let (mut kills, mut mid_batch) = (0, 0);
+        for i in 0..20 {
+            let (text, file_lines) = timed_lines(&mut rng, i * 3600, 3);
+            lines.extend(file_lines);
+            ws.add_file(&format!("f{i:04}.txt"), &text);
+            // Up to 600 ms with 30 ms steps: some kills land in a batch, some in an idle
+            // advance, some after.
+            assert!(run_and_kill_at_random_with_pauses(
+                &ws, &query, &args, &mut rng, 600, 30
+            ));
+            kills += 1;
+            mid_batch += usize::from(ws.mid_batch());
+        }
+        // A last run closes the last windows by idling, then stops at SIGTERM.
+        let sql = std::fs::read_to_string(repo(name)).unwrap();
+        let params: Vec<(&str, &str)> = params.iter().map(|p| p.split_once('=').unwrap()).collect();
+        let expected = oracle_rows(&sql, &lines, &params);
+        let log_path = ws.dir.path().join("last-run.log");
+        let mut child = ws
+            .command(&query, &args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while crate::util::read_parquet_live(&ws.output)
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>()
+            < expected.len()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the windows never all closed: {}",
+                std::fs::read_to_string(&log_path).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        crate::util::signal(&child, "TERM");
+        assert!(child.wait().unwrap().success());
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(
+            log.contains("advancing the watermark by wall-clock time"),
+            "{log}"
+        );
+        let context = format!("{name}: {kills} kills ({mid_batch} mid-batch), seed {seed}");
+        assert!(mid_batch >= 2, "{context}");
+        assert_eq!(appended_once(&ws, &context), expected, "{context}");
+    }
 }
 
 #[test]
