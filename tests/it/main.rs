@@ -3,10 +3,12 @@
 mod bad_input;
 mod crash;
 mod faults;
+mod functions;
 mod golden;
 mod oracle;
 mod process;
 mod progress;
+mod restore;
 mod s3;
 mod socket;
 mod tools;

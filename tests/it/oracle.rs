@@ -2,7 +2,6 @@
 //! equals the same SQL run once as a batch query over all the input. Random inputs and splits,
 //! many seeds; a failure prints its seed, and `DFSTREAM_SEED=N` replays just that seed.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -14,7 +13,7 @@ use dfstream::source::{InputUnit, Place};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::util::{Line, batch_query, lines_of, rows, runtime, sorted_rows};
+use crate::util::{Line, ReplayHint, batch_query, lines_of, rows, runtime, seeds, sorted_rows};
 
 const WORDS: &[&str] = &[
     "the",
@@ -83,13 +82,6 @@ fn random_split(rng: &mut StdRng, n: usize) -> Vec<std::ops::Range<usize>> {
         start += len;
     }
     groups
-}
-
-fn seeds(count: u64) -> Vec<u64> {
-    match std::env::var("DFSTREAM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("DFSTREAM_SEED is a number")],
-        Err(_) => (0..count).collect(),
-    }
 }
 
 /// The result of a streaming run in `mode` over `files` split into triggers by `split`.
@@ -163,61 +155,66 @@ fn ts_of(file_index: usize) -> i64 {
     1_700_000_000_000_000 + file_index as i64 * 7_000_000
 }
 
-/// Checks the property for `sql` over `count` seeds. `keys` is the number of leading output
-/// columns that identify a group (for update mode); `ordered` compares row order too.
-fn check(sql: &str, params: &[(&str, &str)], keys: usize, ordered: bool, count: u64) {
-    let update = if keys > 0 {
-        Update::Upsert { keys }
-    } else {
-        Update::NotChecked
-    };
-    check_against(sql, sql, params, update, ordered, count);
+/// Checks the property for `sql` over `count` seeds, in complete mode and as `updates` says
+/// in update mode. `ordered` compares row order too.
+fn check(sql: &str, params: &[(&str, &str)], updates: Updates, ordered: bool, count: u64) {
+    check_against(sql, sql, params, updates, ordered, count);
 }
 
-/// How update mode's output rows are applied to a table (and whether to check it).
+/// Which rows each update-mode trigger must emit, exactly (Spark's update mode: the result
+/// rows its input updated, whether or not their values changed).
 #[derive(Clone, Copy)]
-enum Update {
-    NotChecked,
-    /// A row replaces the earlier row with the same first `keys` columns.
-    Upsert {
-        keys: usize,
-    },
-    /// Rows are `window_start|window_end|key columns...|...` of session windows, with `keys`
-    /// key columns: a row replaces the earlier rows of its key whose session it overlaps (a
-    /// merged session covers them).
-    Sessions {
-        keys: usize,
-    },
+enum Updates {
+    /// Update mode is not checked (the query's result is not a table of groups).
+    None,
+    /// The rows of the groups the trigger's input touched: result rows whose first `n`
+    /// columns (the group) are a row's group in the batch query over that input alone.
+    Groups(usize),
+    /// The result rows that are new or changed since the trigger before (session windows,
+    /// whose groups merge: the merged session is a new row).
+    NewRows,
 }
 
-impl Update {
-    fn apply(self, updates: &[Vec<RecordBatch>]) -> Vec<String> {
-        let mut table: BTreeMap<String, String> = BTreeMap::new();
-        for trigger in updates {
-            for row in rows(trigger) {
-                let fields: Vec<&str> = row.split('|').collect();
-                let key = match self {
-                    Update::NotChecked => unreachable!(),
-                    Update::Upsert { keys } => fields[..keys].join("|"),
-                    Update::Sessions { keys } => {
-                        // Whole seconds throughout: the formatted times compare as strings.
-                        let (start, end) = (fields[0], fields[1]);
-                        let key = &fields[2..2 + keys];
-                        table.retain(|_, old| {
-                            let old: Vec<&str> = old.split('|').collect();
-                            let overlaps =
-                                old[2..2 + keys] == *key && old[0] < end && start < old[1];
-                            !overlaps
-                        });
-                        fields[..2 + keys].join("|")
-                    }
-                };
-                table.insert(key, row.clone());
-            }
+impl Updates {
+    /// Asserts that `updates[k]` holds exactly the rows trigger `k` updated, given the batch
+    /// oracle's sorted results over the input of triggers `0..=k` (`results`) and of trigger
+    /// `k` alone (`alone`).
+    fn assert_exact(
+        self,
+        updates: &[Vec<RecordBatch>],
+        results: &[Vec<String>],
+        alone: &[Vec<String>],
+        context: &str,
+    ) {
+        assert_eq!(updates.len(), results.len(), "{context}");
+        let group = |row: &str, n: usize| row.split('|').take(n).collect::<Vec<_>>().join("|");
+        let mut before: &[String] = &[];
+        for (k, update) in updates.iter().enumerate() {
+            let expected: Vec<String> = match self {
+                Updates::None => return,
+                Updates::Groups(n) => {
+                    let touched: std::collections::HashSet<String> =
+                        alone[k].iter().map(|row| group(row, n)).collect();
+                    results[k]
+                        .iter()
+                        .filter(|row| touched.contains(&group(row, n)))
+                        .cloned()
+                        .collect()
+                }
+                Updates::NewRows => results[k]
+                    .iter()
+                    .filter(|row| before.binary_search(row).is_err())
+                    .cloned()
+                    .collect(),
+            };
+            let emitted = sorted_rows(update);
+            assert!(
+                emitted == expected,
+                "update mode, trigger {k}: emitted {emitted:?}\nbut it updated {expected:?}\n\
+                 {context}"
+            );
+            before = &results[k];
         }
-        let mut applied: Vec<String> = table.into_values().collect();
-        applied.sort();
-        applied
     }
 }
 
@@ -226,23 +223,25 @@ fn check_against(
     sql: &str,
     expected_sql: &str,
     params: &[(&str, &str)],
-    update: Update,
+    updates: Updates,
     ordered: bool,
     count: u64,
 ) {
     let rt = runtime();
     let params_map = params_of(params);
     for seed in seeds(count) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         let files = random_files(&mut rng);
         let split = random_split(&mut rng, files.len());
         let partitions = rng.random_range(1..=3);
         let dir = tempfile::tempdir().unwrap();
-        let mut all_lines: Vec<Line> = Vec::new();
+        let mut lines_per_file: Vec<Vec<Line>> = Vec::new();
         for (i, (name, bytes)) in files.iter().enumerate() {
             std::fs::write(dir.path().join(name), bytes).unwrap();
-            all_lines.extend(lines_of(bytes, name, ts_of(i)));
+            lines_per_file.push(lines_of(bytes, name, ts_of(i)));
         }
+        let all_lines: Vec<Line> = lines_per_file.concat();
         let context = format!(
             "seed {seed} (replay: DFSTREAM_SEED={seed}), {} files split {split:?}, {partitions} partitions\nquery: {sql}",
             files.len()
@@ -269,9 +268,8 @@ fn check_against(
                     "complete mode, {context}"
                 );
             }
-            if !matches!(update, Update::NotChecked) {
-                // Update mode: applying each trigger's changed rows to a table gives the same result.
-                let updates = stream(
+            if !matches!(updates, Updates::None) {
+                let emitted = stream(
                     sql,
                     &params_map,
                     OutputMode::Update,
@@ -281,8 +279,19 @@ fn check_against(
                     &split,
                 )
                 .await;
-                let applied = update.apply(&updates);
-                assert_eq!(applied, sorted_rows(&expected), "update mode, {context}");
+                let (mut results, mut alone) = (Vec::new(), Vec::new());
+                for range in &split {
+                    for (lines, out) in [
+                        (&lines_per_file[..range.end], &mut results),
+                        (&lines_per_file[range.clone()], &mut alone),
+                    ] {
+                        let lines = lines.concat();
+                        out.push(sorted_rows(
+                            &batch_query(expected_sql, &lines, params, partitions).await,
+                        ));
+                    }
+                }
+                updates.assert_exact(&emitted, &results, &alone, &context);
             }
         });
     }
@@ -291,7 +300,7 @@ fn check_against(
 #[test]
 fn wordcount_matches_batch_for_random_splits() {
     let sql = std::fs::read_to_string(crate::util::repo("sql/wordcount.sql")).unwrap();
-    check(&sql, &[], 1, false, 40);
+    check(&sql, &[], Updates::Groups(1), false, 40);
 }
 
 #[test]
@@ -302,7 +311,7 @@ fn many_aggregate_functions_match_batch() {
          min(ts) AS first_seen \
          FROM (SELECT unnest(words(lower(value))) AS word, file, ts FROM lines) GROUP BY word",
         &[],
-        1,
+        Updates::Groups(1),
         false,
         25,
     );
@@ -315,7 +324,7 @@ fn where_clause_and_parameters_match_batch() {
          FROM (SELECT unnest(words(lower(value))) AS word FROM lines) \
          WHERE length(word) >= $min_len AND word <> 'the' GROUP BY word",
         &[("min_len", "3")],
-        1,
+        Updates::Groups(1),
         false,
         25,
     );
@@ -327,7 +336,7 @@ fn two_column_group_by_matches_batch() {
         "SELECT file, word, count(*) AS count \
          FROM (SELECT file, unnest(words(lower(value))) AS word FROM lines) GROUP BY file, word",
         &[],
-        2,
+        Updates::Groups(2),
         false,
         25,
     );
@@ -339,7 +348,7 @@ fn global_aggregate_without_group_by_matches_batch() {
         "SELECT count(*) AS lines, sum(length(value)) AS chars, max(value) AS last_line, \
          count(DISTINCT value) AS distinct_lines FROM lines",
         &[],
-        0,
+        Updates::None,
         false,
         25,
     );
@@ -352,7 +361,7 @@ fn having_order_by_limit_apply_to_the_whole_result() {
          FROM (SELECT unnest(words(lower(value))) AS word FROM lines) \
          GROUP BY word HAVING count(*) > 1 ORDER BY count DESC, word LIMIT 5",
         &[],
-        0,
+        Updates::None,
         true,
         25,
     );
@@ -366,7 +375,7 @@ fn window_function_over_the_aggregate_matches_batch() {
            FROM (SELECT unnest(words(lower(value))) AS word FROM lines) GROUP BY word) \
          ORDER BY place, word",
         &[],
-        0,
+        Updates::None,
         true,
         15,
     );
@@ -376,6 +385,7 @@ fn window_function_over_the_aggregate_matches_batch() {
 fn stateless_query_appends_exactly_the_input_rows() {
     let rt = runtime();
     for seed in seeds(20) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         let files = random_files(&mut rng);
         let split = random_split(&mut rng, files.len());
@@ -412,7 +422,7 @@ fn sliding_window_wordcount_matches_batch() {
     check(
         &sql,
         &[("size", "25 seconds"), ("slide", "10 seconds")],
-        3,
+        Updates::Groups(3),
         false,
         25,
     );
@@ -421,7 +431,13 @@ fn sliding_window_wordcount_matches_batch() {
 #[test]
 fn tumbling_window_wordcount_matches_batch() {
     let sql = std::fs::read_to_string(crate::util::repo("sql/tumbling_wordcount.sql")).unwrap();
-    check(&sql, &[("size", "20 seconds")], 3, false, 25);
+    check(
+        &sql,
+        &[("size", "20 seconds")],
+        Updates::Groups(3),
+        false,
+        25,
+    );
 }
 
 /// Append mode with a watermark: every window the final watermark has closed is emitted
@@ -432,6 +448,7 @@ fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u
     let params_map = params_of(params);
     let delay = 20_000_000i64; // --watermark 20s
     for seed in seeds(count) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         let files = random_files(&mut rng);
         let split = random_split(&mut rng, files.len());
@@ -578,7 +595,7 @@ fn session_window_wordcount_matches_batch() {
         &sql,
         SESSIONS_BY_WINDOW_FUNCTIONS,
         &[("gap", "10 seconds")],
-        Update::Sessions { keys: 1 },
+        Updates::NewRows,
         false,
         30,
     );
@@ -603,7 +620,7 @@ fn sessions_without_other_keys_match_batch() {
          FROM (SELECT session(ts, $gap) AS session FROM lines) GROUP BY session",
         oracle,
         &[("gap", "8 seconds")],
-        Update::Sessions { keys: 0 },
+        Updates::NewRows,
         false,
         20,
     );
@@ -637,10 +654,10 @@ fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
         ("b.txt".to_string(), file(40_000..140_000, 2)),
         ("c.txt".to_string(), file(0..150_000, 3)),
     ];
-    let mut all_lines = Vec::new();
+    let mut lines_per_file = Vec::new();
     for (i, (name, bytes)) in files.iter().enumerate() {
         std::fs::write(dir.path().join(name), bytes).unwrap();
-        all_lines.extend(lines_of(bytes, name, ts_of(i)));
+        lines_per_file.push(lines_of(bytes, name, ts_of(i)));
     }
     let wordcount = "SELECT word, count(*) AS n, min(file) AS first_file, \
                      sum(length(word)) AS chars \
@@ -654,19 +671,41 @@ fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
     assert!(per_pane(sliding, &[]));
     rt.block_on(async {
         for (sql, keys) in [(wordcount, 1), (sliding, 2)] {
-            let expected = sorted_rows(&batch_query(sql, &all_lines, &[], 2).await);
+            // The batch results over the first one, two and three files, and over each.
+            let (mut results, mut alone) = (Vec::new(), Vec::new());
+            for end in 1..=files.len() {
+                let lines = lines_per_file[..end].concat();
+                results.push(sorted_rows(&batch_query(sql, &lines, &[], 2).await));
+                let lines = &lines_per_file[end - 1];
+                alone.push(sorted_rows(&batch_query(sql, lines, &[], 2).await));
+            }
+            let expected = results.last().unwrap();
             assert!(expected.len() > 100_000, "{}", expected.len());
             let split = [0..1, 1..2, 2..3];
-            for mode in [OutputMode::Complete, OutputMode::Update] {
-                let outputs =
-                    stream(sql, &Params::new(), mode, 2, dir.path(), &files, &split).await;
-                let got = match mode {
-                    OutputMode::Complete => sorted_rows(outputs.last().unwrap()),
-                    _ => Update::Upsert { keys }.apply(&outputs),
-                };
-                assert_eq!(got.len(), expected.len(), "{mode:?}: {sql}");
-                assert!(got == expected, "{mode:?}: results differ for {sql}");
-            }
+            let outputs = stream(
+                sql,
+                &Params::new(),
+                OutputMode::Complete,
+                2,
+                dir.path(),
+                &files,
+                &split,
+            )
+            .await;
+            let got = sorted_rows(outputs.last().unwrap());
+            assert_eq!(got.len(), expected.len(), "complete mode: {sql}");
+            assert!(got == *expected, "complete mode: results differ for {sql}");
+            let updates = stream(
+                sql,
+                &Params::new(),
+                OutputMode::Update,
+                2,
+                dir.path(),
+                &files,
+                &split,
+            )
+            .await;
+            Updates::Groups(keys).assert_exact(&updates, &results, &alone, sql);
         }
     });
 }
@@ -701,7 +740,7 @@ fn sliding_windows_aggregate_per_pane_only_where_results_cannot_change() {
         "",
     );
     assert!(per_pane(&safe, &params));
-    check(&safe, &params, 2, false, 15);
+    check(&safe, &params, Updates::Groups(2), false, 15);
     // ...but whatever reads the window start needs the row in each window.
     for unsafe_sql in [
         over("count(*) AS n, max(window_start) AS latest", "", ""),
@@ -717,7 +756,7 @@ fn sliding_windows_aggregate_per_pane_only_where_results_cannot_change() {
         ),
     ] {
         assert!(!per_pane(&unsafe_sql, &params), "{unsafe_sql}");
-        check(&unsafe_sql, &params, 2, false, 10);
+        check(&unsafe_sql, &params, Updates::Groups(2), false, 10);
     }
 }
 

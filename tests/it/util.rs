@@ -240,6 +240,29 @@ pub struct Line {
     pub file: String,
 }
 
+/// The seeds a randomized test runs: `0..count`, or the one `DFSTREAM_SEED` names.
+pub fn seeds(count: u64) -> Vec<u64> {
+    match std::env::var("DFSTREAM_SEED") {
+        Ok(seed) => vec![seed.parse().expect("DFSTREAM_SEED is a number")],
+        Err(_) => (0..count).collect(),
+    }
+}
+
+/// Held while a randomized check runs one seed: if anything panics meanwhile (an `unwrap`
+/// as much as an assertion), it prints how to replay the seed.
+pub struct ReplayHint(pub u64);
+
+impl Drop for ReplayHint {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "failed with seed {0}: replay with DFSTREAM_SEED={0}",
+                self.0
+            );
+        }
+    }
+}
+
 /// The oracle: `sql` run once as a plain DataFusion batch query over all `lines`.
 pub async fn batch_query(
     sql: &str,
@@ -247,7 +270,11 @@ pub async fn batch_query(
     params: &[(&str, &str)],
     partitions: usize,
 ) -> Vec<RecordBatch> {
-    let ctx = dfstream::query::session(partitions);
+    // Plain DataFusion with dfstream's functions, and none of dfstream's optimizer settings
+    // (its interval rewrite rule, the rules it removes): those are under test.
+    let config = datafusion::prelude::SessionConfig::new().with_target_partitions(partitions);
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    dfstream::query::functions::register(&ctx);
     let schema = dfstream::batch::lines_schema();
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
