@@ -1,12 +1,16 @@
 //! Word count over the same corpus from local disk and from an S3 server on loopback
 //! (`moto_server`, from PyPI's `moto[server]`), in one run: MB/s of each and their ratio.
 //! The job reads objects with ranged GETs; the server is the yardstick's other half, so the
-//! ratio shows what reading through `object_store` costs against the page cache.
+//! ratio shows what reading through `object_store` costs against the page cache. Every run's
+//! result is checked, outside its timing, word for word against a hand-written word count
+//! of the local files.
 //!
 //! ```text
 //! cargo bench --bench object_store                  # 200 MB over 16 files
 //! cargo bench --bench object_store -- --size-mb 50
 //! ```
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +21,8 @@ use std::time::{Duration, Instant};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
+
+use common::{Counts, check_word_counts, count_words_in_files, read_parquet};
 
 fn main() {
     let mut size_mb = 200u64;
@@ -101,11 +107,23 @@ fn main() {
         "corpus: {} files, {mb:.1} MB, on local disk and on moto_server at {endpoint}",
         files.len()
     );
+    // The yardstick's answer: the files the runs' --glob '*.txt' selects, counted by hand.
+    let inputs: Vec<PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .cloned()
+        .collect();
+    let expected = count_words_in_files(&inputs, 2);
     let mut local = f64::MAX;
     let mut remote = f64::MAX;
     for _ in 0..3 {
-        local = local.min(run(&root, &corpus.display().to_string(), &endpoint));
-        remote = remote.min(run(&root, "s3://bench/corpus/", &endpoint));
+        local = local.min(run(
+            &root,
+            &corpus.display().to_string(),
+            &endpoint,
+            &expected,
+        ));
+        remote = remote.min(run(&root, "s3://bench/corpus/", &endpoint, &expected));
     }
     println!("local disk : {local:6.2} s  {:7.1} MB/s", mb / local);
     println!("S3 (moto)  : {remote:6.2} s  {:7.1} MB/s", mb / remote);
@@ -113,8 +131,9 @@ fn main() {
     drop(server);
 }
 
-/// One `--trigger available-now` word count over `input`; its time in seconds.
-fn run(root: &Path, input: &str, endpoint: &str) -> f64 {
+/// One `--trigger available-now` word count over `input`; its time in seconds. Its result is
+/// checked against `expected` (after the timing).
+fn run(root: &Path, input: &str, endpoint: &str, expected: &Counts) -> f64 {
     let work = root.join("run");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
@@ -138,7 +157,13 @@ fn run(root: &Path, input: &str, endpoint: &str) -> f64 {
         .status()
         .unwrap();
     assert!(status.success());
-    start.elapsed().as_secs_f64()
+    let secs = start.elapsed().as_secs_f64();
+    check_word_counts(
+        &format!("word count over {input}"),
+        expected,
+        &read_parquet(&[work.join("output/result.parquet")]),
+    );
+    secs
 }
 
 fn create_bucket(port: u16, name: &str) {

@@ -1,16 +1,22 @@
 //! The socket source with `--trigger continuous`: latency from a line written on the socket to
 //! its effect in the Parquet sink (update mode: the batch file appears), p50 and p99 over 1,000
-//! single-line events; and sustained throughput in lines/s with a fast sender.
+//! single-line events; and sustained throughput in lines/s with a fast sender. Both runs'
+//! results are checked, outside the timing: each latency batch file holds the counts of its
+//! one line, and the throughput run's count is exactly the number of lines sent.
 //!
 //! ```text
 //! cargo bench --bench socket_latency
 //! ```
+
+mod common;
 
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{check_word_counts, counts_of, read_parquet};
 
 fn main() {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dfstream-socket-bench");
@@ -49,7 +55,7 @@ fn latency(dir: &Path, events: usize) {
     conn.set_nodelay(true).unwrap();
     let mut times = Vec::with_capacity(events);
     for i in 0..events {
-        let file = dir.join("output").join(format!("batch-{i:012}.parquet"));
+        let file = batch_file(dir, i);
         let start = Instant::now();
         conn.write_all(format!("event{i} arrives now\n").as_bytes())
             .unwrap();
@@ -64,6 +70,20 @@ fn latency(dir: &Path, events: usize) {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // Batch i read line i alone (the next line was sent once its batch file was out): update
+    // mode emits its three words, each with its running total.
+    for i in 0..events {
+        let total = i as u64 + 1;
+        check_word_counts(
+            &format!("latency run, batch {i}"),
+            &counts_of([
+                (format!("event{i}").as_str(), 1),
+                ("arrives", total),
+                ("now", total),
+            ]),
+            &read_parquet(&[batch_file(dir, i)]),
+        );
+    }
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
         "socket line -> Parquet batch file (update mode, --trigger continuous), {events} events: \
@@ -73,6 +93,9 @@ fn latency(dir: &Path, events: usize) {
         times[events - 1]
     );
 }
+
+/// The throughput run's sender writes this many lines at a time.
+const LINES_PER_WRITE: u64 = 1000;
 
 fn throughput(dir: &Path, lines: u64) {
     std::fs::create_dir_all(dir).unwrap();
@@ -84,33 +107,62 @@ fn throughput(dir: &Path, lines: u64) {
     let (mut conn, _) = listener.accept().unwrap();
     let line = b"the quick brown fox jumps over the lazy dog\n";
     let mut chunk = Vec::new();
-    for _ in 0..1000 {
+    for _ in 0..LINES_PER_WRITE {
         chunk.extend_from_slice(line);
     }
+    // What is sent: whole chunks.
+    let lines = lines / LINES_PER_WRITE * LINES_PER_WRITE;
     let start = Instant::now();
     let sender = std::thread::spawn(move || {
-        for _ in 0..lines / 1000 {
+        for _ in 0..lines / LINES_PER_WRITE {
             conn.write_all(&chunk).unwrap();
         }
         conn
     });
     let result = dir.join("output/result.parquet");
     loop {
-        if count(&result) >= lines {
+        let counted = count(&result);
+        assert_not_over(counted, lines);
+        if counted == lines {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "too slow");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "too slow: {counted} of the {lines} lines sent counted after 120 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let secs = start.elapsed().as_secs_f64();
     let _conn = sender.join().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
+    // Nothing more may have been counted since (a line counted twice, late).
+    let counted = count(&result);
+    assert_not_over(counted, lines);
+    assert_eq!(
+        counted, lines,
+        "the result file changed after it counted every line sent"
+    );
     println!(
         "sustained: {lines} lines ({:.0} MB) in {secs:.2} s = {:.0} lines/s (count(*) query, logged to the WAL first)",
         lines as f64 * line.len() as f64 / 1e6,
         lines as f64 / secs
     );
+}
+
+/// Panics when dfstream counted more lines than were sent: lines counted more than once.
+fn assert_not_over(counted: u64, sent: u64) {
+    assert!(
+        counted <= sent,
+        "dfstream counted {counted} lines but only {sent} were sent: {} lines counted more than \
+         once",
+        counted - sent
+    );
+}
+
+/// The Parquet file of update-mode batch `i` in `dir`'s output.
+fn batch_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join("output").join(format!("batch-{i:012}.parquet"))
 }
 
 /// The `n` in a one-row result file, or 0 while it cannot be read.

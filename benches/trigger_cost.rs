@@ -4,12 +4,20 @@
 //! stay flat; complete mode re-emits the whole table (O(state)), like Spark's. The checkpoint
 //! part (offsets, state delta, commit, each fsynced) must stay flat too: it writes a delta.
 //!
+//! Each trigger's output is checked, after its timing, against word counts kept by hand from
+//! the same text: in update mode every trigger's rows (its words with their totals), in
+//! complete mode every trigger's number of rows and the last trigger's rows.
+//!
 //! ```text
 //! cargo bench --bench trigger_cost
 //! ```
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
+
+use common::{Counts, check_word_counts, count_words};
 
 use dfstream::batch::TextCounters;
 use dfstream::query::lines::TriggerSlot;
@@ -98,11 +106,22 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
         text.push_str(&format!("w{i}"));
         text.push(if i % 16 == 15 { '\n' } else { ' ' });
     }
+    // The yardstick: the word counts so far, counted by hand from the same text.
+    let mut totals = Counts::default();
+    let mut word = Vec::new();
+    count_words(text.as_bytes(), &mut word, &mut totals);
     let big = dir.path().join("big.txt");
     std::fs::write(&big, text).unwrap();
     slot.set(vec![trigger_file(&big)]);
-    query.run_trigger().await.unwrap();
+    let filled = query.run_trigger().await.unwrap();
     assert_eq!(query.state().unwrap().len(), groups);
+    // Every group is new: both modes emit them all.
+    check_word_counts(
+        &format!("{mode} mode, {groups} groups, the filling trigger"),
+        &totals,
+        &filled.rows,
+    );
+    drop(filled);
 
     let checkpoint = Checkpoint::open(
         &dfstream::storage::Location::Local(dir.path().join("checkpoint")),
@@ -148,6 +167,8 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             }
             small.push(if w % 15 == 14 { '\n' } else { ' ' });
         }
+        let mut trigger_counts = Counts::default();
+        count_words(small.as_bytes(), &mut word, &mut trigger_counts);
         let path = dir.path().join(format!("t{t}.txt"));
         std::fs::write(&path, small).unwrap();
         let batch_id = t as u64 + 1;
@@ -217,6 +238,28 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             ms(checkpoint_time),
             ms(sink_time),
         ]);
+        for (w, n) in &trigger_counts {
+            *totals.entry(w.clone()).or_insert(0) += n;
+        }
+        let what = format!("{mode} mode, {groups} groups, trigger {batch_id}");
+        match mode {
+            // The groups the trigger changed, with their totals.
+            OutputMode::Update => {
+                let changed: Counts = trigger_counts
+                    .keys()
+                    .map(|w| (w.clone(), totals[w]))
+                    .collect();
+                check_word_counts(&what, &changed, &output.rows);
+            }
+            // The whole table: its size every trigger, row for row once at the end (a full
+            // check of up to a million rows a trigger would dwarf the bench).
+            _ if batch_id == TRIGGERS as u64 => check_word_counts(&what, &totals, &output.rows),
+            _ => assert_eq!(
+                output.rows.iter().map(|b| b.num_rows()).sum::<usize>(),
+                totals.len(),
+                "{what}: rows against the yardstick's words"
+            ),
+        }
     }
     let median = |i: usize| {
         let mut v: Vec<f64> = phases.iter().map(|p| p[i]).collect();

@@ -2,18 +2,37 @@
 //! run: a minimal hand-written Rust word counter (read, lower-case, split into \w runs,
 //! HashMap) over the same files, on 1 and 2 threads. Reports MB/s and ratios, peak memory,
 //! start-up to first result, and the latency from a file landing to its counts in the sink.
+//! Sliding-window runs (complete mode, and append mode with a watermark) are measured next to
+//! a hand-written sliding-window count and to the same SQL as a DataFusion batch query.
+//!
+//! Every run's result is checked, outside its timing, against an answer computed without
+//! dfstream: the word count's and the windows' results row for row against the yardsticks'
+//! maps, the batch queries' row counts against the yardsticks' numbers of rows, the start-up
+//! and latency runs' outputs against the counts they must hold.
 //!
 //! ```text
 //! cargo bench --bench wordcount                 # 200 MB corpus, generated once under target/
 //! cargo bench --bench wordcount -- --size-mb 50 # a smaller corpus
 //! ```
 
+mod common;
+
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::{
+    Context, FxBuild, ResultRows, as_count, assert_matches_yardstick, check_word_counts,
+    check_word_rows, column_as, count_words_in_files, counts_of, for_each_word, parquet_files_in,
+    read_file, read_parquet,
+};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 
 fn main() {
     let mut size_mb = 200u64;
@@ -53,17 +72,21 @@ fn main() {
     for path in corpus_files(&corpus) {
         std::fs::read(path).unwrap();
     }
-    let (yard1, count1) = best_of(3, || yardstick(&corpus, 1));
-    let (yard2, count2) = best_of(3, || yardstick(&corpus, 2));
-    assert_eq!(count1, count2);
-    let (run, rss) = best_of_dfstream(&root, &corpus, 3);
-    let total_words = count2.0;
-    let (df_words, df_distinct) = dfstream_totals(&root.join("run/output/result.parquet"));
-    assert_eq!(
-        (df_words, df_distinct),
-        (count2.0, count2.1),
-        "dfstream and the yardstick disagree"
+    let inputs = corpus_files(&corpus);
+    let (yard1, counts1) = best_of(3, || count_words_in_files(&inputs, 1));
+    let (yard2, counts2) = best_of(3, || count_words_in_files(&inputs, 2));
+    assert!(
+        counts1 == counts2,
+        "the yardstick counts differently on 1 and 2 threads"
     );
+    let (run, rss) = best_of_dfstream(&root, &corpus, 3);
+    check_word_counts(
+        "word count, complete mode",
+        &counts2,
+        &read_parquet(&[root.join("run/output/result.parquet")]),
+    );
+    let total_words: u64 = counts2.values().sum();
+    let distinct_words = counts2.len();
     println!(
         "yardstick, 1 thread : {:6.2} s  {:7.1} MB/s",
         yard1,
@@ -85,9 +108,9 @@ fn main() {
         yard2 / run,
         yard1 / run,
         total_words,
-        count2.1
+        distinct_words
     );
-    windows(&root, &corpus, mb, run);
+    windows(&root, &corpus, mb, run, distinct_words);
     let startup = startup_to_first_result(&root, 10);
     println!(
         "start-up to first result (tiny input, --trigger once, median of 10): {:.1} ms",
@@ -100,12 +123,294 @@ fn main() {
     );
 }
 
+/// The windows of the window runs (`--param size=10 minutes --param slide=1 minute`): 10
+/// minutes long, one starting every minute (at whole minutes since the epoch).
+const WINDOW_SIZE_SECS: i64 = 600;
+const WINDOW_SLIDE_SECS: i64 = 60;
+/// The append-mode runs' `--watermark 10 minutes`.
+const WATERMARK_DELAY_SECS: i64 = 600;
+const MICROS_PER_SEC: i64 = 1_000_000;
+/// The `ts` of every line in the batch word count (whose query does not read it).
+const ARRIVAL_MICROS: i64 = 1_700_000_000_000_000;
+
+/// An `--event-time` expression of the window runs: the SQL dfstream evaluates, and the same
+/// in Rust for the yardsticks.
+#[derive(Clone, Copy)]
+struct EventTime {
+    sql: &'static str,
+    /// The event time in whole seconds since the epoch, from the `file` column (the input
+    /// file's path as dfstream shows it) and the line.
+    seconds: fn(file: &str, line: &[u8]) -> i64,
+}
+
+/// Event times spread over a day, from the line's content.
+const OVER_A_DAY: EventTime = EventTime {
+    sql: "to_timestamp_seconds(1700000000 + (character_length(value) * 7919 + ascii(value)) % 86400)",
+    seconds: over_a_day_seconds,
+};
+
+/// Event time advancing file by file (1.5 h a file): the lines of file k (`part-000k.txt`) lie
+/// in [k * 5400, (k + 1) * 5400) s after 1700000000.
+const ADVANCING: EventTime = EventTime {
+    sql: "to_timestamp_seconds(1700000000 + CAST(substr(file, character_length(file) - 7, 4) AS BIGINT) * 5400 + character_length(value) * 61 % 5400)",
+    seconds: advancing_seconds,
+};
+
+/// [`OVER_A_DAY`] in Rust.
+fn over_a_day_seconds(_file: &str, line: &[u8]) -> i64 {
+    1_700_000_000 + (characters(line) * 7919 + first_byte(line)) % 86_400
+}
+
+/// [`ADVANCING`] in Rust. `substr(file, character_length(file) - 7, 4)` is the 4 characters
+/// before `.txt`: the file's number. (`*` and `%` bind alike, from the left.)
+fn advancing_seconds(file: &str, line: &[u8]) -> i64 {
+    let number = file
+        .len()
+        .checked_sub(8)
+        .and_then(|start| file.get(start..start + 4))
+        .and_then(|digits| digits.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("{file:?} does not end with a 4-digit number and .txt"));
+    1_700_000_000 + number * 5400 + characters(line) * 61 % 5400
+}
+
+/// `character_length(value)` of a UTF-8 line: its bytes that do not continue a character.
+fn characters(line: &[u8]) -> i64 {
+    line.iter().filter(|&&b| (b & 0xC0) != 0x80).count() as i64
+}
+
+/// `ascii(value)` of an ASCII line: its first byte; 0 for an empty line.
+fn first_byte(line: &[u8]) -> i64 {
+    line.first().map_or(0, |&b| i64::from(b))
+}
+
+/// Calls `on_line` with each line of `data` as dfstream's `lines` table holds them: split on
+/// `\n`, a trailing `\r` removed, a last line without a newline included (an empty file has
+/// no lines).
+fn for_each_line<'a>(data: &'a [u8], mut on_line: impl FnMut(&'a [u8])) {
+    if data.is_empty() {
+        return;
+    }
+    let data = data.strip_suffix(b"\n").unwrap_or(data);
+    for line in data.split(|&b| b == b'\n') {
+        on_line(line.strip_suffix(b"\r").unwrap_or(line));
+    }
+}
+
+/// Word ids, so that the window maps' keys are (window, u32) rather than a `Vec` each.
+#[derive(Default)]
+struct Vocabulary {
+    ids: HashMap<Vec<u8>, u32, FxBuild>,
+    words: Vec<Vec<u8>>,
+}
+
+impl Vocabulary {
+    /// The id of `word`, a new one when first met.
+    fn id(&mut self, word: &[u8]) -> u32 {
+        if let Some(&id) = self.ids.get(word) {
+            return id;
+        }
+        let id = u32::try_from(self.words.len()).expect("fewer than 2^32 distinct words");
+        self.ids.insert(word.to_vec(), id);
+        self.words.push(word.to_vec());
+        id
+    }
+
+    /// Words met.
+    fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// A (window start, word id) key, for messages.
+    fn describe(&self, &(start, word): &(i64, u32)) -> String {
+        format!(
+            "window [{start}, {}) s since the epoch, word {:?}",
+            start + WINDOW_SIZE_SECS,
+            String::from_utf8_lossy(&self.words[word as usize])
+        )
+    }
+}
+
+/// (window start in seconds since the epoch, word id) -> count: a sliding-window word count.
+type WindowCounts = HashMap<(i64, u32), u64, FxBuild>;
+
+/// The answer of the hand-written sliding-window word count.
+struct WindowAnswer {
+    vocabulary: Vocabulary,
+    /// Each window's start (seconds since the epoch) and word counts, indexed by word id.
+    windows: Vec<(i64, Vec<u64>)>,
+    /// Lines dropped as late: older than the watermark when their file was read.
+    late_lines: u64,
+}
+
+impl WindowAnswer {
+    /// The (window, word) pairs that occur, with their counts: the rows the query must give.
+    fn counts(&self) -> WindowCounts {
+        let mut counts = WindowCounts::default();
+        for (start, by_word) in &self.windows {
+            for (word, &count) in by_word.iter().enumerate() {
+                if count > 0 {
+                    counts.insert((*start, word as u32), count);
+                }
+            }
+        }
+        counts
+    }
+}
+
+/// The yardstick of the window runs: sql/window_wordcount.sql by hand. Reads `files` in the
+/// order given, each line's event time from `event_time`, counts the line's words in its slot
+/// (the slide-long stretch of time it falls in: all of a slot's times lie in the same
+/// windows), then sums each window's 10 slots.
+///
+/// With `watermark_delay_secs`, it also drops the lines dfstream drops as late, for runs with
+/// `--watermark` and `--max-files-per-trigger 1` (one file a trigger): a line is late when its
+/// time is before the watermark as the file's trigger starts, the largest time of the files
+/// before less the delay. Lines that are not late only ever fall in open windows (a window
+/// closes when the watermark passes its end, after every time it holds), and `--final-flush`
+/// emits the windows still open at the end, so every window of the kept lines is emitted, once.
+fn window_yardstick(
+    files: &[PathBuf],
+    event_time: EventTime,
+    watermark_delay_secs: Option<i64>,
+) -> WindowAnswer {
+    let mut vocabulary = Vocabulary::default();
+    // Slot start -> word counts, indexed by word id.
+    let mut slots: HashMap<i64, Vec<u64>, FxBuild> = HashMap::default();
+    let mut watermark: Option<i64> = None;
+    let mut late_lines = 0u64;
+    let mut word = Vec::with_capacity(64);
+    for path in files {
+        let data = read_file(path);
+        let file = path.display().to_string();
+        let mut trigger_max: Option<i64> = None;
+        for_each_line(&data, |line| {
+            let ts = (event_time.seconds)(&file, line);
+            trigger_max = Some(trigger_max.map_or(ts, |max| max.max(ts)));
+            if watermark.is_some_and(|watermark| ts < watermark) {
+                late_lines += 1;
+                return;
+            }
+            let slot = slots
+                .entry(ts.div_euclid(WINDOW_SLIDE_SECS) * WINDOW_SLIDE_SECS)
+                .or_default();
+            for_each_word(line, &mut word, |w| {
+                let id = vocabulary.id(w) as usize;
+                if slot.len() <= id {
+                    slot.resize(id + 1, 0);
+                }
+                slot[id] += 1;
+            });
+        });
+        if let (Some(delay), Some(max)) = (watermark_delay_secs, trigger_max) {
+            watermark = Some(watermark.map_or(max - delay, |w| w.max(max - delay)));
+        }
+    }
+    // Every window that holds a slot: from the one ending with the first slot to the one
+    // starting with the last.
+    let mut windows = Vec::new();
+    if let (Some(&first), Some(&last)) = (slots.keys().min(), slots.keys().max()) {
+        let mut start = first - WINDOW_SIZE_SECS + WINDOW_SLIDE_SECS;
+        while start <= last {
+            let mut by_word = vec![0u64; vocabulary.len()];
+            for slot in (start..start + WINDOW_SIZE_SECS).step_by(WINDOW_SLIDE_SECS as usize) {
+                for (total, count) in by_word
+                    .iter_mut()
+                    .zip(slots.get(&slot).into_iter().flatten())
+                {
+                    *total += count;
+                }
+            }
+            windows.push((start, by_word));
+            start += WINDOW_SLIDE_SECS;
+        }
+    }
+    WindowAnswer {
+        vocabulary,
+        windows,
+        late_lines,
+    }
+}
+
+/// dfstream's sliding-window rows in `batches`, keyed as [`WindowCounts`]: word ids from
+/// `vocabulary` (a word the yardstick never met gets a new id). Panics on a window that is
+/// not 10 minutes long or does not start on a whole second.
+fn window_rows(batches: &[RecordBatch], vocabulary: &mut Vocabulary) -> ResultRows<(i64, u32)> {
+    let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+    let mut rows = ResultRows::default();
+    for batch in batches {
+        let starts = column_as(batch, "window_start", &micros);
+        let ends = column_as(batch, "window_end", &micros);
+        let words = column_as(batch, "word", &DataType::Utf8);
+        let counts = column_as(batch, "count", &DataType::Int64);
+        let starts = starts.as_primitive::<TimestampMicrosecondType>();
+        let ends = ends.as_primitive::<TimestampMicrosecondType>();
+        let words = words.as_string::<i32>();
+        let counts = counts.as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let (start, end, word) = (starts.value(i), ends.value(i), words.value(i));
+            assert!(
+                start % MICROS_PER_SEC == 0 && end - start == WINDOW_SIZE_SECS * MICROS_PER_SEC,
+                "dfstream's window [{start}, {end}) µs (word {word:?}) is not a 10-minute \
+                 window starting on a whole second"
+            );
+            let key = (start / MICROS_PER_SEC, vocabulary.id(word.as_bytes()));
+            rows.add(key, as_count(counts.value(i)));
+        }
+    }
+    rows
+}
+
+/// Panics unless dfstream's sliding-window rows in `batches` are exactly `answer`'s; returns
+/// the number of rows (window, word pairs) there are.
+fn check_windows(what: &str, answer: &mut WindowAnswer, batches: &[RecordBatch]) -> usize {
+    let expected = answer.counts();
+    assert!(
+        !expected.is_empty(),
+        "{what}: the yardstick found no words; a check against it would prove nothing"
+    );
+    let rows = window_rows(batches, &mut answer.vocabulary);
+    assert_matches_yardstick(what, &expected, &rows, |key| {
+        answer.vocabulary.describe(key)
+    });
+    expected.len()
+}
+
+/// The corpus files `glob` selects, in the order dfstream takes them: oldest modification
+/// time (in whole microseconds) first, then by name.
+fn files_in_taking_order(corpus: &Path, glob: &str) -> Vec<PathBuf> {
+    let matcher = globset::Glob::new(glob)
+        .context(|| format!("the glob {glob:?}"))
+        .compile_matcher();
+    let mut files: Vec<(i64, String, PathBuf)> = corpus_files(corpus)
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            matcher
+                .is_match(&name)
+                .then(|| (modified_micros(&path), name, path))
+        })
+        .collect();
+    files.sort();
+    files.into_iter().map(|(_, _, path)| path).collect()
+}
+
+/// A file's modification time in whole microseconds since the epoch, as dfstream lists it.
+fn modified_micros(path: &Path) -> i64 {
+    let modified = path
+        .metadata()
+        .and_then(|m| m.modified())
+        .context(|| format!("the modification time of {}", path.display()));
+    modified
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
 /// Sliding windows (10 minutes every minute: each row in 10 windows) against the plain word
-/// count, and append-mode memory as the corpus grows.
-fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
+/// count, and append-mode memory as the corpus grows. Each run's result is checked, after it
+/// ran, against the hand-written sliding-window count over the files it read; the batch
+/// queries' row counts against the yardsticks' (`distinct_words`: the word count's).
+fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64, distinct_words: usize) {
     let window_sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/window_wordcount.sql");
-    // Event times spread over a day, from the line's content.
-    let over_a_day = "to_timestamp_seconds(1700000000 + (character_length(value) * 7919 + ascii(value)) % 86400)";
     let params = [("size", "10 minutes"), ("slide", "1 minute")];
     let param_flags = ["--param", "size=10 minutes", "--param", "slide=1 minute"];
     let (secs, rss) = best_of_query(
@@ -113,26 +418,50 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
         corpus,
         1,
         &window_sql,
-        &[&param_flags[..], &["--event-time", over_a_day]].concat(),
+        &[&param_flags[..], &["--event-time", OVER_A_DAY.sql]].concat(),
     );
+    // Read now: the next run reuses the run directory.
+    let result = read_parquet(&[root.join("run/output/result.parquet")]);
+    let inputs = corpus_files(corpus);
+    let (yardstick_secs, mut answer) = best_of(1, || window_yardstick(&inputs, OVER_A_DAY, None));
+    let pairs = check_windows("sliding windows, complete mode", &mut answer, &result);
+    drop((result, answer));
     println!(
         "sliding windows (10 min / 1 min, event times over a day, complete mode): {secs:.2} s, {:.1} MB/s, {:.1}x the plain word count's time, peak RSS {:.0} MB",
         mb / secs,
         secs / plain,
         rss as f64 / 1024.0
     );
+    println!(
+        "  the yardstick (the same windows by hand, 1 thread): {yardstick_secs:.2} s, {:.1} MB/s; dfstream / yardstick time: {:.2}",
+        mb / yardstick_secs,
+        secs / yardstick_secs
+    );
     // The query's own cost: the same SQL as one DataFusion batch query over the lines already
     // in memory (no reading, no state, no checkpoint, no sink).
-    let (batch, groups) = datafusion_batch(corpus, &window_sql, &params, Some(over_a_day));
-    let (plain_batch, _) = datafusion_batch(corpus, &wordcount_sql(), &[], None);
+    let (batch, groups) = datafusion_batch(corpus, &window_sql, &params, Some(OVER_A_DAY));
+    assert_eq!(
+        groups, pairs,
+        "the sliding windows as a DataFusion batch query: its rows against the yardstick's \
+         (window, word) pairs"
+    );
+    let (plain_batch, plain_rows) = datafusion_batch(corpus, &wordcount_sql(), &[], None);
+    assert_eq!(
+        plain_rows, distinct_words,
+        "the word count as a DataFusion batch query: its rows against the yardstick's \
+         distinct words"
+    );
     println!(
         "  the same SQL as a DataFusion batch query over lines in memory: {batch:.2} s ({groups} rows), {:.1}x the batch word count's {plain_batch:.2} s; dfstream / batch: {:.2}",
         batch / plain_batch,
         secs / batch
     );
     // Event time advancing file by file (1.5 h a file), a 10 minute watermark, append mode: the
-    // state holds only open windows, so memory should not grow with the corpus.
-    let advancing = "to_timestamp_seconds(1700000000 + CAST(substr(file, character_length(file) - 7, 4) AS BIGINT) * 5400 + character_length(value) * 61 % 5400)";
+    // state holds only open windows, so memory should not grow with the corpus. With one file
+    // a trigger, taken in name order (the corpus was written in that order), no line is late:
+    // the watermark after file k is at most (k + 1) * 5400 - 600 s, before file k + 1's first
+    // time. --final-flush emits the windows still open at the end, so the output files hold
+    // every window once.
     for (label, glob) in [
         ("1x", "part-000[0-3].txt"),
         ("2x", "part-000[0-7].txt"),
@@ -145,7 +474,13 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
             &window_sql,
             &[
                 &param_flags[..],
-                &["--event-time", advancing, "--watermark", "10 minutes"],
+                &[
+                    "--event-time",
+                    ADVANCING.sql,
+                    "--watermark",
+                    "10 minutes",
+                    "--final-flush",
+                ],
                 &[
                     "--mode",
                     "append",
@@ -157,52 +492,93 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64) {
             ]
             .concat(),
         );
+        let mut answer = window_yardstick(
+            &files_in_taking_order(corpus, glob),
+            ADVANCING,
+            Some(WATERMARK_DELAY_SECS),
+        );
+        check_windows(
+            &format!("append mode with a watermark, {label}"),
+            &mut answer,
+            &read_parquet(&parquet_files_in(&root.join("run/output"))),
+        );
         println!(
             "append mode with a watermark, {label} the corpus quarter: {secs:.2} s, peak RSS {:.0} MB",
             rss as f64 / 1024.0
         );
+        if answer.late_lines > 0 {
+            println!(
+                "  ({} late lines dropped, by dfstream and by the yardstick alike)",
+                answer.late_lines
+            );
+        }
     }
 }
 
+/// The corpus's lines as batches of dfstream's `lines` table (its schema, so that the query
+/// plans as in dfstream), read by hand rather than by dfstream's reader: `ts` from
+/// `event_time`, or one arrival time without it. Batches are dealt round-robin into
+/// `partitions` partitions.
+fn lines_in_memory(
+    corpus: &Path,
+    event_time: Option<EventTime>,
+    partitions: usize,
+) -> Vec<Vec<RecordBatch>> {
+    let schema = dfstream::batch::lines_schema();
+    let mut dealt = vec![Vec::new(); partitions];
+    let mut batches = 0;
+    for path in corpus_files(corpus) {
+        let data = read_file(&path);
+        let file = path.display().to_string();
+        let mut lines = Vec::new();
+        for_each_line(&data, |line| lines.push(line));
+        for chunk in lines.chunks(dfstream::batch::BATCH_ROWS) {
+            let micros: Vec<i64> = chunk
+                .iter()
+                .map(|line| match event_time {
+                    Some(event_time) => (event_time.seconds)(&file, line) * MICROS_PER_SEC,
+                    None => ARRIVAL_MICROS,
+                })
+                .collect();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|line| String::from_utf8_lossy(line)),
+                )),
+                Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC")),
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    file.as_str(),
+                    chunk.len(),
+                ))),
+            ];
+            let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+                .context(|| format!("a lines batch of {file}"));
+            dealt[batches % partitions].push(batch);
+            batches += 1;
+        }
+    }
+    dealt
+}
+
 /// Runs `query` once as a plain DataFusion batch query (2 partitions) over the corpus's lines,
-/// read into memory first; returns the query's time and its result rows.
+/// read into memory first ([`lines_in_memory`]); returns the query's time and its result rows.
 fn datafusion_batch(
     corpus: &Path,
     query: &Path,
     params: &[(&str, &str)],
-    event_time: Option<&str>,
+    event_time: Option<EventTime>,
 ) -> (f64, usize) {
     use datafusion::datasource::MemTable;
-    use dfstream::batch::{Projection, TextCounters, lines_schema};
-    use dfstream::query::lines::read_file;
-    use dfstream::source::InputUnit;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
     runtime.block_on(async {
         let ctx = dfstream::query::session(2);
-        let counters = TextCounters::default();
-        let projection = Projection::new(None).unwrap();
-        let event_time = event_time.map(|text| dfstream::query::event_time(&ctx, text).unwrap());
-        let mut partitions = vec![Vec::new(), Vec::new()];
-        let mut n = 0;
-        for path in corpus_files(corpus) {
-            let file = InputUnit::file(path, 1_700_000_000_000_000);
-            read_file(&file, &projection, &counters, 16 << 20, |batch| {
-                let batch = match &event_time {
-                    Some(e) => e.apply(batch, &counters).unwrap(),
-                    None => batch,
-                };
-                partitions[n % 2].push(batch);
-                n += 1;
-                true
-            })
-            .unwrap();
-        }
-        let table = MemTable::try_new(lines_schema(), partitions).unwrap();
-        ctx.register_table("lines", std::sync::Arc::new(table))
-            .unwrap();
+        let partitions = lines_in_memory(corpus, event_time, 2);
+        let table = MemTable::try_new(dfstream::batch::lines_schema(), partitions)
+            .context(|| "making the in-memory lines table".to_string());
+        ctx.register_table("lines", Arc::new(table))
+            .context(|| "registering the in-memory lines table".to_string());
         let file = dfstream::query::plan::QueryFile::read(query).unwrap();
         let params = params
             .iter()
@@ -325,65 +701,6 @@ fn generate(dir: &Path, bytes: u64, files: u64) {
     std::fs::write(dir.join("_done"), "").unwrap();
 }
 
-/// FxHash-style hasher for the yardstick's map.
-#[derive(Default)]
-struct Fx(u64);
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut v = [0u8; 8];
-            v[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(v))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-type Counts = HashMap<Vec<u8>, u64, BuildHasherDefault<Fx>>;
-
-/// The yardstick: the same job as sql/wordcount.sql for ASCII text, by hand, on `threads`.
-/// Returns (total words, distinct words).
-fn yardstick(dir: &Path, threads: usize) -> (u64, usize) {
-    let files = corpus_files(dir);
-    let maps: Vec<Counts> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<&PathBuf> = files.iter().skip(t).step_by(threads).collect();
-                s.spawn(move || {
-                    let mut counts = Counts::default();
-                    let mut word = Vec::with_capacity(64);
-                    for path in mine {
-                        let data = std::fs::read(path).unwrap();
-                        for &b in &data {
-                            if b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80 {
-                                word.push(b.to_ascii_lowercase());
-                            } else if !word.is_empty() {
-                                *counts.entry(word.clone()).or_insert(0) += 1;
-                                word.clear();
-                            }
-                        }
-                        if !word.is_empty() {
-                            *counts.entry(word.clone()).or_insert(0) += 1;
-                            word.clear();
-                        }
-                    }
-                    counts
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let mut merged = Counts::default();
-    for map in maps {
-        for (k, v) in map {
-            *merged.entry(k).or_insert(0) += v;
-        }
-    }
-    (merged.values().sum(), merged.len())
-}
-
 /// Runs dfstream over the corpus `runs` times; best wall time and the largest peak RSS (KiB).
 fn best_of_dfstream(root: &Path, corpus: &Path, runs: usize) -> (f64, u64) {
     best_of_query(root, corpus, runs, &wordcount_sql(), &[])
@@ -440,29 +757,6 @@ fn best_of_query(
     (best, peak)
 }
 
-/// (sum of counts, number of words) in a complete-mode result file.
-fn dfstream_totals(path: &Path) -> (u64, usize) {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::Int64Type;
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let file = std::fs::File::open(path).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let (mut sum, mut rows) = (0u64, 0usize);
-    for batch in reader {
-        let batch = batch.unwrap();
-        rows += batch.num_rows();
-        let counts = batch
-            .column_by_name("count")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        sum += counts.values().iter().map(|&c| c as u64).sum::<u64>();
-    }
-    (sum, rows)
-}
-
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -494,9 +788,29 @@ fn startup_to_first_result(root: &Path, runs: usize) -> f64 {
             .output()
             .unwrap();
         times.push(start.elapsed().as_secs_f64());
-        assert!(String::from_utf8_lossy(&out.stdout).contains("hello"));
+        assert!(out.status.success(), "dfstream failed: {:?}", out.status);
+        check_word_rows(
+            "start-up run",
+            &counts_of([("hello", 2), ("streaming", 1), ("world", 1), ("again", 1)]),
+            &console_word_counts(&String::from_utf8_lossy(&out.stdout)),
+        );
     }
     median(times)
+}
+
+/// The `(word, count)` rows of the console sink's tables in `stdout`: its `| word | count |`
+/// lines, less the header (whose count is not a number).
+fn console_word_counts(stdout: &str) -> ResultRows<Vec<u8>> {
+    let mut rows = ResultRows::default();
+    for line in stdout.lines().filter(|line| line.starts_with('|')) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        if let [word, count] = cells[..]
+            && let Ok(count) = count.parse::<u64>()
+        {
+            rows.add(word.as_bytes().to_vec(), count);
+        }
+    }
+    rows
 }
 
 fn file_to_sink_latency(root: &Path, files: usize) -> f64 {
@@ -536,6 +850,16 @@ fn file_to_sink_latency(root: &Path, files: usize) -> f64 {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // Batch i read file i alone (the next file came once its counts were out): update mode
+    // emits its five words, each with its running total.
+    for i in 0..files {
+        let total = i as u64 + 1;
+        check_word_counts(
+            &format!("file-to-sink latency run, batch {i}"),
+            &counts_of(["some", "words", "for", "the", "stream"].map(|word| (word, total))),
+            &read_parquet(&[work.join(format!("output/batch-{i:012}.parquet"))]),
+        );
+    }
     median(times)
 }
 

@@ -276,7 +276,7 @@ fn watches_the_directory_and_updates_the_result_as_files_arrive() {
     let mut child = ws
         .command(&repo("sql/wordcount.sql"), &["--trigger", "0"])
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // Files arrive while it runs: written under hidden names, then renamed.
@@ -310,17 +310,22 @@ fn watches_the_directory_and_updates_the_result_as_files_arrive() {
 
 #[test]
 fn an_interval_trigger_batches_what_arrived_during_the_interval() {
+    // A 2 s interval: two files landing just after batch 0 form batch 1, which runs an
+    // interval after batch 0 (a trigger that fired on each file would split them, or run
+    // sooner).
+    let interval = Duration::from_secs(2);
     let ws = Workspace::new();
-    ws.add_file("1.txt", "a\n");
-    ws.add_file("2.txt", "b\n");
     let mut child = ws
         .quiet(
             &repo("sql/wordcount.sql"),
-            &["--trigger", "300ms", "--no-console"],
+            &["--trigger", "2s", "--no-console"],
         )
         .spawn()
         .unwrap();
+    ws.add_file("1.txt", "a\n");
     assert!(ws.wait_for_commit(0, Duration::from_secs(20)));
+    ws.add_file("2.txt", "b\n");
+    std::thread::sleep(Duration::from_millis(100));
     ws.add_file("3.txt", "c\n");
     assert!(ws.wait_for_commit(1, Duration::from_secs(20)));
     child.kill().unwrap();
@@ -330,16 +335,22 @@ fn an_interval_trigger_batches_what_arrived_during_the_interval() {
             &dfstream::storage::Location::Local(ws.checkpoint.clone()),
         ))
         .unwrap();
-    assert_eq!(
-        dfstream::source::files::files_of(
-            &futures::executor::block_on(checkpoint.offsets(0))
-                .unwrap()
-                .sources["files"]
-        )
-        .unwrap()
-        .len(),
-        2,
-        "both files in one batch"
+    let batch = |n| futures::executor::block_on(checkpoint.offsets(n)).unwrap();
+    let files = |n| {
+        let mut names: Vec<String> = dfstream::source::files::files_of(&batch(n).sources["files"])
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name.rsplit('/').next().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(files(0), ["1.txt"]);
+    assert_eq!(files(1), ["2.txt", "3.txt"], "both files in one batch");
+    let apart = batch(1).trigger_micros.unwrap() - batch(0).trigger_micros.unwrap();
+    assert!(
+        apart >= interval.as_micros() as i64 - 5_000,
+        "batch 1 ran {apart} µs after batch 0, within the {interval:?} interval"
     );
 }
 
@@ -554,8 +565,8 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
         sql.replace("lower(value)", "lower(substr(value, 22))"),
     )
     .unwrap();
-    let mut child = ws
-        .command(
+    let job = crate::util::Job::spawn(
+        ws.command(
             &query,
             &[
                 "--param",
@@ -571,10 +582,8 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
                 "--no-console",
             ],
         )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::null()),
+    );
     // One file, then silence: the window [0 s, 2 s) needs the watermark at 2 s, but the data
     // only takes it to 0 s.
     ws.add_file(
@@ -605,11 +614,7 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    crate::util::signal(&child, "TERM");
-    let status = child.wait().unwrap();
-    assert!(status.success());
-    let mut log = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let log = job.stop();
     assert!(
         log.contains("advancing the watermark by wall-clock time"),
         "{log}"

@@ -581,12 +581,7 @@ fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
     let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
     let files = random_files(&mut StdRng::seed_from_u64(5), 8);
     let args = run_args(&input, &output, &checkpoint, &["--trigger", "100ms"]);
-    let mut child = bucket
-        .dfstream(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut job = crate::util::Job::spawn(bucket.dfstream(&args).stdout(Stdio::null()));
     for (name, text) in &files[..4] {
         bucket.put(&format!("in/{name}"), text.as_bytes());
     }
@@ -601,15 +596,8 @@ fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
     // The job is still running, and catches up.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if child.try_wait().unwrap().is_some() {
-            let mut log = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut log)
-                .unwrap();
-            panic!("the job stopped while the server was away:\n{log}");
+        if job.child.try_wait().unwrap().is_some() {
+            panic!("the job stopped while the server was away:\n{}", job.log());
         }
         let done = bucket.exists("out/result.parquet")
             && sorted_rows(&bucket.read_parquet("out/result.parquet")) == oracle(&files);
@@ -619,16 +607,7 @@ fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
         assert!(Instant::now() < deadline, "the job never caught up");
         std::thread::sleep(Duration::from_millis(100));
     }
-    signal(&child, "TERM");
-    let status = child.wait().unwrap();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(status.success(), "{log}");
+    job.stop();
     bucket.assert_verified(&input, &output, &checkpoint);
 }
 

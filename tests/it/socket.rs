@@ -4,17 +4,17 @@
 
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Line, Workspace, batch_query, bin, lines_of, read_parquet_live, repo, runtime, sorted_rows,
+    Job, Line, Workspace, batch_query, bin, lines_of, read_parquet_live, repo, runtime, sorted_rows,
 };
 
 /// Starts a job reading `addr` (and `extra` flags), with Parquet output in complete mode.
-fn start_job(ws: &Workspace, query: &std::path::Path, addr: &str, extra: &[&str]) -> Child {
+fn start_job(ws: &Workspace, query: &std::path::Path, addr: &str, extra: &[&str]) -> Job {
     let mut cmd = Command::new(bin());
     cmd.arg("run")
         .arg(query)
@@ -27,22 +27,8 @@ fn start_job(ws: &Workspace, query: &std::path::Path, addr: &str, extra: &[&str]
         .env("RUST_LOG", "dfstream=info")
         // Small log segments, so that segments roll and are deleted during a test.
         .env("DFSTREAM_WAL_SEGMENT_BYTES", "2000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd.spawn().unwrap()
-}
-
-/// Stops a job with SIGTERM and returns its log.
-fn stop(child: Child) -> String {
-    crate::util::signal(&child, "TERM");
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+        .stdout(Stdio::null());
+    Job::spawn(&mut cmd)
 }
 
 /// Waits until the complete-mode result satisfies `done`.
@@ -112,7 +98,7 @@ fn socket_lines_count_like_the_batch_oracle_with_files_alongside() {
     let expected = wordcount_oracle(&lines);
     let want = total_count(&expected);
     let got = wait_for_result(&ws, |rows| total_count(rows) >= want);
-    let log = stop(job);
+    let log = job.stop();
     assert_eq!(got, expected);
     assert!(
         log.contains("1 long lines skipped") && log.contains("1 lines decoded lossily"),
@@ -144,7 +130,7 @@ fn reconnects_when_the_server_comes_late_drops_and_restarts() {
     conn.write_all(b"three four\n").unwrap();
     let got = wait_for_result(&ws, |rows| total_count(rows) >= 6);
     drop(conn);
-    let log = stop(job);
+    let log = job.stop();
     assert_eq!(got, ["four|1", "one|1", "three|2", "two|2"]);
     assert!(
         log.contains("cannot connect") && log.contains("retrying in"),
@@ -217,8 +203,8 @@ fn sigkill_storm(damage: bool) {
         );
         std::thread::sleep(Duration::from_millis(300 + 100 * round));
         let mut job = job;
-        job.kill().unwrap(); // SIGKILL
-        job.wait().unwrap();
+        job.child.kill().unwrap(); // SIGKILL
+        job.wait();
         kills += 1;
         if damage {
             crate::crash::damage_newest_state(&ws.checkpoint);
@@ -243,7 +229,7 @@ fn sigkill_storm(damage: bool) {
         rows.iter().any(|r| r.starts_with(&format!("n{last:06}|")))
     });
     done.store(true, Ordering::SeqCst);
-    stop(job);
+    job.stop();
     server.join().unwrap();
     // Every value once; each connection's lines form a prefix of what was sent to it (the
     // tail that never reached the log is lost), and the last connection's lines are all there.
@@ -302,22 +288,18 @@ fn the_socket_shortcut_runs_wordcount_continuously() {
     let ws = Workspace::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let child = Command::new(bin())
-        .args(["socket", "127.0.0.1", &port, "--no-console", "--output"])
-        .arg(&ws.output)
-        .arg("--checkpoint")
-        .arg(&ws.checkpoint)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let job = Job::spawn(
+        Command::new(bin())
+            .args(["socket", "127.0.0.1", &port, "--no-console", "--output"])
+            .arg(&ws.output)
+            .arg("--checkpoint")
+            .arg(&ws.checkpoint),
+    );
     let (mut conn, _) = listener.accept().unwrap();
     conn.write_all(b"to be or not to be\n").unwrap();
     let got = wait_for_result(&ws, |rows| total_count(rows) >= 6);
     assert_eq!(got, ["be|2", "not|1", "or|1", "to|2"]);
-    crate::util::signal(&child, "TERM");
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("trigger Continuous"));
+    assert!(job.stop().contains("trigger Continuous"));
 }
 
 #[test]
@@ -334,7 +316,7 @@ fn verify_says_it_cannot_check_socket_input() {
     let (mut conn, _) = listener.accept().unwrap();
     conn.write_all(b"a b\n").unwrap();
     wait_for_result(&ws, |rows| total_count(rows) >= 2);
-    stop(job);
+    job.stop();
     let out = Command::new(bin())
         .arg("verify")
         .arg(repo("sql/wordcount.sql"))

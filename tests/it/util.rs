@@ -331,3 +331,54 @@ pub fn python_tool(name: &str) -> PathBuf {
         PathBuf::from(name)
     }
 }
+
+/// A running job whose log (stderr) is read as it is written: a pipe nobody reads blocks the
+/// job once about 64 KiB of log fill it.
+pub struct Job {
+    pub child: std::process::Child,
+    log: Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Job {
+    /// Spawns `command` with its stderr drained into the job's log.
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let mut pipe = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut chunk) {
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Self {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for the job to end; its exit status and whole log.
+    pub fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        (status, self.log())
+    }
+
+    /// Stops the job with SIGTERM, asserts a clean exit and returns the log.
+    pub fn stop(self) -> String {
+        signal(&self.child, "TERM");
+        let (status, log) = self.wait();
+        assert!(status.success(), "{status:?}: {log}");
+        log
+    }
+}
