@@ -69,12 +69,12 @@ fn main() {
         .unwrap()
         .port();
     let server = Server(
-        Command::new("moto_server")
+        Command::new(moto_server())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("moto_server: pip install 'moto[server]'"),
+            .expect("moto_server: python3 -m venv .venv && .venv/bin/pip install 'moto[server]'"),
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -185,5 +185,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// `moto_server` from the clone's `.venv/` (the README's test command makes it), else `PATH`.
+fn moto_server() -> std::path::PathBuf {
+    let in_venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if in_venv.exists() {
+        in_venv
+    } else {
+        "moto_server".into()
     }
 }
