@@ -155,13 +155,21 @@ fn generator_rate(root: &Path) -> (f64, f64) {
         .unwrap();
     let took = start.elapsed().as_secs_f64();
     assert!(status.success());
-    let files = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| {
-            let name = e.as_ref().unwrap().file_name();
-            !name.to_string_lossy().starts_with('.')
-        })
-        .count();
+    // Every file written is whole: 500 lines, each ended.
+    let mut files = 0;
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.lines().count() == 500 && text.ends_with('\n'),
+            "{} is not 500 whole lines",
+            path.display()
+        );
+        files += 1;
+    }
     assert!(files > 0, "no files generated");
     (1.0 / interval, files as f64 / took)
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Context, FxBuild, ResultRows, as_count, assert_matches_yardstick, check_word_counts,
+    Context, Counts, FxBuild, ResultRows, as_count, assert_matches_yardstick, check_word_counts,
     check_word_rows, column_as, count_words_in_files, counts_of, for_each_word, parquet_files_in,
     read_file, read_parquet,
 };
@@ -79,12 +79,13 @@ fn main() {
         counts1 == counts2,
         "the yardstick counts differently on 1 and 2 threads"
     );
-    let (run, rss) = best_of_dfstream(&root, &corpus, 3);
-    check_word_counts(
-        "word count, complete mode",
-        &counts2,
-        &read_parquet(&[root.join("run/output/result.parquet")]),
-    );
+    let (run, rss) = best_of_query(&root, &corpus, 3, &wordcount_sql(), &[], &mut |output| {
+        check_word_counts(
+            "word count, complete mode",
+            &counts2,
+            &read_parquet(&[output.join("result.parquet")]),
+        );
+    });
     let total_words: u64 = counts2.values().sum();
     let distinct_words = counts2.len();
     println!(
@@ -110,7 +111,7 @@ fn main() {
         total_words,
         distinct_words
     );
-    windows(&root, &corpus, mb, run, distinct_words);
+    windows(&root, &corpus, mb, run, &counts2);
     let startup = startup_to_first_result(&root, 10);
     println!(
         "start-up to first result (tiny input, --trigger once, median of 10): {:.1} ms",
@@ -408,24 +409,25 @@ fn modified_micros(path: &Path) -> i64 {
 /// Sliding windows (10 minutes every minute: each row in 10 windows) against the plain word
 /// count, and append-mode memory as the corpus grows. Each run's result is checked, after it
 /// ran, against the hand-written sliding-window count over the files it read; the batch
-/// queries' row counts against the yardsticks' (`distinct_words`: the word count's).
-fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64, distinct_words: usize) {
+/// queries' results against the same yardsticks (`counts`: the word count's).
+fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64, counts: &Counts) {
     let window_sql = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/window_wordcount.sql");
     let params = [("size", "10 minutes"), ("slide", "1 minute")];
     let param_flags = ["--param", "size=10 minutes", "--param", "slide=1 minute"];
+    let inputs = corpus_files(corpus);
+    let (yardstick_secs, mut answer) = best_of(1, || window_yardstick(&inputs, OVER_A_DAY, None));
+    let mut pairs = 0;
     let (secs, rss) = best_of_query(
         root,
         corpus,
         1,
         &window_sql,
         &[&param_flags[..], &["--event-time", OVER_A_DAY.sql]].concat(),
+        &mut |output| {
+            let result = read_parquet(&[output.join("result.parquet")]);
+            pairs = check_windows("sliding windows, complete mode", &mut answer, &result);
+        },
     );
-    // Read now: the next run reuses the run directory.
-    let result = read_parquet(&[root.join("run/output/result.parquet")]);
-    let inputs = corpus_files(corpus);
-    let (yardstick_secs, mut answer) = best_of(1, || window_yardstick(&inputs, OVER_A_DAY, None));
-    let pairs = check_windows("sliding windows, complete mode", &mut answer, &result);
-    drop((result, answer));
     println!(
         "sliding windows (10 min / 1 min, event times over a day, complete mode): {secs:.2} s, {:.1} MB/s, {:.1}x the plain word count's time, peak RSS {:.0} MB",
         mb / secs,
@@ -439,18 +441,17 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64, distinct_words: usiz
     );
     // The query's own cost: the same SQL as one DataFusion batch query over the lines already
     // in memory (no reading, no state, no checkpoint, no sink).
-    let (batch, groups) = datafusion_batch(corpus, &window_sql, &params, Some(OVER_A_DAY));
-    assert_eq!(
-        groups, pairs,
-        "the sliding windows as a DataFusion batch query: its rows against the yardstick's \
-         (window, word) pairs"
+    let (batch, rows) = datafusion_batch(corpus, &window_sql, &params, Some(OVER_A_DAY));
+    let groups = check_windows(
+        "the sliding windows as a DataFusion batch query",
+        &mut answer,
+        &rows,
     );
-    let (plain_batch, plain_rows) = datafusion_batch(corpus, &wordcount_sql(), &[], None);
-    assert_eq!(
-        plain_rows, distinct_words,
-        "the word count as a DataFusion batch query: its rows against the yardstick's \
-         distinct words"
-    );
+    assert_eq!(groups, pairs);
+    drop((rows, answer));
+    let (plain_batch, rows) = datafusion_batch(corpus, &wordcount_sql(), &[], None);
+    check_word_counts("the word count as a DataFusion batch query", counts, &rows);
+    drop(rows);
     println!(
         "  the same SQL as a DataFusion batch query over lines in memory: {batch:.2} s ({groups} rows), {:.1}x the batch word count's {plain_batch:.2} s; dfstream / batch: {:.2}",
         batch / plain_batch,
@@ -467,6 +468,11 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64, distinct_words: usiz
         ("2x", "part-000[0-7].txt"),
         ("4x", "*.txt"),
     ] {
+        let mut answer = window_yardstick(
+            &files_in_taking_order(corpus, glob),
+            ADVANCING,
+            Some(WATERMARK_DELAY_SECS),
+        );
         let (secs, rss) = best_of_query(
             root,
             corpus,
@@ -491,16 +497,13 @@ fn windows(root: &Path, corpus: &Path, mb: f64, plain: f64, distinct_words: usiz
                 ],
             ]
             .concat(),
-        );
-        let mut answer = window_yardstick(
-            &files_in_taking_order(corpus, glob),
-            ADVANCING,
-            Some(WATERMARK_DELAY_SECS),
-        );
-        check_windows(
-            &format!("append mode with a watermark, {label}"),
-            &mut answer,
-            &read_parquet(&parquet_files_in(&root.join("run/output"))),
+            &mut |output| {
+                check_windows(
+                    &format!("append mode with a watermark, {label}"),
+                    &mut answer,
+                    &read_parquet(&parquet_files_in(output)),
+                );
+            },
         );
         println!(
             "append mode with a watermark, {label} the corpus quarter: {secs:.2} s, peak RSS {:.0} MB",
@@ -560,13 +563,13 @@ fn lines_in_memory(
 }
 
 /// Runs `query` once as a plain DataFusion batch query (2 partitions) over the corpus's lines,
-/// read into memory first ([`lines_in_memory`]); returns the query's time and its result rows.
+/// read into memory first ([`lines_in_memory`]); returns the query's time and its result.
 fn datafusion_batch(
     corpus: &Path,
     query: &Path,
     params: &[(&str, &str)],
     event_time: Option<EventTime>,
-) -> (f64, usize) {
+) -> (f64, Vec<RecordBatch>) {
     use datafusion::datasource::MemTable;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -588,16 +591,13 @@ fn datafusion_batch(
         let plan = dfstream::query::plan::logical_plan(&ctx, &file, &params)
             .await
             .unwrap();
-        let rows: usize = ctx
+        let rows = ctx
             .execute_logical_plan(plan)
             .await
             .unwrap()
             .collect()
             .await
-            .unwrap()
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
+            .unwrap();
         (start.elapsed().as_secs_f64(), rows)
     })
 }
@@ -701,18 +701,15 @@ fn generate(dir: &Path, bytes: u64, files: u64) {
     std::fs::write(dir.join("_done"), "").unwrap();
 }
 
-/// Runs dfstream over the corpus `runs` times; best wall time and the largest peak RSS (KiB).
-fn best_of_dfstream(root: &Path, corpus: &Path, runs: usize) -> (f64, u64) {
-    best_of_query(root, corpus, runs, &wordcount_sql(), &[])
-}
-
-/// Runs `query` over the corpus `runs` times with `extra` flags; best time, largest peak RSS.
+/// Runs `query` over the corpus `runs` times with `extra` flags, calling `check` with each
+/// run's output directory after the run (untimed); best time, largest peak RSS (KiB).
 fn best_of_query(
     root: &Path,
     corpus: &Path,
     runs: usize,
     query: &Path,
     extra: &[&str],
+    check: &mut dyn FnMut(&Path),
 ) -> (f64, u64) {
     let mut best = f64::MAX;
     let mut peak = 0;
@@ -753,6 +750,7 @@ fn best_of_query(
         }
         best = best.min(start.elapsed().as_secs_f64());
         peak = peak.max(hwm);
+        check(&work.join("output"));
     }
     (best, peak)
 }

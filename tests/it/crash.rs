@@ -116,17 +116,39 @@ fn every_batch_committed() -> Vec<&'static str> {
         .collect()
 }
 
-/// Starts the job, waits up to `max_wait_ms` (at random) and SIGKILLs it if it still runs;
-/// returns whether it did. The steps of a batch (offsets, query, sink, state, commit) are
-/// spread apart so that kills land inside each of them; [`Workspace::mid_batch`] tells
-/// whether one did.
+/// How a run that was to be killed at a random moment ended.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    /// It finished before the kill.
+    Completed,
+    /// Killed outside a batch (starting up, recovering, idle).
+    Killed,
+    /// Killed between a batch's offsets and its commit.
+    KilledMidBatch,
+}
+
+impl Run {
+    fn killed(self) -> bool {
+        self != Run::Completed
+    }
+
+    fn mid_batch(self) -> bool {
+        self == Run::KilledMidBatch
+    }
+}
+
+/// Starts the job and SIGKILLs it at a random moment up to `max_wait_ms` later if it still
+/// runs. Three times in four the wait starts once the job has begun a batch (its offsets
+/// written), so that a slow start-up on a loaded machine does not take every kill; otherwise
+/// at the start, so that kills land in start-up and recovery too. The steps of a batch
+/// (offsets, query, sink, state, commit) are spread apart so that kills land inside each.
 fn run_and_kill_at_random(
     ws: &Workspace,
     query: &Path,
     args: &[&str],
     rng: &mut StdRng,
     max_wait_ms: u64,
-) -> bool {
+) -> Run {
     run_and_kill_at_random_with_pauses(ws, query, args, rng, max_wait_ms, 4)
 }
 
@@ -138,19 +160,34 @@ fn run_and_kill_at_random_with_pauses(
     rng: &mut StdRng,
     max_wait_ms: u64,
     pause_ms: u64,
-) -> bool {
+) -> Run {
+    let started = std::time::SystemTime::now();
     let mut child = ws
         .quiet(query, args)
         .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", pause_ms.to_string())
         .spawn()
         .unwrap();
+    if rng.random_range(0..4) > 0 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !ws.offsets_written_since(started) {
+            if child.try_wait().unwrap().is_some() {
+                return Run::Completed;
+            }
+            assert!(std::time::Instant::now() < deadline, "no batch began");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     std::thread::sleep(Duration::from_millis(rng.random_range(0..max_wait_ms)));
     if child.try_wait().unwrap().is_some() {
-        return false;
+        return Run::Completed;
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    true
+    if ws.mid_batch_since(started) {
+        Run::KilledMidBatch
+    } else {
+        Run::Killed
+    }
 }
 
 #[test]
@@ -171,9 +208,10 @@ fn sigkill_at_random_moments_keeps_the_result_exact() {
             next_file += 1;
         }
         let wordcount = repo("sql/wordcount.sql");
-        if run_and_kill_at_random(&ws, &wordcount, &every_batch_committed(), &mut rng, 150) {
+        let run = run_and_kill_at_random(&ws, &wordcount, &every_batch_committed(), &mut rng, 150);
+        if run.killed() {
             kills += 1;
-            mid_batch += usize::from(ws.mid_batch());
+            mid_batch += usize::from(run.mid_batch());
         } else {
             completed += 1;
         }
@@ -210,8 +248,8 @@ const BOUNDARIES: &[Boundary] = &[
         marker: |ws, n| ws.output.join(format!("batch-{n:012}.parquet")),
     },
     Boundary {
-        what: "after the batch's state snapshot, before commits/N",
-        marker: |ws, n| ws.checkpoint.join(format!("state/{n}.snapshot")),
+        what: "after the batch's snapshots (state and sources), before commits/N",
+        marker: |ws, n| ws.checkpoint.join(format!("sources/{n}.snapshot")),
     },
 ];
 
@@ -337,7 +375,7 @@ fn sigkill_storm_with_damaged_newest_state_files_stays_exact() {
             break;
         }
         ws.add_file(&format!("f{round:04}.txt"), random_text(&mut rng));
-        if run_and_kill_at_random(&ws, &repo("sql/wordcount.sql"), &args, &mut rng, 150) {
+        if run_and_kill_at_random(&ws, &repo("sql/wordcount.sql"), &args, &mut rng, 150).killed() {
             kills += 1;
         }
         if round % 3 == 2 && damage_newest_state(&ws.checkpoint) {
@@ -369,17 +407,20 @@ fn sigkill_in_update_mode_leaves_each_batch_once() {
         .copied()
         .chain(["--mode", "update"])
         .collect();
-    let mut kills = 0;
+    let (mut kills, mut mid_batch) = (0, 0);
     for i in 0..200 {
         if kills >= 20 {
             break;
         }
         ws.add_file(&format!("f{i:04}.txt"), random_text(&mut rng));
-        if run_and_kill_at_random(&ws, &repo("sql/wordcount.sql"), &args, &mut rng, 120) {
-            kills += 1;
-        }
+        let run = run_and_kill_at_random(&ws, &repo("sql/wordcount.sql"), &args, &mut rng, 120);
+        kills += usize::from(run.killed());
+        mid_batch += usize::from(run.mid_batch());
     }
-    assert!(kills >= 20, "only {kills} kills (seed {seed})");
+    assert!(
+        kills >= 20 && mid_batch >= 3,
+        "{kills} kills, {mid_batch} mid-batch (seed {seed})"
+    );
     assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
     assert_eq!(
         applied_updates(&ws),
@@ -912,7 +953,7 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
         .chain(EVENT_TIME)
         .collect();
     let mut expected_lines = Vec::new();
-    let mut kills = 0;
+    let (mut kills, mut mid_batch) = (0, 0);
     for i in 0..200 {
         if kills >= 20 {
             break;
@@ -920,11 +961,14 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
         let (text, lines) = timed_lines(&mut rng, i * 4, 12);
         expected_lines.extend(lines);
         ws.add_file(&format!("f{i:04}.txt"), &text);
-        if run_and_kill_at_random(&ws, &query, &args, &mut rng, 120) {
-            kills += 1;
-        }
+        let run = run_and_kill_at_random(&ws, &query, &args, &mut rng, 120);
+        kills += usize::from(run.killed());
+        mid_batch += usize::from(run.mid_batch());
     }
-    assert!(kills >= 20, "only {kills} kills (seed {seed})");
+    assert!(
+        kills >= 20 && mid_batch >= 3,
+        "{kills} kills, {mid_batch} mid-batch (seed {seed})"
+    );
     assert_ok(&ws.run(&query, &args));
     assert_eq!(
         sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
@@ -984,18 +1028,18 @@ fn sigkill_in_append_mode_with_a_final_flush_emits_each_window_once() {
             let (text, file_lines) = timed_lines(&mut rng, i * 4, 4);
             lines.extend(file_lines);
             ws.add_file(&format!("f{i:04}.txt"), &text);
-            if run_and_kill_at_random(&ws, &query, &args, &mut rng, 150) {
-                kills += 1;
-                mid_batch += usize::from(ws.mid_batch());
-            }
+            let run = run_and_kill_at_random(&ws, &query, &args, &mut rng, 150);
+            kills += usize::from(run.killed());
+            mid_batch += usize::from(run.mid_batch());
         }
-        // The final flush is killed too until a run gets through.
+        // The final flush is killed too, a few times, then runs through.
         let with_flush: Vec<&str> = args.iter().copied().chain(["--final-flush"]).collect();
         let mut flush_kills = 0;
-        while run_and_kill_at_random(&ws, &query, &with_flush, &mut rng, 150) {
-            flush_kills += 1;
-            assert!(flush_kills < 50, "the final flush never finished");
+        for _ in 0..5 {
+            let run = run_and_kill_at_random(&ws, &query, &with_flush, &mut rng, 150);
+            flush_kills += usize::from(run.killed());
         }
+        assert_ok(&ws.run(&query, &with_flush));
         let context = format!(
             "{name}: {kills} kills ({mid_batch} mid-batch), {flush_kills} in the final flush, \
              seed {seed}"
@@ -1047,11 +1091,10 @@ fn sigkill_in_append_mode_with_an_idle_timeout_emits_each_window_once() {
             ws.add_file(&format!("f{i:04}.txt"), &text);
             // Up to 600 ms with 30 ms steps: some kills land in a batch, some in an idle
             // advance, some after.
-            assert!(run_and_kill_at_random_with_pauses(
-                &ws, &query, &args, &mut rng, 600, 30
-            ));
+            let run = run_and_kill_at_random_with_pauses(&ws, &query, &args, &mut rng, 600, 30);
+            assert!(run.killed(), "a running job ended by itself");
             kills += 1;
-            mid_batch += usize::from(ws.mid_batch());
+            mid_batch += usize::from(run.mid_batch());
         }
         // A last run closes the last windows by idling, then stops at SIGTERM.
         let sql = std::fs::read_to_string(repo(name)).unwrap();

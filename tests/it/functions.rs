@@ -36,15 +36,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use regex::Regex;
 
-use crate::util::runtime;
-
-/// The seeds to run: `0..count`, or just `DFSTREAM_SEED`.
-fn seeds(count: u64) -> Vec<u64> {
-    match std::env::var("DFSTREAM_SEED") {
-        Ok(seed) => vec![seed.parse().expect("DFSTREAM_SEED is a number")],
-        Err(_) => (0..count).collect(),
-    }
-}
+use crate::util::{ReplayHint, runtime, seeds};
 
 /// Panics with the first few `mismatches`, naming the seed that replays them.
 fn assert_no_mismatch(seed: u64, what: &str, mismatches: &[String]) {
@@ -403,6 +395,7 @@ fn words_are_the_matches_of_the_regex_w_plus() {
     let word = Regex::new(r"\w+").unwrap();
     let rt = runtime();
     for seed in seeds(4) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         let texts: Vec<Option<String>> = (0..500)
             .map(|_| {
@@ -625,6 +618,7 @@ fn the_references_give_the_unit_tests_answers() {
 fn tumble_is_integer_arithmetic() {
     let rt = runtime();
     for seed in seeds(4) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         for _ in 0..30 {
             let (text, size) = random_length(&mut rng);
@@ -695,6 +689,7 @@ fn random_hop(rng: &mut StdRng) -> (String, String, i64, i64) {
 fn hop_lists_every_window_that_holds_the_row() {
     let rt = runtime();
     for seed in seeds(4) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         for _ in 0..30 {
             let (size_text, slide_text, size, slide) = random_hop(&mut rng);
@@ -765,6 +760,7 @@ fn hop_refuses_a_slide_longer_than_the_size() {
     // rather than return empty lists.
     let rt = runtime();
     for seed in seeds(4) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         let mut shapes = vec![
             ("10 seconds".to_string(), "25 seconds".to_string()),
@@ -846,6 +842,7 @@ fn window_ends_are_the_same_with_and_without_the_interval_rewrite() {
                     ORDER BY id, window_start";
     let rt = runtime();
     for seed in seeds(2) {
+        let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
         for &(size_text, slide_text, size, slide) in shapes {
             let ts = instants_near(&mut rng, slide, &[0, size]);

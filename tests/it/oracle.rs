@@ -711,7 +711,7 @@ fn triggers_with_many_groups_merge_in_parallel_and_match_batch() {
 }
 
 /// Whether `sql` is planned to aggregate sliding-window rows per pane.
-fn per_pane(sql: &str, params: &[(&str, &str)]) -> bool {
+pub(crate) fn per_pane(sql: &str, params: &[(&str, &str)]) -> bool {
     let params = params_of(params);
     runtime().block_on(async {
         let (query, _, _) = plan(sql, &params, OutputMode::Complete, 2, None).await;

@@ -149,12 +149,9 @@ fn every_promised_aggregate_survives_restarts() {
 #[test]
 fn sliding_windows_per_pane_survive_restarts() {
     let sql = shipped_after_the_time("sql/window_wordcount.sql");
-    check_across_restarts(
-        &sql,
-        &sql,
-        &[("size", "20 seconds"), ("slide", "5 seconds")],
-        6,
-    );
+    let params = [("size", "20 seconds"), ("slide", "5 seconds")];
+    assert!(crate::oracle::per_pane(&sql, &params), "planned per pane");
+    check_across_restarts(&sql, &sql, &params, 6);
 }
 
 #[test]

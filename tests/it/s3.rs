@@ -585,7 +585,16 @@ fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
     for (name, text) in &files[..4] {
         bucket.put(&format!("in/{name}"), text.as_bytes());
     }
-    std::thread::sleep(Duration::from_millis(700));
+    // The server goes away once the job is well under way (a batch committed).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bucket.exists("ck/commits/0") {
+        assert!(
+            Instant::now() < deadline,
+            "no batch committed:\n{}",
+            job.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     proxy.stop();
     for (name, text) in &files[4..] {
         bucket.put(&format!("in/{name}"), text.as_bytes());
@@ -794,9 +803,13 @@ fn throttling_answers_are_retried_and_storage_options_replace_the_environment() 
         "allow_http=true",
     ]);
     proxy.throttle(6);
+    // Six throttled answers in a row can hold a lease renewal back (with backoff) past the
+    // two thirds of a 30 s lease after which a job stops writing; this test is about the
+    // retries, so the lease is long.
     let out = Command::new(bin())
         .args(&args)
         .env("RUST_LOG", "debug")
+        .env("DFSTREAM_LEASE_SECONDS", "120")
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap();

@@ -115,7 +115,12 @@ fn reconnects_when_the_server_comes_late_drops_and_restarts() {
         .local_addr()
         .unwrap();
     let job = start_job(&ws, &repo("sql/wordcount.sql"), &addr.to_string(), &[]);
-    std::thread::sleep(Duration::from_millis(700)); // the job retries meanwhile
+    // The job tries, fails and retries before the server is there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !job.log().contains("retrying in") {
+        assert!(Instant::now() < deadline, "no retry:\n{}", job.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let listener = TcpListener::bind(addr).unwrap();
     let (mut conn, _) = listener.accept().unwrap();
     conn.write_all(b"one two\n").unwrap();

@@ -97,10 +97,25 @@ impl Workspace {
         self.batch_ids("commits")
     }
 
-    /// Whether the checkpoint holds the offsets of a batch it has not committed: a job
-    /// stopped inside that batch.
-    pub fn mid_batch(&self) -> bool {
-        self.batch_ids("offsets").last() > self.commits().last()
+    /// Whether a job started at `started` stopped inside a batch: the newest offsets were
+    /// written by it (not left by an earlier run) and are not committed.
+    pub fn mid_batch_since(&self, started: std::time::SystemTime) -> bool {
+        let Some(&newest) = self.batch_ids("offsets").last() else {
+            return false;
+        };
+        let written = std::fs::metadata(self.checkpoint.join(format!("offsets/{newest}")))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= started);
+        written && Some(&newest) > self.commits().last()
+    }
+
+    /// Whether offsets were written at or after `started` (a batch began).
+    pub fn offsets_written_since(&self, started: std::time::SystemTime) -> bool {
+        self.batch_ids("offsets").iter().any(|id| {
+            std::fs::metadata(self.checkpoint.join(format!("offsets/{id}")))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= started)
+        })
     }
 
     /// The batch ids of the files in the checkpoint's folder `sub`, in order.
