@@ -325,7 +325,9 @@ impl IncrementalAggregate {
         slot: &TriggerSlot,
     ) -> Result<TriggerOutput> {
         let started = Instant::now();
-        let new_rows = execute(Arc::clone(&self.partial), Arc::clone(&task)).await?;
+        let new_rows =
+            super::execute_over(Arc::clone(&self.partial), Arc::clone(&task), &slot.units())
+                .await?;
         let watermark = slot.advance_watermark();
         let aggregated = Instant::now();
         let new_rows = match &self.panes {

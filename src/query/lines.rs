@@ -1,36 +1,27 @@
-//! The `lines` table: a DataFusion table whose scan reads the files of the current trigger.
+//! The `lines` table, and how its files are read.
 //!
-//! The app puts a trigger's files into a shared [`TriggerSlot`] before it executes the plan; the
-//! scan's partitions then pull files from that list one at a time (so two partitions share the
-//! work whatever the file sizes), read them in chunks on blocking threads, and decode them with
-//! [`crate::batch::LineDecoder`]. Plans are built once and executed once per trigger.
+//! The app puts a trigger's input units into the [`TriggerSlot`] (with the trigger's time, the
+//! event time and the watermark that the run shares); the query puts them into its planned plan
+//! ([`super::scan::bind`]) and runs it, and the scan reads each file with [`read_file`]: in
+//! chunks on a blocking thread, decompressed, pinned to the size taken, decoded by
+//! [`crate::batch::LineDecoder`].
 
-use std::fmt;
 use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result;
-use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::datasource::TableType;
-use datafusion::execution::TaskContext;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchReceiverStream;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
-};
-
-use std::sync::atomic::Ordering;
-
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::{cast, filter, filter_record_batch, is_not_null};
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Result;
+use datafusion::datasource::TableType;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::ExecutionPlan;
 
 use crate::batch::{LineDecoder, Projection, TextCounters, lines_schema};
 use crate::source::{InputUnit, Place};
@@ -38,10 +29,9 @@ use crate::source::{InputUnit, Place};
 /// Bytes read from a file at a time.
 const READ_CHUNK: usize = 1 << 20;
 
-/// The input of one trigger, with a generation number that tells executions apart.
+/// The input of one trigger.
 #[derive(Debug, Default)]
 struct TriggerInput {
-    generation: u64,
     files: Arc<Vec<InputUnit>>,
 }
 
@@ -86,7 +76,7 @@ impl Watermark {
     }
 
     /// Notes a trigger's rows and drops the late ones (column 1 is `ts`).
-    fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
+    pub(super) fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
         let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
         if let Some(max) = datafusion::arrow::compute::max(ts) {
             self.trigger_max.fetch_max(max, Ordering::Relaxed);
@@ -234,13 +224,26 @@ impl TriggerSlot {
             .trigger_max
             .store(i64::MIN, Ordering::Relaxed);
         let mut input = self.input.lock().expect("trigger slot poisoned");
-        input.generation += 1;
         input.files = Arc::new(files);
     }
 
-    fn current(&self) -> (u64, Arc<Vec<InputUnit>>) {
-        let input = self.input.lock().expect("trigger slot poisoned");
-        (input.generation, Arc::clone(&input.files))
+    /// The input units of the next execution.
+    pub fn units(&self) -> Arc<Vec<InputUnit>> {
+        Arc::clone(&self.input.lock().expect("trigger slot poisoned").files)
+    }
+
+    /// How scans planned now read: the counters, the line limit, the event time and the
+    /// watermark (if enabled).
+    fn reading(&self) -> super::scan::Reading {
+        super::scan::Reading {
+            counters: Arc::clone(&self.counters),
+            max_line_bytes: self.max_line_bytes,
+            event_time: self.event_time.get().cloned(),
+            watermark: self
+                .watermark
+                .enabled()
+                .then(|| Arc::clone(&self.watermark)),
+        }
     }
 }
 
@@ -277,154 +280,7 @@ impl TableProvider for LinesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let projection = Projection::new(projection)?;
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(projection.schema())),
-            Partitioning::UnknownPartitioning(self.partitions),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
-        Ok(Arc::new(LinesExec {
-            slot: self.slot.clone(),
-            projection,
-            properties: Arc::new(properties),
-            cursor: Arc::default(),
-        }))
-    }
-}
-
-/// Which file of which generation the partitions of one scan take next.
-#[derive(Debug, Default)]
-struct Cursor {
-    generation: u64,
-    next: usize,
-}
-
-/// Scans the current trigger's files; see the module docs.
-#[derive(Debug)]
-pub struct LinesExec {
-    slot: TriggerSlot,
-    projection: Projection,
-    properties: Arc<PlanProperties>,
-    /// Shared by this scan's partitions so that each file is read by exactly one of them.
-    cursor: Arc<Mutex<Cursor>>,
-}
-
-impl DisplayAs for LinesExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let names: Vec<_> = self
-            .projection
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        write!(f, "LinesExec: projection=[{}]", names.join(", "))
-    }
-}
-
-impl ExecutionPlan for LinesExec {
-    fn name(&self) -> &str {
-        "LinesExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn execute(
-        &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let (generation, files) = self.slot.current();
-        let schema = Arc::clone(self.projection.schema());
-        let mut builder = RecordBatchReceiverStream::builder(schema, 2);
-        let tx = builder.tx();
-        let cursor = Arc::clone(&self.cursor);
-        let projection = &self.projection;
-        let counters = Arc::clone(&self.slot.counters);
-        let max_line_bytes = self.slot.max_line_bytes;
-        let event_time = self.slot.event_time.get().cloned();
-        let watermark = self
-            .slot
-            .watermark
-            .enabled()
-            .then(|| Arc::clone(&self.slot.watermark));
-        // With an event time or a watermark, decode every column, set `ts` and drop late rows,
-        // then keep the projected columns.
-        let (decoded, keep) = if event_time.is_some() || watermark.is_some() {
-            (
-                Projection::new(None)?,
-                Some(self.projection.columns().to_vec()),
-            )
-        } else {
-            (projection.clone(), None)
-        };
-        builder.spawn_blocking(move || {
-            loop {
-                let index = {
-                    let mut cursor = cursor.lock().expect("scan cursor poisoned");
-                    if cursor.generation != generation {
-                        *cursor = Cursor {
-                            generation,
-                            next: 0,
-                        };
-                    }
-                    cursor.next += 1;
-                    cursor.next - 1
-                };
-                let Some(file) = files.get(index) else {
-                    return Ok(());
-                };
-                let sent = read_file(file, &decoded, &counters, max_line_bytes, |batch| {
-                    let batch = match &keep {
-                        None => Ok(batch),
-                        Some(keep) => (|| {
-                            let mut batch = batch;
-                            if let Some(event_time) = &event_time {
-                                batch = event_time.apply(batch, &counters)?;
-                            }
-                            // The batch's event times (late rows included, as Spark's).
-                            if let Some(ts) = batch
-                                .column_by_name("ts")
-                                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
-                                && let Ok(mut stats) = counters.event_times.lock()
-                            {
-                                stats.observe(ts);
-                            }
-                            if let Some(watermark) = &watermark {
-                                batch = watermark.apply(batch, &counters)?;
-                            }
-                            Ok(batch.project(keep)?)
-                        })(),
-                    };
-                    tx.blocking_send(batch).is_ok()
-                })?;
-                if !sent {
-                    return Ok(()); // the consumer went away
-                }
-            }
-        });
-        Ok(builder.build())
+        super::scan::plan_scan(self.slot.reading(), projection, self.partitions)
     }
 }
 

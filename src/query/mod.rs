@@ -13,6 +13,7 @@ pub mod lines;
 pub mod panes;
 pub mod plan;
 pub mod rewrite;
+pub mod scan;
 pub mod session;
 
 use std::sync::Arc;
@@ -257,7 +258,7 @@ impl StreamingQuery {
         match &mut self.shape {
             Shape::Stateless(plan) => {
                 let started = std::time::Instant::now();
-                let rows = execute(Arc::clone(plan), task).await?;
+                let rows = execute_over(Arc::clone(plan), task, &self.slot.units()).await?;
                 self.slot.advance_watermark();
                 Ok(TriggerOutput {
                     rows,
@@ -341,6 +342,19 @@ pub fn session(partitions: usize) -> SessionContext {
     ctx.add_optimizer_rule(Arc::new(rewrite::UtcIntervalAsDuration));
     functions::register(&ctx);
     ctx
+}
+
+/// Runs a plan that scans `lines` over a trigger's `units` (see [`scan::bind`]) and collects
+/// its output.
+pub async fn execute_over(
+    plan: Arc<dyn ExecutionPlan>,
+    task: Arc<TaskContext>,
+    units: &[crate::source::InputUnit],
+) -> Result<Vec<RecordBatch>> {
+    let plan = scan::bind(plan, units).context(|| "preparing the plan".into())?;
+    collect(plan, task)
+        .await
+        .context(|| "running the query".into())
 }
 
 /// Runs a plan (after resetting any per-execution state) and collects its output.
