@@ -141,6 +141,10 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     if ran {
                         job.run_batch(parts, None).await?;
                         last_input = Instant::now();
+                    } else if !job.sources.iter().all(|s| s.saw_everything()) {
+                        // Input that cannot be seen is not idle input: the idle time
+                        // starts again once it can.
+                        last_input = Instant::now();
                     } else if let (Some(idle), Some(watermark)) =
                         (idle_timeout, job.query.slot().watermark())
                         && last_input.elapsed() >= idle

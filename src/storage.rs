@@ -211,10 +211,14 @@ fn configured<B, K: std::str::FromStr>(
 }
 
 /// How requests are retried: with backoff (growing by about 3x from 250 ms to 10 s, with
-/// jitter), up to 20 times within 5 minutes, so that an endpoint that goes away for a while
-/// costs time, not the job. (`object_store`'s default gave up on a refused connection within
-/// about 2 s.)
+/// jitter), up to 20 times within 5 minutes (`DFSTREAM_RETRY_SECONDS` in tests), so that an
+/// endpoint that goes away for a while costs time, not the job. (`object_store`'s default
+/// gave up on a refused connection within about 2 s.)
 fn retry() -> object_store::RetryConfig {
+    let timeout = std::env::var("DFSTREAM_RETRY_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     object_store::RetryConfig {
         backoff: object_store::BackoffConfig {
             init_backoff: std::time::Duration::from_millis(250),
@@ -222,7 +226,7 @@ fn retry() -> object_store::RetryConfig {
             base: 3.0,
         },
         max_retries: 20,
-        retry_timeout: std::time::Duration::from_secs(300),
+        retry_timeout: std::time::Duration::from_secs(timeout),
     }
 }
 

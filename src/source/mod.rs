@@ -152,6 +152,13 @@ pub trait Source: Send {
         None
     }
 
+    /// Whether the latest [`Source::take`] could see all there is: false while the input is
+    /// unreachable (an object store whose listing fails), when finding nothing new does not
+    /// mean the input is idle (`--idle-timeout` must not close windows over an outage).
+    fn saw_everything(&self) -> bool {
+        true
+    }
+
     /// Finds new input and takes it for the next batch (within the source's per-trigger
     /// limits when `limited`): this source's part of the batch's offsets, or `None` when
     /// nothing is new. What is taken is never handed out again.

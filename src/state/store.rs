@@ -121,38 +121,15 @@ impl Store for LocalStore {
     }
 
     async fn put_new(&self, path: &str, bytes: Vec<u8>) -> io::Result<bool> {
+        // Only the holder of the directory's lock (see `lock`) writes here, so a check and
+        // then an atomic write is "if new" (a hard link, atomic even without the lock, costs
+        // a link and an unlink more on every commit).
         let full = self.path(path);
-        let dir = full.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = hidden_temporary(&full)?;
-        let result = (|| {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            drop(file);
-            // A link is made only where no file is: the atomic "if new". On a filesystem
-            // without hard links the lock still keeps a second writer out: a check, then a
-            // rename.
-            match std::fs::hard_link(&tmp, &full) {
-                Ok(()) => sync_dir(dir).map(|_| true),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
-                    ) =>
-                {
-                    if full.exists() {
-                        return Ok(false);
-                    }
-                    std::fs::rename(&tmp, &full)?;
-                    sync_dir(dir).map(|_| true)
-                }
-                Err(e) => Err(e),
-            }
-        })();
-        let _ = std::fs::remove_file(&tmp);
-        result
+        if full.exists() {
+            return Ok(false);
+        }
+        self.put(path, bytes).await?;
+        Ok(true)
     }
 
     async fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
@@ -264,17 +241,23 @@ impl Store for ObjectStore {
             mode: PutMode::Create,
             ..Default::default()
         };
+        let payload = PutPayload::from(bytes.clone());
         match self
             .remote
             .store
-            .put_opts(&self.remote.child(path), PutPayload::from(bytes), options)
+            .put_opts(&self.remote.child(path), payload, options)
             .await
         {
             Ok(_) => Ok(true),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
-            ) => Ok(false),
+            ) => {
+                // The client retries a PUT whose answer was lost (a timeout, a 5xx after the
+                // write): its retry then finds our own object. Only other bytes are another
+                // writer's.
+                Ok(self.get(path).await?.is_some_and(|found| found == bytes))
+            }
             Err(e) => Err(io_error(e)),
         }
     }
@@ -590,4 +573,116 @@ fn hidden_temporary(path: &Path) -> io::Result<PathBuf> {
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::path::Path as ObjectPath;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    };
+
+    use super::{ObjectStore, Store};
+    use crate::storage::Remote;
+
+    /// An in-memory store whose conditional PUTs write and then answer "already exists":
+    /// what a client sees when its first attempt's answer was lost and its retry finds the
+    /// object that attempt wrote.
+    #[derive(Debug, Default)]
+    struct AnswerLost(InMemory);
+
+    impl std::fmt::Display for AnswerLost {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "AnswerLost")
+        }
+    }
+
+    #[async_trait]
+    impl object_store::ObjectStore for AnswerLost {
+        async fn put_opts(
+            &self,
+            location: &ObjectPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.0.put_opts(location, payload, opts).await?;
+            Err(object_store::Error::AlreadyExists {
+                path: location.to_string(),
+                source: "the retry found the first attempt's object".into(),
+            })
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &ObjectPath,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &ObjectPath,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            self.0.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+            self.0.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.0.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&ObjectPath>,
+        ) -> object_store::Result<ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &ObjectPath,
+            to: &ObjectPath,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_put_if_new_whose_answer_was_lost_is_ours_and_another_writers_is_not() {
+        let inner = Arc::new(AnswerLost::default());
+        let store = ObjectStore::new(Remote {
+            store: Arc::clone(&inner) as Arc<dyn object_store::ObjectStore>,
+            prefix: ObjectPath::from("ck"),
+            url: "memory://ck".to_string(),
+        });
+        assert!(
+            store.put_new("commits/0", b"ours".to_vec()).await.unwrap(),
+            "our own object, found by the retry"
+        );
+        assert!(
+            !store
+                .put_new("commits/0", b"theirs".to_vec())
+                .await
+                .unwrap(),
+            "another writer's bytes are there"
+        );
+    }
 }

@@ -573,6 +573,107 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 #[test]
+fn an_unreachable_input_is_not_idle_input() {
+    // Append mode with a watermark and --idle-timeout over S3 input (checkpoint and output
+    // local). While the server is away, the listing fails: that must not count as idle time,
+    // else the watermark would follow the wall clock and close the window before the file
+    // written meanwhile is read, whose rows would then be late.
+    let mut bucket = Bucket::new();
+    let proxy = Proxy::start(moto().port);
+    bucket.endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let ws = crate::util::Workspace::new();
+    let query = ws.dir.path().join("tumbling.sql");
+    let sql = std::fs::read_to_string(repo("sql/tumbling_wordcount.sql")).unwrap();
+    std::fs::write(
+        &query,
+        sql.replace("lower(value)", "lower(substr(value, 22))"),
+    )
+    .unwrap();
+    bucket.put("in/a.txt", "2026-01-01T00:00:00Z early\n");
+    let input = bucket.url("in");
+    let args = [
+        "run",
+        query.to_str().unwrap(),
+        "--input",
+        &input,
+        "--output",
+        ws.output.to_str().unwrap(),
+        "--checkpoint",
+        ws.checkpoint.to_str().unwrap(),
+        "--no-console",
+        "--param",
+        "size=2 seconds",
+        "--event-time",
+        "to_timestamp(substr(value, 1, 20))",
+        "--watermark",
+        "1s",
+        "--mode",
+        "append",
+        "--trigger",
+        "100ms",
+        "--idle-timeout",
+        "300ms",
+    ];
+    // Listings give up retrying after 2 s, so that the outage shows soon.
+    let job = crate::util::Job::spawn(
+        bucket
+            .dfstream(&args)
+            .env("DFSTREAM_RETRY_SECONDS", "2")
+            .stdout(Stdio::null()),
+    );
+    assert!(
+        ws.wait_for_commit(0, Duration::from_secs(60)),
+        "{}",
+        job.log()
+    );
+    proxy.stop();
+    // Longer than the idle timeout and the window: long enough to close it by wall clock.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !job.log().contains("trying again every trigger") {
+        assert!(
+            Instant::now() < deadline,
+            "the listing never failed:\n{}",
+            job.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    bucket.put("in/b.txt", "2026-01-01T00:00:01Z early\n");
+    proxy.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let rows = loop {
+        let rows = if ws.output.read_dir().is_ok_and(|mut d| {
+            d.any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".parquet")
+            })
+        }) {
+            sorted_rows(&crate::util::read_parquet_live(&ws.output))
+        } else {
+            Vec::new()
+        };
+        if !rows.is_empty() {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window never closed:\n{}",
+            job.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = job.stop();
+    assert_eq!(
+        rows,
+        ["2026-01-01T00:00:00Z|2026-01-01T00:00:02Z|early|2"],
+        "both files' rows in the window, none late:\n{log}"
+    );
+    assert!(log.contains("0 late rows dropped"), "{log}");
+}
+
+#[test]
 fn the_server_going_away_mid_run_and_coming_back_costs_nothing() {
     let mut bucket = Bucket::new();
     let proxy = Proxy::start(moto().port);

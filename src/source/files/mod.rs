@@ -192,6 +192,10 @@ pub trait Folder: Send + Sync {
     ) -> Result<Option<Listing>>;
     /// What a batch reads for `file`.
     fn unit(&self, file: &NewFile) -> InputUnit;
+    /// Whether the latest listing failed (the folder's contents are unknown).
+    fn failing(&self) -> bool {
+        false
+    }
     /// Deletes or archives `names`; a file already gone is fine, any other failure is logged
     /// and the file stays (it is never read again). Returns how many were cleaned.
     async fn clean(&self, names: &[String], how: &Cleanup) -> usize;
@@ -482,6 +486,10 @@ impl Source for FileSource {
             .map(|w| w.size)
             .sum();
         Some((bound.len() as u64, bytes))
+    }
+
+    fn saw_everything(&self) -> bool {
+        !self.folder.failing()
     }
 
     async fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {

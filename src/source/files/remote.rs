@@ -92,6 +92,10 @@ impl Folder for RemoteFolder {
         Ok(Some(listing))
     }
 
+    fn failing(&self) -> bool {
+        self.failing
+    }
+
     fn unit(&self, file: &NewFile) -> InputUnit {
         InputUnit {
             display: self.remote.url_of(&file.name),
