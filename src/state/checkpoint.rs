@@ -253,6 +253,9 @@ pub struct Checkpoint {
     /// Whether reading found a damaged file (so the next commit should write a fresh
     /// snapshot, letting retention drop what recovery had to work around).
     damage_seen: std::sync::atomic::AtomicBool,
+    /// The first file that could not be read at all (an I/O error, not damage): recovery
+    /// stops on it rather than working around it as damage.
+    unreadable: std::sync::Mutex<Option<String>>,
     /// The query's id (empty when only reading).
     query_id: String,
 }
@@ -274,6 +277,7 @@ impl Checkpoint {
             retain_batches,
             lock: Some(lock),
             damage_seen: Default::default(),
+            unreadable: Default::default(),
             query_id: String::new(),
         };
         let query_id = match checkpoint.metadata().await? {
@@ -338,6 +342,7 @@ impl Checkpoint {
             retain_batches: 0,
             lock: None,
             damage_seen: Default::default(),
+            unreadable: Default::default(),
             query_id: String::new(),
         };
         let meta = checkpoint.metadata().await?.ok_or_else(|| {
@@ -472,6 +477,7 @@ impl Checkpoint {
                 }
                 Ok(None) => {}
                 Err(damage) => {
+                    self.stop_if_unreadable()?;
                     self.note_damage();
                     log::warn!("{damage}; batch {n} will be re-run");
                 }
@@ -492,6 +498,7 @@ impl Checkpoint {
                     break;
                 }
                 (Err(damage), _) | (_, Err(damage)) => {
+                    self.stop_if_unreadable()?;
                     self.note_damage();
                     log::warn!(
                         "cannot restore batch {c}: {damage}; falling back to an earlier batch"
@@ -524,6 +531,7 @@ impl Checkpoint {
                 Ok(Some(offsets)) if offsets.batch_id == next => recovered.replay.push(offsets),
                 Ok(None) => break,
                 Ok(Some(_)) | Err(_) => {
+                    self.stop_if_unreadable()?;
                     self.note_damage();
                     log::warn!(
                         "offsets/{next} is damaged; its files will be taken again as new input"
@@ -535,6 +543,19 @@ impl Checkpoint {
         }
         recovered.damaged = self.damage_seen.load(std::sync::atomic::Ordering::Relaxed);
         Ok(recovered)
+    }
+
+    /// Fails if a file could not be read: that is not damage, and working around it would
+    /// re-run (or give up on) batches that are fine. Recovery has changed nothing yet.
+    fn stop_if_unreadable(&self) -> Result<()> {
+        match self.unreadable.lock().ok().and_then(|mut u| u.take()) {
+            Some(unreadable) => Err(Error::Checkpoint(format!(
+                "{unreadable}; the checkpoint is left as it is: start again once {} can be \
+                 read",
+                self.store.describe()
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn note_damage(&self) {
@@ -993,12 +1014,25 @@ impl Checkpoint {
             .map(|b| unseal(b).map_err(|why| format!("checkpoint file {path} is damaged ({why})"))))
     }
 
+    /// Remembers a file that could not be read (for [`Self::recover`]); its description.
+    fn note_unreadable(&self, e: Error) -> String {
+        let text = e.to_string();
+        if let Ok(mut first) = self.unreadable.lock() {
+            first.get_or_insert_with(|| text.clone());
+        }
+        text
+    }
+
     /// `Ok(None)` if missing; `Err(description)` if damaged or unreadable.
     async fn read_json<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
     ) -> std::result::Result<Option<T>, String> {
-        match self.get_sealed(path).await.map_err(|e| e.to_string())? {
+        match self
+            .get_sealed(path)
+            .await
+            .map_err(|e| self.note_unreadable(e))?
+        {
             None => Ok(None),
             Some(Err(damage)) => Err(damage),
             Some(Ok(bytes)) => serde_json::from_slice(&bytes)
@@ -1012,7 +1046,11 @@ impl Checkpoint {
         path: &str,
         schema: &SchemaRef,
     ) -> std::result::Result<Option<Vec<RecordBatch>>, String> {
-        let bytes = match self.get_sealed(path).await.map_err(|e| e.to_string())? {
+        let bytes = match self
+            .get_sealed(path)
+            .await
+            .map_err(|e| self.note_unreadable(e))?
+        {
             None => return Ok(None),
             Some(Err(damage)) => return Err(damage),
             Some(Ok(bytes)) => bytes,
@@ -1263,6 +1301,47 @@ mod tests {
             output_schema: "x".into(),
             inputs: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_cannot_be_read_stops_recovery_instead_of_counting_as_damage() {
+        use crate::state::store::faulty::{FaultyStore, remote};
+        let faulty = std::sync::Arc::new(FaultyStore::default());
+        let location = Location::Remote(remote(&faulty));
+        let meta = meta("SELECT 1");
+        let checkpoint = Checkpoint::open(&location, &meta, 10, 100).await.unwrap();
+        for batch_id in 0..2 {
+            checkpoint
+                .write_offsets(&Offsets {
+                    batch_id,
+                    sources: Default::default(),
+                    force_watermark: None,
+                    skipped: false,
+                    trigger_micros: None,
+                })
+                .await
+                .unwrap();
+            checkpoint
+                .commit(&Commit {
+                    batch_id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+        checkpoint.close().await;
+        // The newest commit cannot be read for now (a connection reset, not damage).
+        *faulty.unreadable.lock().unwrap() = Some("commits/1".into());
+        let checkpoint = Checkpoint::open(&location, &meta, 10, 100).await.unwrap();
+        let Err(e) = checkpoint.recover(None).await else {
+            panic!("recovered around a commit it could not read");
+        };
+        assert!(e.to_string().contains("left as it is"), "{e}");
+        // Readable again: batch 1 is restored, nothing re-run.
+        *faulty.unreadable.lock().unwrap() = None;
+        let recovered = checkpoint.recover(None).await.unwrap();
+        assert_eq!(recovered.last_commit, Some(1));
+        assert!(recovered.replay.is_empty() && !recovered.damaged);
     }
 
     #[test]

@@ -316,6 +316,11 @@ fn lease_duration() -> Duration {
 struct LeaseRecord {
     host: String,
     pid: u32,
+    /// The machine's boot and the PID namespace the pid belongs to: on the same host name,
+    /// another container (or a rebooted machine) has other processes under the same pids.
+    /// Missing in leases of older versions (then the lease is waited out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pid_namespace: Option<String>,
     started_micros: i64,
     expires_micros: i64,
 }
@@ -372,6 +377,7 @@ impl Lease {
         let record = LeaseRecord {
             host: host_name(),
             pid: std::process::id(),
+            pid_namespace: pid_namespace(),
             started_micros: now,
             expires_micros: now + duration.as_micros() as i64,
         };
@@ -386,7 +392,11 @@ impl Lease {
                 let bytes = found.bytes().await.map_err(failed)?;
                 match serde_json::from_slice::<LeaseRecord>(&bytes) {
                     Ok(held) if held.expires_micros > now => {
-                        let gone = held.host == record.host && !process_alive(held.pid);
+                        // Only where its pid means the same process as ours would.
+                        let gone = held.host == record.host
+                            && held.pid_namespace.is_some()
+                            && held.pid_namespace == record.pid_namespace
+                            && !process_alive(held.pid);
                         if !gone {
                             return Err(Error::Checkpoint(format!(
                                 "{} is in use by another dfstream ({}); its lease runs until \
@@ -529,6 +539,13 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".to_string())
 }
 
+/// This process's boot and PID namespace, e.g. `3f2a...:pid:[4026531836]`.
+fn pid_namespace() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{}:{}", boot.trim(), namespace.display()))
+}
+
 fn process_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
@@ -575,9 +592,12 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// An in-memory object store with faults to switch on, for tests of what the checkpoint does
+/// when a store misbehaves in ways a real server cannot be made to on cue.
 #[cfg(test)]
-mod tests {
-    use std::sync::Arc;
+pub(crate) mod faulty {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
     use async_trait::async_trait;
     use futures::stream::BoxStream;
@@ -588,34 +608,39 @@ mod tests {
         PutMultipartOptions, PutOptions, PutPayload, PutResult,
     };
 
-    use super::{ObjectStore, Store};
-    use crate::storage::Remote;
-
-    /// An in-memory store whose conditional PUTs write and then answer "already exists":
-    /// what a client sees when its first attempt's answer was lost and its retry finds the
-    /// object that attempt wrote.
     #[derive(Debug, Default)]
-    struct AnswerLost(InMemory);
+    pub(crate) struct FaultyStore {
+        inner: InMemory,
+        /// Conditional PUTs write, then answer "already exists": what a client sees when its
+        /// first attempt's answer was lost and its retry finds the object that attempt wrote.
+        pub lose_create_answers: AtomicBool,
+        /// GETs of objects whose path ends with this fail (an I/O error, not damage).
+        pub unreadable: Mutex<Option<String>>,
+    }
 
-    impl std::fmt::Display for AnswerLost {
+    impl std::fmt::Display for FaultyStore {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "AnswerLost")
+            write!(f, "FaultyStore")
         }
     }
 
     #[async_trait]
-    impl object_store::ObjectStore for AnswerLost {
+    impl object_store::ObjectStore for FaultyStore {
         async fn put_opts(
             &self,
             location: &ObjectPath,
             payload: PutPayload,
             opts: PutOptions,
         ) -> object_store::Result<PutResult> {
-            self.0.put_opts(location, payload, opts).await?;
-            Err(object_store::Error::AlreadyExists {
-                path: location.to_string(),
-                source: "the retry found the first attempt's object".into(),
-            })
+            let create = matches!(opts.mode, object_store::PutMode::Create);
+            let written = self.inner.put_opts(location, payload, opts).await?;
+            if create && self.lose_create_answers.load(Ordering::SeqCst) {
+                return Err(object_store::Error::AlreadyExists {
+                    path: location.to_string(),
+                    source: "the retry found the first attempt's object".into(),
+                });
+            }
+            Ok(written)
         }
 
         async fn put_multipart_opts(
@@ -623,7 +648,7 @@ mod tests {
             location: &ObjectPath,
             opts: PutMultipartOptions,
         ) -> object_store::Result<Box<dyn MultipartUpload>> {
-            self.0.put_multipart_opts(location, opts).await
+            self.inner.put_multipart_opts(location, opts).await
         }
 
         async fn get_opts(
@@ -631,28 +656,35 @@ mod tests {
             location: &ObjectPath,
             options: GetOptions,
         ) -> object_store::Result<GetResult> {
-            self.0.get_opts(location, options).await
+            let unreadable = self.unreadable.lock().unwrap().clone();
+            if unreadable.is_some_and(|end| location.as_ref().ends_with(&end)) {
+                return Err(object_store::Error::Generic {
+                    store: "FaultyStore",
+                    source: "connection reset".into(),
+                });
+            }
+            self.inner.get_opts(location, options).await
         }
 
         fn delete_stream(
             &self,
             locations: BoxStream<'static, object_store::Result<ObjectPath>>,
         ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
-            self.0.delete_stream(locations)
+            self.inner.delete_stream(locations)
         }
 
         fn list(
             &self,
             prefix: Option<&ObjectPath>,
         ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-            self.0.list(prefix)
+            self.inner.list(prefix)
         }
 
         async fn list_with_delimiter(
             &self,
             prefix: Option<&ObjectPath>,
         ) -> object_store::Result<ListResult> {
-            self.0.list_with_delimiter(prefix).await
+            self.inner.list_with_delimiter(prefix).await
         }
 
         async fn copy_opts(
@@ -661,18 +693,33 @@ mod tests {
             to: &ObjectPath,
             options: CopyOptions,
         ) -> object_store::Result<()> {
-            self.0.copy_opts(from, to, options).await
+            self.inner.copy_opts(from, to, options).await
         }
     }
 
-    #[tokio::test]
-    async fn a_put_if_new_whose_answer_was_lost_is_ours_and_another_writers_is_not() {
-        let inner = Arc::new(AnswerLost::default());
-        let store = ObjectStore::new(Remote {
-            store: Arc::clone(&inner) as Arc<dyn object_store::ObjectStore>,
+    /// A `Remote` over `store` at prefix `ck`.
+    pub(crate) fn remote(store: &std::sync::Arc<FaultyStore>) -> crate::storage::Remote {
+        crate::storage::Remote {
+            store: std::sync::Arc::clone(store) as std::sync::Arc<dyn object_store::ObjectStore>,
             prefix: ObjectPath::from("ck"),
             url: "memory://ck".to_string(),
-        });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use super::faulty::{FaultyStore, remote};
+    use super::{ObjectStore, Store};
+
+    #[tokio::test]
+    async fn a_put_if_new_whose_answer_was_lost_is_ours_and_another_writers_is_not() {
+        let faulty = Arc::new(FaultyStore::default());
+        faulty.lose_create_answers.store(true, Ordering::SeqCst);
+        let store = ObjectStore::new(remote(&faulty));
         assert!(
             store.put_new("commits/0", b"ours".to_vec()).await.unwrap(),
             "our own object, found by the retry"

@@ -435,6 +435,88 @@ fn sigkill_at_random_moments_with_the_checkpoint_on_s3_then_restart_is_exact() {
 }
 
 #[test]
+fn a_dead_pid_on_the_same_host_name_is_taken_over_only_in_the_same_pid_namespace() {
+    // A lease left by a process that is gone here: taken over at once when it was a process
+    // of this machine's boot and PID namespace; another container with the same host name
+    // (or an older lease that does not say) is waited out, as its pid means nothing here.
+    let bucket = Bucket::new();
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    bucket.put("in/a.txt", "one\n");
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let ours = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let lease = |namespace: Option<String>| {
+        let mut record = serde_json::json!({
+            "host": host.trim(),
+            "pid": dead_pid,
+            "started_micros": now,
+            "expires_micros": now + 600_000_000,
+        });
+        if let Some(namespace) = namespace {
+            record["pid_namespace"] = namespace.into();
+        }
+        bucket.put("ck/lock", serde_json::to_vec(&record).unwrap());
+    };
+    let args = run_args(&input, &output, &checkpoint, &["--trigger", "once"]);
+    for other in [Some(format!("{}:pid:[1]", boot.trim())), None] {
+        lease(other.clone());
+        let out = bucket.dfstream(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{other:?}: {}", stderr(&out));
+        assert_logged(&out, &format!("pid {dead_pid}"));
+    }
+    lease(Some(format!("{}:{}", boot.trim(), ours.display())));
+    let out = bucket.dfstream(&args).output().unwrap();
+    assert_ok(&out);
+    assert_logged(&out, "from a process that is gone");
+}
+
+#[test]
+fn a_job_whose_lease_went_stale_stops_without_writing() {
+    // A 3 s lease (renewed every second, trusted for two of them). The store is away for 4 s
+    // while the job idles: its lease may have expired for others meanwhile, so once the store
+    // is back the job writes nothing more, and says why.
+    let mut bucket = Bucket::new();
+    let proxy = Proxy::start(moto().port);
+    bucket.endpoint = format!("http://127.0.0.1:{}", proxy.port);
+    let ws = Workspace::new();
+    let checkpoint = bucket.url("ck");
+    let output = ws.output.display().to_string();
+    let input = ws.input.display().to_string();
+    let args = run_args(&input, &output, &checkpoint, &["--trigger", "100ms"]);
+    let job = crate::util::Job::spawn(
+        bucket
+            .dfstream(&args)
+            .env("DFSTREAM_LEASE_SECONDS", "3")
+            .env("DFSTREAM_RETRY_SECONDS", "1")
+            .stdout(Stdio::null()),
+    );
+    ws.add_file("a.txt", "one\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !bucket.exists("ck/commits/0") {
+        assert!(Instant::now() < deadline, "no commit:\n{}", job.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.stop();
+    std::thread::sleep(Duration::from_secs(4));
+    proxy.restart();
+    ws.add_file("b.txt", "two\n");
+    let (status, log) = job.wait();
+    assert_eq!(status.code(), Some(2), "{log}");
+    assert!(log.contains("lost the lease"), "{log}");
+    assert!(
+        !bucket.exists("ck/offsets/1"),
+        "wrote after its lease went stale"
+    );
+}
+
+#[test]
 fn a_second_job_on_the_same_s3_checkpoint_is_refused_naming_the_holder() {
     let bucket = Bucket::new();
     let (input, checkpoint) = (bucket.url("in"), bucket.url("ck"));

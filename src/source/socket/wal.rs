@@ -708,12 +708,24 @@ mod tests {
             std::thread::sleep(Duration::from_millis(30));
         }
         // Bytes reach the file before the append that wrote them marks them available: wait
-        // for the log's end, three segments on (two 7-byte lines fill an 8-byte segment).
-        let end = WalPosition {
-            segment: 2,
-            offset: 7,
-        };
-        wait_until(|| *source.durable.lock().unwrap() == end);
+        // until the log's end is marked at the end of all 35 bytes. (Lines arrive one read
+        // apart, unless a loaded machine coalesces them: where segments roll varies.)
+        wait_until(|| {
+            let mut segments: Vec<(u64, u64)> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    let id = e.file_name().to_str()?.strip_suffix(".log")?.parse().ok()?;
+                    Some((id, e.metadata().ok()?.len()))
+                })
+                .collect();
+            segments.sort();
+            let total: u64 = segments.iter().map(|s| s.1).sum();
+            let end = segments
+                .last()
+                .map(|&(segment, offset)| WalPosition { segment, offset });
+            total == 35 && end.is_some_and(|end| *source.durable.lock().unwrap() == end)
+        });
         let ranges = source.take(None, None, 0).unwrap();
         let text: Vec<u8> = ranges
             .iter()
@@ -724,7 +736,7 @@ mod tests {
             })
             .collect();
         assert_eq!(text, b"line 0\nline 1\nline 2\nline 3\nline 4\n");
-        assert_eq!(ranges.len(), 3, "two lines a segment: {ranges:?}");
+        assert!(ranges.len() >= 2, "segments rolled: {ranges:?}");
         source.committed(source.taken());
         let left = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(left, 1, "only the open segment is left");
