@@ -974,12 +974,12 @@ impl Checkpoint {
     async fn batch_ids(&self, sub: &str, suffix: &str) -> Result<Vec<u64>> {
         let names = self
             .store
-            .list(sub)
+            .names(sub)
             .await
             .map_err(|e| Error::io(format!("listing {}/{sub}", self.store.describe()), e))?;
         let mut ids: Vec<u64> = names
             .iter()
-            .filter_map(|(name, _)| name.strip_suffix(suffix)?.parse().ok())
+            .filter_map(|name| name.strip_suffix(suffix)?.parse().ok())
             .collect();
         ids.sort_unstable();
         Ok(ids)

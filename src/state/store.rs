@@ -33,6 +33,11 @@ pub trait Store: Send + Sync {
     async fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>>;
     /// Names and sizes of the objects directly in folder `dir` (none if it does not exist).
     async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>>;
+    /// Just the names of [`Store::list`] (a local directory lists them without a `stat` of
+    /// each file: a commit lists folders of hundreds).
+    async fn names(&self, dir: &str) -> io::Result<Vec<String>> {
+        Ok(self.list(dir).await?.into_iter().map(|(name, _)| name).collect())
+    }
     /// Removes `path`; removing a missing object is not an error.
     async fn delete(&self, path: &str) -> io::Result<()>;
     /// Takes the single-writer lock held in object `name`, or says who holds it.
@@ -154,6 +159,24 @@ impl Store for LocalStore {
                 && meta.is_file()
             {
                 names.push((name, meta.len()));
+            }
+        }
+        Ok(names)
+    }
+
+    async fn names(&self, dir: &str) -> io::Result<Vec<String>> {
+        let entries = match std::fs::read_dir(self.path(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().into_string()
+                && entry.file_type().is_ok_and(|t| t.is_file())
+            {
+                names.push(name);
             }
         }
         Ok(names)
