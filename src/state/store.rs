@@ -36,7 +36,12 @@ pub trait Store: Send + Sync {
     /// Just the names of [`Store::list`] (a local directory lists them without a `stat` of
     /// each file: a commit lists folders of hundreds).
     async fn names(&self, dir: &str) -> io::Result<Vec<String>> {
-        Ok(self.list(dir).await?.into_iter().map(|(name, _)| name).collect())
+        Ok(self
+            .list(dir)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
     }
     /// Removes `path`; removing a missing object is not an error.
     async fn delete(&self, path: &str) -> io::Result<()>;
