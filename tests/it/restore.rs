@@ -28,6 +28,29 @@ const AGGREGATES: &str = "
             unnest(words(lower(substr(value, 22)))) AS word FROM lines)
     GROUP BY word";
 
+/// `lines` as the rows the aggregate families below read: the number, the word, a key that is
+/// NULL for some rows, and a float with NaN, -0.0 and 0.0 among its values.
+const ROWS: &str = "
+    (SELECT value, ts, num, word,
+       CASE WHEN num % 5 = 0 THEN NULL ELSE word END AS key,
+       CASE WHEN num % 7 = 0 THEN CAST('NaN' AS DOUBLE) WHEN num % 7 = 1 THEN -0.0
+         WHEN num % 7 = 2 THEN 0.0 ELSE num / 10.0 END AS f
+     FROM (SELECT value, ts, CAST(split_part(value, ' ', 2) AS BIGINT) AS num,
+             unnest(words(lower(substr(value, 22)))) AS word FROM lines))";
+
+/// More aggregate families, per a key that is sometimes NULL.
+fn more_aggregates() -> String {
+    format!(
+        "SELECT key, count(*) AS n, string_agg(word, ',' ORDER BY word) AS words,
+           round(corr(num, length(value)), 6) AS c, bool_and(num > 0) AS all_positive,
+           bool_or(num > 90) AS some_big, bit_and(num) AS ba, bit_or(num) AS bo,
+           bit_xor(num) AS bx, count(*) FILTER (WHERE num > 0) AS positive,
+           sum(num) FILTER (WHERE word = 'a') AS a_sum,
+           sum(CAST(num AS DECIMAL(12, 2)) / 4) AS quarter
+         FROM {ROWS} GROUP BY key"
+    )
+}
+
 /// The shipped query `name` reading its words after the line's time stamp.
 fn shipped_after_the_time(name: &str) -> String {
     std::fs::read_to_string(crate::util::repo(name))
@@ -160,4 +183,30 @@ fn session_windows_survive_restarts() {
     let oracle = crate::oracle::SESSIONS_BY_WINDOW_FUNCTIONS
         .replace("words(lower(value))", "words(lower(substr(value, 22)))");
     check_across_restarts(&sql, &oracle, &[("gap", "10 seconds")], 6);
+}
+
+#[test]
+fn more_aggregate_families_and_null_keys_survive_restarts() {
+    let sql = more_aggregates();
+    check_across_restarts(&sql, &sql, &[], 6);
+}
+
+#[test]
+fn nan_and_signed_zero_keys_survive_restarts() {
+    let sql = format!("SELECT f, count(*) AS n, sum(num) AS total FROM {ROWS} GROUP BY f");
+    check_across_restarts(&sql, &sql, &[], 6);
+}
+
+#[test]
+fn rollup_and_grouping_sets_survive_restarts() {
+    let sql = format!(
+        "SELECT word, num % 3 AS bucket, count(*) AS n, sum(num) AS total
+         FROM {ROWS} GROUP BY ROLLUP(word, num % 3)"
+    );
+    check_across_restarts(&sql, &sql, &[], 6);
+    let sql = format!(
+        "SELECT word, key, count(*) AS n
+         FROM {ROWS} GROUP BY GROUPING SETS ((word), (key), ())"
+    );
+    check_across_restarts(&sql, &sql, &[], 6);
 }
