@@ -106,6 +106,61 @@ fn oracle_lines(ws: &Workspace, name: &str, text: &str) -> Vec<Line> {
 /// process from its checkpoint between groups, and checks each run's result against
 /// `oracle_sql` over the input so far.
 fn check_across_restarts(sql: &str, oracle_sql: &str, params: &[(&str, &str)], count: u64) {
+    check_mode_across_restarts(sql, oracle_sql, params, Mode::Complete, count);
+}
+
+/// The output mode a restart check runs in, and how its result table is read back.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `result.parquet` is the table.
+    Complete,
+    /// The batch files applied in batch order, each row replacing the earlier row of its
+    /// group (its first `keys` columns after `batch_id`).
+    Update { keys: usize },
+}
+
+impl Mode {
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Mode::Complete => &[],
+            Mode::Update { .. } => &["--mode", "update"],
+        }
+    }
+
+    /// The job's result table so far, sorted.
+    fn result(self, ws: &Workspace) -> Vec<String> {
+        match self {
+            Mode::Complete => sorted_rows(&read_parquet(&ws.output.join("result.parquet"))),
+            Mode::Update { keys } => {
+                let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&ws.output)
+                    .map(|d| d.map(|e| e.unwrap().path()).collect())
+                    .unwrap_or_default();
+                files.retain(|p| p.extension().is_some_and(|e| e == "parquet"));
+                files.sort();
+                let mut table = std::collections::BTreeMap::new();
+                for file in files {
+                    for row in crate::util::rows(&read_parquet(&file)) {
+                        let row = row.split_once('|').unwrap().1.to_string(); // batch_id
+                        let group: Vec<&str> = row.split('|').take(keys).collect();
+                        table.insert(group.join("|"), row.clone());
+                    }
+                }
+                let mut rows: Vec<String> = table.into_values().collect();
+                rows.sort();
+                rows
+            }
+        }
+    }
+}
+
+/// [`check_across_restarts`] in `mode`.
+fn check_mode_across_restarts(
+    sql: &str,
+    oracle_sql: &str,
+    params: &[(&str, &str)],
+    mode: Mode,
+    count: u64,
+) {
     for seed in seeds(count) {
         let _hint = ReplayHint(seed);
         let mut rng = StdRng::seed_from_u64(seed);
@@ -136,6 +191,7 @@ fn check_across_restarts(sql: &str, oracle_sql: &str, params: &[(&str, &str)], c
                 .iter()
                 .flat_map(|f| ["--param".to_string(), f.clone()]),
         );
+        args.extend(mode.flags().iter().map(|f| f.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut lines = Vec::new();
         let mut next = 0;
@@ -152,7 +208,7 @@ fn check_across_restarts(sql: &str, oracle_sql: &str, params: &[(&str, &str)], c
             runs += 1;
             let expected =
                 sorted_rows(&runtime().block_on(batch_query(oracle_sql, &lines, params, 2)));
-            let got = sorted_rows(&read_parquet(&ws.output.join("result.parquet")));
+            let got = mode.result(&ws);
             assert_eq!(
                 got,
                 expected,
@@ -209,4 +265,14 @@ fn rollup_and_grouping_sets_survive_restarts() {
          FROM {ROWS} GROUP BY GROUPING SETS ((word), (key), ())"
     );
     check_across_restarts(&sql, &sql, &[], 6);
+}
+
+#[test]
+fn update_mode_batch_files_applied_in_order_survive_restarts() {
+    check_mode_across_restarts(AGGREGATES, AGGREGATES, &[], Mode::Update { keys: 1 }, 6);
+    let sql = more_aggregates();
+    check_mode_across_restarts(&sql, &sql, &[], Mode::Update { keys: 1 }, 4);
+    let sql = shipped_after_the_time("sql/window_wordcount.sql");
+    let params = [("size", "20 seconds"), ("slide", "5 seconds")];
+    check_mode_across_restarts(&sql, &sql, &params, Mode::Update { keys: 3 }, 4);
 }
