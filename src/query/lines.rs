@@ -29,16 +29,11 @@ use crate::source::{InputUnit, Place};
 /// Bytes read from a file at a time.
 const READ_CHUNK: usize = 1 << 20;
 
-/// The input of one trigger.
-#[derive(Debug, Default)]
-struct TriggerInput {
-    files: Arc<Vec<InputUnit>>,
-}
-
 /// Where the app puts each trigger's files for the `lines` scans to read.
 #[derive(Debug, Clone)]
 pub struct TriggerSlot {
-    input: Arc<Mutex<TriggerInput>>,
+    /// The input units of the next execution.
+    units: Arc<Mutex<Arc<Vec<InputUnit>>>>,
     counters: Arc<TextCounters>,
     max_line_bytes: usize,
     /// `--event-time`: replaces `ts` with an expression over the line.
@@ -171,7 +166,7 @@ impl EventTime {
 impl TriggerSlot {
     pub fn new(counters: Arc<TextCounters>, max_line_bytes: usize) -> Self {
         Self {
-            input: Arc::default(),
+            units: Arc::default(),
             counters,
             max_line_bytes,
             event_time: Arc::default(),
@@ -223,13 +218,12 @@ impl TriggerSlot {
         self.watermark
             .trigger_max
             .store(i64::MIN, Ordering::Relaxed);
-        let mut input = self.input.lock().expect("trigger slot poisoned");
-        input.files = Arc::new(files);
+        *self.units.lock().expect("trigger slot poisoned") = Arc::new(files);
     }
 
     /// The input units of the next execution.
     pub fn units(&self) -> Arc<Vec<InputUnit>> {
-        Arc::clone(&self.input.lock().expect("trigger slot poisoned").files)
+        Arc::clone(&self.units.lock().expect("trigger slot poisoned"))
     }
 
     /// How scans planned now read: the counters, the line limit, the event time and the

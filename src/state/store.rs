@@ -115,6 +115,23 @@ impl LocalStore {
         }
     }
 
+    /// The entries of folder `dir` whose names are UTF-8 (none if it does not exist).
+    fn entries(&self, dir: &str) -> io::Result<Vec<(String, std::fs::DirEntry)>> {
+        let entries = match std::fs::read_dir(self.path(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut named = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().into_string() {
+                named.push((name, entry));
+            }
+        }
+        Ok(named)
+    }
+
     fn path(&self, path: &str) -> PathBuf {
         self.root.join(path)
     }
@@ -151,40 +168,23 @@ impl Store for LocalStore {
     }
 
     async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>> {
-        let entries = match std::fs::read_dir(self.path(dir)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if let Ok(name) = entry.file_name().into_string()
-                && let Ok(meta) = entry.metadata()
-                && meta.is_file()
-            {
-                names.push((name, meta.len()));
-            }
-        }
-        Ok(names)
+        Ok(self
+            .entries(dir)?
+            .into_iter()
+            .filter_map(|(name, entry)| {
+                let meta = entry.metadata().ok()?;
+                meta.is_file().then_some((name, meta.len()))
+            })
+            .collect())
     }
 
     async fn names(&self, dir: &str) -> io::Result<Vec<String>> {
-        let entries = match std::fs::read_dir(self.path(dir)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if let Ok(name) = entry.file_name().into_string()
-                && entry.file_type().is_ok_and(|t| t.is_file())
-            {
-                names.push(name);
-            }
-        }
-        Ok(names)
+        Ok(self
+            .entries(dir)?
+            .into_iter()
+            .filter(|(_, entry)| entry.file_type().is_ok_and(|t| t.is_file()))
+            .map(|(name, _)| name)
+            .collect())
     }
 
     async fn delete(&self, path: &str) -> io::Result<()> {

@@ -901,16 +901,6 @@ const BASE_SECS: i64 = 1_767_225_600;
 /// The event-time flags of the kill tests: a line starts with its time.
 const EVENT_TIME: [&str; 2] = ["--event-time", "to_timestamp(substr(value, 1, 20))"];
 
-/// A copy of the shipped query `name` that reads its words after the line's time stamp.
-fn words_after_the_time(ws: &Workspace, name: &str) -> std::path::PathBuf {
-    let sql = std::fs::read_to_string(repo(name))
-        .unwrap()
-        .replace("words(lower(value))", "words(lower(substr(value, 22)))");
-    let query = ws.dir.path().join(Path::new(name).file_name().unwrap());
-    std::fs::write(&query, sql).unwrap();
-    query
-}
-
 /// A file of one to three lines, each `TIME words` with a time `from + 0..jitter` seconds after
 /// [`BASE_SECS`] and one to three of five words; returns the text and the lines as the
 /// oracle sees them (the words, at their time).
@@ -934,6 +924,33 @@ fn timed_lines(rng: &mut StdRng, from: i64, jitter: i64) -> (String, Vec<Line>) 
     (text, lines)
 }
 
+/// Adds files of [`timed_lines`] 4 s apart (`jitter` s out of order), running the job over
+/// each and killing it at random up to `max_wait_ms`, until 20 kills; returns every line
+/// added, the kills, and how many fell mid-batch.
+fn kill_while_adding_timed_files(
+    ws: &Workspace,
+    query: &Path,
+    args: &[&str],
+    rng: &mut StdRng,
+    jitter: i64,
+    max_wait_ms: u64,
+) -> (Vec<Line>, usize, usize) {
+    let mut lines = Vec::new();
+    let (mut kills, mut mid_batch) = (0, 0);
+    for i in 0..200 {
+        if kills >= 20 {
+            break;
+        }
+        let (text, file_lines) = timed_lines(rng, i * 4, jitter);
+        lines.extend(file_lines);
+        ws.add_file(&format!("f{i:04}.txt"), &text);
+        let run = run_and_kill_at_random(ws, query, args, rng, max_wait_ms);
+        kills += usize::from(run.killed());
+        mid_batch += usize::from(run.mid_batch());
+    }
+    (lines, kills, mid_batch)
+}
+
 /// The batch oracle's rows for `sql` over `lines`.
 fn oracle_rows(sql: &str, lines: &[Line], params: &[(&str, &str)]) -> Vec<String> {
     sorted_rows(&runtime().block_on(batch_query(sql, lines, params, 2)))
@@ -946,25 +963,14 @@ fn sigkill_with_session_windows_keeps_the_result_exact() {
     let seed = seed() + 2;
     let mut rng = StdRng::seed_from_u64(seed);
     let ws = Workspace::new();
-    let query = words_after_the_time(&ws, "sql/session_wordcount.sql");
+    let query = crate::util::words_after_the_time_file(&ws, "sql/session_wordcount.sql");
     let args: Vec<&str> = every_batch_committed()
         .into_iter()
         .chain(["--param", "gap=10s"])
         .chain(EVENT_TIME)
         .collect();
-    let mut expected_lines = Vec::new();
-    let (mut kills, mut mid_batch) = (0, 0);
-    for i in 0..200 {
-        if kills >= 20 {
-            break;
-        }
-        let (text, lines) = timed_lines(&mut rng, i * 4, 12);
-        expected_lines.extend(lines);
-        ws.add_file(&format!("f{i:04}.txt"), &text);
-        let run = run_and_kill_at_random(&ws, &query, &args, &mut rng, 120);
-        kills += usize::from(run.killed());
-        mid_batch += usize::from(run.mid_batch());
-    }
+    let (expected_lines, kills, mid_batch) =
+        kill_while_adding_timed_files(&ws, &query, &args, &mut rng, 12, 120);
     assert!(
         kills >= 20 && mid_batch >= 3,
         "{kills} kills, {mid_batch} mid-batch (seed {seed})"
@@ -1011,7 +1017,7 @@ fn sigkill_in_append_mode_with_a_final_flush_emits_each_window_once() {
     let mut rng = StdRng::seed_from_u64(seed);
     for (name, params) in window_queries(10) {
         let ws = Workspace::new();
-        let query = words_after_the_time(&ws, name);
+        let query = crate::util::words_after_the_time_file(&ws, name);
         let param_flags: Vec<&str> = params.iter().flat_map(|p| ["--param", p]).collect();
         let args: Vec<&str> = every_batch_committed()
             .into_iter()
@@ -1019,19 +1025,8 @@ fn sigkill_in_append_mode_with_a_final_flush_emits_each_window_once() {
             .chain(EVENT_TIME)
             .chain(param_flags.iter().copied())
             .collect();
-        let mut lines = Vec::new();
-        let (mut kills, mut mid_batch) = (0, 0);
-        for i in 0..200 {
-            if kills >= 20 {
-                break;
-            }
-            let (text, file_lines) = timed_lines(&mut rng, i * 4, 4);
-            lines.extend(file_lines);
-            ws.add_file(&format!("f{i:04}.txt"), &text);
-            let run = run_and_kill_at_random(&ws, &query, &args, &mut rng, 150);
-            kills += usize::from(run.killed());
-            mid_batch += usize::from(run.mid_batch());
-        }
+        let (lines, kills, mid_batch) =
+            kill_while_adding_timed_files(&ws, &query, &args, &mut rng, 4, 150);
         // The final flush is killed too, a few times, then runs through.
         let with_flush: Vec<&str> = args.iter().copied().chain(["--final-flush"]).collect();
         let mut flush_kills = 0;
@@ -1064,7 +1059,7 @@ fn sigkill_in_append_mode_with_an_idle_timeout_emits_each_window_once() {
     let mut rng = StdRng::seed_from_u64(seed);
     for (name, params) in window_queries(2) {
         let ws = Workspace::new();
-        let query = words_after_the_time(&ws, name);
+        let query = crate::util::words_after_the_time_file(&ws, name);
         let param_flags: Vec<&str> = params.iter().flat_map(|p| ["--param", p]).collect();
         let args: Vec<&str> = [
             "--trigger",
@@ -1107,20 +1102,12 @@ fn sigkill_in_append_mode_with_an_idle_timeout_emits_each_window_once() {
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while crate::util::read_parquet_live(&ws.output)
-            .iter()
-            .map(|b| b.num_rows())
-            .sum::<usize>()
-            < expected.len()
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the windows never all closed: {}",
-                std::fs::read_to_string(&log_path).unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::util::wait_for_output(
+            &ws.output,
+            Duration::from_secs(30),
+            |rows| rows.len() >= expected.len(),
+            || std::fs::read_to_string(&log_path).unwrap(),
+        );
         crate::util::signal(&child, "TERM");
         assert!(child.wait().unwrap().success());
         let log = std::fs::read_to_string(&log_path).unwrap();

@@ -530,14 +530,7 @@ fn append_mode_with_a_watermark_emits_each_window_once_across_restarts() {
         "--checkpoint-interval",
         "0",
     ];
-    // The shipped tumbling query, with the words taken after the timestamp.
-    let query = ws.dir.path().join("tumbling.sql");
-    let sql = std::fs::read_to_string(repo("sql/tumbling_wordcount.sql")).unwrap();
-    std::fs::write(
-        &query,
-        sql.replace("lower(value)", "lower(substr(value, 22))"),
-    )
-    .unwrap();
+    let query = crate::util::words_after_the_time_file(&ws, "sql/tumbling_wordcount.sql");
     for (name, text) in &files {
         ws.add_file(name, text);
         std::thread::sleep(Duration::from_millis(5));
@@ -580,13 +573,7 @@ fn append_mode_with_a_watermark_emits_each_window_once_across_restarts() {
 #[test]
 fn an_idle_timeout_closes_windows_when_input_stops() {
     let ws = Workspace::new();
-    let query = ws.dir.path().join("tumbling.sql");
-    let sql = std::fs::read_to_string(repo("sql/tumbling_wordcount.sql")).unwrap();
-    std::fs::write(
-        &query,
-        sql.replace("lower(value)", "lower(substr(value, 22))"),
-    )
-    .unwrap();
+    let query = crate::util::words_after_the_time_file(&ws, "sql/tumbling_wordcount.sql");
     let job = crate::util::Job::spawn(
         ws.command(
             &query,
@@ -612,30 +599,12 @@ fn an_idle_timeout_closes_windows_when_input_stops() {
         "a.txt",
         "2026-01-01T00:00:00Z quiet\n2026-01-01T00:00:01Z quiet\n",
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let rows = loop {
-        let files = std::fs::read_dir(&ws.output)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
-                })
-                .count()
-            })
-            .unwrap_or(0);
-        if files > 0 {
-            // The job may be renaming a file into place meanwhile.
-            let rows = sorted_rows(&crate::util::read_parquet_live(&ws.output));
-            if !rows.is_empty() {
-                break rows;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the window never closed"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let rows = crate::util::wait_for_output(
+        &ws.output,
+        Duration::from_secs(20),
+        |rows| !rows.is_empty(),
+        || "the window never closed".to_string(),
+    );
     let log = job.stop();
     assert!(
         log.contains("advancing the watermark by wall-clock time"),

@@ -51,13 +51,6 @@ fn more_aggregates() -> String {
     )
 }
 
-/// The shipped query `name` reading its words after the line's time stamp.
-fn shipped_after_the_time(name: &str) -> String {
-    std::fs::read_to_string(crate::util::repo(name))
-        .unwrap()
-        .replace("words(lower(value))", "words(lower(substr(value, 22)))")
-}
-
 /// Random files of `TIME NUMBER words` lines: times move forward about 5 s a file, up to 30 s
 /// out of order; a few words, so groups and windows recur across files.
 fn random_files(rng: &mut StdRng) -> Vec<(String, String)> {
@@ -227,7 +220,7 @@ fn every_promised_aggregate_survives_restarts() {
 
 #[test]
 fn sliding_windows_per_pane_survive_restarts() {
-    let sql = shipped_after_the_time("sql/window_wordcount.sql");
+    let sql = crate::util::words_after_the_time("sql/window_wordcount.sql");
     let params = [("size", "20 seconds"), ("slide", "5 seconds")];
     assert!(crate::oracle::per_pane(&sql, &params), "planned per pane");
     check_across_restarts(&sql, &sql, &params, 6);
@@ -235,7 +228,7 @@ fn sliding_windows_per_pane_survive_restarts() {
 
 #[test]
 fn session_windows_survive_restarts() {
-    let sql = shipped_after_the_time("sql/session_wordcount.sql");
+    let sql = crate::util::words_after_the_time("sql/session_wordcount.sql");
     let oracle = crate::oracle::SESSIONS_BY_WINDOW_FUNCTIONS
         .replace("words(lower(value))", "words(lower(substr(value, 22)))");
     check_across_restarts(&sql, &oracle, &[("gap", "10 seconds")], 6);
@@ -272,7 +265,7 @@ fn update_mode_batch_files_applied_in_order_survive_restarts() {
     check_mode_across_restarts(AGGREGATES, AGGREGATES, &[], Mode::Update { keys: 1 }, 6);
     let sql = more_aggregates();
     check_mode_across_restarts(&sql, &sql, &[], Mode::Update { keys: 1 }, 4);
-    let sql = shipped_after_the_time("sql/window_wordcount.sql");
+    let sql = crate::util::words_after_the_time("sql/window_wordcount.sql");
     let params = [("size", "20 seconds"), ("slide", "5 seconds")];
     check_mode_across_restarts(&sql, &sql, &params, Mode::Update { keys: 3 }, 4);
 }

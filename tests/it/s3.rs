@@ -667,13 +667,7 @@ fn an_unreachable_input_is_not_idle_input() {
     let proxy = Proxy::start(moto().port);
     bucket.endpoint = format!("http://127.0.0.1:{}", proxy.port);
     let ws = crate::util::Workspace::new();
-    let query = ws.dir.path().join("tumbling.sql");
-    let sql = std::fs::read_to_string(repo("sql/tumbling_wordcount.sql")).unwrap();
-    std::fs::write(
-        &query,
-        sql.replace("lower(value)", "lower(substr(value, 22))"),
-    )
-    .unwrap();
+    let query = crate::util::words_after_the_time_file(&ws, "sql/tumbling_wordcount.sql");
     bucket.put("in/a.txt", "2026-01-01T00:00:00Z early\n");
     let input = bucket.url("in");
     let args = [
@@ -725,30 +719,12 @@ fn an_unreachable_input_is_not_idle_input() {
     std::thread::sleep(Duration::from_secs(3));
     bucket.put("in/b.txt", "2026-01-01T00:00:01Z early\n");
     proxy.restart();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let rows = loop {
-        let rows = if ws.output.read_dir().is_ok_and(|mut d| {
-            d.any(|e| {
-                e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".parquet")
-            })
-        }) {
-            sorted_rows(&crate::util::read_parquet_live(&ws.output))
-        } else {
-            Vec::new()
-        };
-        if !rows.is_empty() {
-            break rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the window never closed:\n{}",
-            job.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let rows = crate::util::wait_for_output(
+        &ws.output,
+        Duration::from_secs(60),
+        |rows| !rows.is_empty(),
+        || job.log(),
+    );
     let log = job.stop();
     assert_eq!(
         rows,

@@ -397,3 +397,53 @@ impl Job {
         log
     }
 }
+
+/// The shipped query `name` (e.g. `sql/tumbling_wordcount.sql`) reading its words after a
+/// line's 20-character time stamp (lines `2026-01-01T00:00:00Z words...`).
+pub fn words_after_the_time(name: &str) -> String {
+    std::fs::read_to_string(repo(name))
+        .unwrap()
+        .replace("words(lower(value))", "words(lower(substr(value, 22)))")
+}
+
+/// [`words_after_the_time`] written into the workspace, for the binary to run.
+pub fn words_after_the_time_file(ws: &Workspace, name: &str) -> PathBuf {
+    let query = ws.dir.path().join(Path::new(name).file_name().unwrap());
+    std::fs::write(&query, words_after_the_time(name)).unwrap();
+    query
+}
+
+/// The rows of every Parquet file in `dir` so far, sorted (none while there is none).
+pub fn output_rows(dir: &Path) -> Vec<String> {
+    let any = std::fs::read_dir(dir).is_ok_and(|mut d| {
+        d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".parquet")))
+    });
+    if any {
+        sorted_rows(&read_parquet_live(dir))
+    } else {
+        Vec::new()
+    }
+}
+
+/// Waits (up to `timeout`) until the rows a running job has written to `dir` satisfy `done`,
+/// and returns them; panics with `log()` if they never do.
+pub fn wait_for_output(
+    dir: &Path,
+    timeout: Duration,
+    done: impl Fn(&[String]) -> bool,
+    log: impl Fn() -> String,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rows = output_rows(dir);
+        if done(&rows) {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the output never came:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
