@@ -11,6 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use datafusion::execution::object_store::ObjectStoreUrl;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use url::Url;
@@ -35,6 +36,8 @@ pub struct Remote {
     pub prefix: ObjectPath,
     /// The URL as given, without a trailing `/`, for messages and for DataFusion.
     pub url: String,
+    /// The store's own URL (scheme and bucket), under which a DataFusion runtime finds it.
+    pub store_url: ObjectStoreUrl,
 }
 
 impl std::fmt::Debug for Remote {
@@ -173,10 +176,13 @@ impl Remote {
                 )));
             }
         };
+        let store_url = ObjectStoreUrl::parse(&url[..url::Position::BeforePath])
+            .map_err(|e| Error::Usage(format!("{what} {text}: {e}")))?;
         Ok(Remote {
             store,
             prefix,
             url: text.trim_end_matches('/').to_string(),
+            store_url,
         })
     }
 

@@ -86,6 +86,11 @@ pub struct IncrementalAggregate {
 }
 
 impl IncrementalAggregate {
+    /// The `Partial` aggregation over a trigger's rows.
+    pub fn partial_plan(&self) -> Arc<dyn ExecutionPlan> {
+        Arc::clone(&self.partial)
+    }
+
     /// Splits a physical plan with exactly one aggregation (checked by the caller); `window`
     /// is the GROUP BY key that holds a row's window, if any.
     pub fn split(plan: Arc<dyn ExecutionPlan>, window: Option<WindowKey>) -> Result<Self> {

@@ -66,6 +66,22 @@ impl Default for Watermark {
 }
 
 impl Watermark {
+    /// A watermark `current` microseconds in, with `delay` (as a shipped plan carries it).
+    pub(super) fn fixed(delay: i64, current: i64) -> Self {
+        let watermark = Self::default();
+        let _ = watermark.delay.set(delay);
+        watermark.current.store(current, Ordering::Relaxed);
+        watermark
+    }
+
+    /// Its delay and its value, in microseconds (`i64::MIN`: none yet).
+    pub(super) fn delay_and_current(&self) -> (i64, i64) {
+        (
+            self.delay.get().copied().unwrap_or(0),
+            self.current.load(Ordering::Relaxed),
+        )
+    }
+
     fn enabled(&self) -> bool {
         self.delay.get().is_some()
     }
@@ -290,7 +306,7 @@ pub fn read_file(
 ) -> Result<bool> {
     let opened = match &file.place {
         Place::File(path) => open_file(file, path, counters)?,
-        Place::Object { store, path } => open_object(file, store, path, counters)?,
+        Place::Object { store, path, .. } => open_object(file, store, path, counters)?,
     };
     let Some(mut reader) = opened else {
         return Ok(true); // vanished: counted and logged

@@ -7,6 +7,7 @@
 //! stateless: its whole plan runs over each trigger's rows.
 
 pub mod clock;
+pub mod codec;
 pub mod functions;
 pub mod incremental;
 pub mod lines;
@@ -195,6 +196,16 @@ impl StreamingQuery {
     }
 
     /// The slot the app fills with each trigger's files.
+    /// The plan a trigger runs over its input units (bound by [`scan::bind`]): the whole query
+    /// when it keeps no state, else the `Partial` aggregation below the GROUP BY. This is the
+    /// part of a trigger that [`codec::PlanCodec`] can ship to another process.
+    pub fn trigger_plan(&self) -> Arc<dyn ExecutionPlan> {
+        match &self.shape {
+            Shape::Stateless(plan) => Arc::clone(plan),
+            Shape::Aggregate(agg) => agg.partial_plan(),
+        }
+    }
+
     pub fn slot(&self) -> &TriggerSlot {
         &self.slot
     }

@@ -15,8 +15,9 @@
 //! them, replaces `ts` with `--event-time` and drops rows behind the `--watermark`.
 //!
 //! Each file also carries its [`InputUnit`] as an extension (the exact local path or object
-//! store handle, and the pinned size and version); the serializable fields (path, size, byte
-//! range, partition values) say the same for an engine that ships the plan elsewhere.
+//! store handle, and the pinned size and version), which the reader uses;
+//! [`super::codec::PlanCodec`] writes a bound plan as bytes, units included, for another
+//! process to run.
 
 use std::fmt;
 use std::sync::Arc;
@@ -154,7 +155,7 @@ fn file_groups(units: &[InputUnit], n: usize) -> Vec<FileGroup> {
 
 /// A unit as a file of the scan: where it is, its pinned size or byte range, and its `ts` and
 /// `file` as partition values; the unit itself rides along for the reader.
-fn partitioned_file(unit: &InputUnit) -> PartitionedFile {
+pub(super) fn partitioned_file(unit: &InputUnit) -> PartitionedFile {
     let location = match &unit.place {
         Place::File(path) => path.display().to_string(),
         Place::Object { path, .. } => path.to_string(),
@@ -196,7 +197,7 @@ pub struct LinesSource {
 }
 
 impl LinesSource {
-    fn new(reading: Reading) -> Self {
+    pub(super) fn new(reading: Reading) -> Self {
         let file_schema = Arc::new(lines_schema().project(&[0]).expect("lines has value"));
         let table_schema = table_schema(file_schema);
         Self {
@@ -205,6 +206,10 @@ impl LinesSource {
             reading,
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    pub(super) fn reading(&self) -> &Reading {
+        &self.reading
     }
 }
 
@@ -315,12 +320,12 @@ pub struct EventTimeExec {
 
 /// What [`EventTimeExec`] does to each batch.
 #[derive(Debug)]
-struct EventTimeStage {
-    event_time: Option<Arc<EventTime>>,
-    watermark: Option<Arc<Watermark>>,
-    counters: Arc<TextCounters>,
+pub(super) struct EventTimeStage {
+    pub(super) event_time: Option<Arc<EventTime>>,
+    pub(super) watermark: Option<Arc<Watermark>>,
+    pub(super) counters: Arc<TextCounters>,
     /// The `lines` columns the query reads.
-    keep: Vec<usize>,
+    pub(super) keep: Vec<usize>,
 }
 
 impl EventTimeStage {
@@ -345,7 +350,7 @@ impl EventTimeStage {
 }
 
 impl EventTimeExec {
-    fn new(input: Arc<dyn ExecutionPlan>, stage: Arc<EventTimeStage>) -> Result<Self> {
+    pub(super) fn new(input: Arc<dyn ExecutionPlan>, stage: Arc<EventTimeStage>) -> Result<Self> {
         let schema = Arc::new(lines_schema().project(&stage.keep)?);
         let input_properties = input.properties();
         let properties = PlanProperties::new(
@@ -359,6 +364,10 @@ impl EventTimeExec {
             stage,
             properties: Arc::new(properties),
         })
+    }
+
+    pub(super) fn stage(&self) -> &EventTimeStage {
+        &self.stage
     }
 }
 

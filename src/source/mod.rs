@@ -30,6 +30,8 @@ pub enum Place {
     /// An object in an object store.
     Object {
         store: Arc<dyn object_store::ObjectStore>,
+        /// The store's URL (scheme and bucket), as a DataFusion runtime registers it.
+        store_url: datafusion::execution::object_store::ObjectStoreUrl,
         path: object_store::path::Path,
     },
 }

@@ -731,6 +731,8 @@ pub(crate) mod faulty {
             store: std::sync::Arc::clone(store) as std::sync::Arc<dyn object_store::ObjectStore>,
             prefix: ObjectPath::from("ck"),
             url: "memory://ck".to_string(),
+            store_url: datafusion::execution::object_store::ObjectStoreUrl::parse("memory://")
+                .expect("a store URL"),
         }
     }
 }

@@ -101,6 +101,7 @@ impl Folder for RemoteFolder {
             display: self.remote.url_of(&file.name),
             place: Place::Object {
                 store: self.remote.store.clone(),
+                store_url: self.remote.store_url.clone(),
                 path: self.remote.child(&file.name),
             },
             ts_micros: file.ts_micros,
