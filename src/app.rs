@@ -244,6 +244,8 @@ struct Job {
     step_pause: Option<Duration>,
     /// `--progress`: where each batch's record goes once committed.
     progress: Option<ProgressWriter>,
+    /// `--ui`: what the status page shows.
+    monitor: Option<Arc<crate::ui::Monitor>>,
     /// Identifies this run in progress records.
     run_id: String,
     /// The query file's name.
@@ -318,6 +320,21 @@ impl Job {
         for sink in &mut sinks {
             sink.discard_from(first_unrecoverable).await?;
         }
+        let monitor = match args.ui {
+            Some(address) => {
+                let monitor = crate::ui::Monitor::new(crate::ui::QueryInfo {
+                    name: args.query.display().to_string(),
+                    sql: file.sql.clone(),
+                    plan: query.explain(),
+                    mode: query.mode().to_string(),
+                    checkpoint: checkpoint.describe(),
+                });
+                let bound = crate::ui::serve(address, Arc::clone(&monitor)).await?;
+                log::info!("status page at http://{bound}/");
+                Some(monitor)
+            }
+            None => None,
+        };
         let inputs: Vec<String> = sources.iter().map(|s| s.describe()).collect();
         log::info!(
             "running {} in {} mode over {} (trigger {:?}, {} partitions)",
@@ -350,6 +367,7 @@ impl Job {
                 .as_deref()
                 .map(ProgressWriter::open)
                 .transpose()?,
+            monitor,
             run_id: format!(
                 "{:016x}{:08x}",
                 crate::time::now_micros(),
@@ -395,13 +413,17 @@ impl Job {
         if std::mem::replace(&mut self.idle_reported, true) {
             return Ok(());
         }
+        let event = IdleEvent {
+            event: "idle",
+            id: self.checkpoint.query_id().to_string(),
+            run_id: self.run_id.clone(),
+            timestamp: crate::generate::iso8601(crate::time::now_micros()),
+        };
+        if let Some(monitor) = &self.monitor {
+            monitor.idle(&event);
+        }
         if let Some(progress) = &mut self.progress {
-            progress.write(&IdleEvent {
-                event: "idle",
-                id: self.checkpoint.query_id().to_string(),
-                run_id: self.run_id.clone(),
-                timestamp: crate::generate::iso8601(crate::time::now_micros()),
-            })?;
+            progress.write(&event)?;
         }
         Ok(())
     }
@@ -486,6 +508,9 @@ impl Job {
         for sink in &mut self.sinks {
             sink.write(&sink_batch).await?;
             pause(self.step_pause).await;
+        }
+        if let Some(monitor) = &self.monitor {
+            monitor.result(batch_id, sink_batch.schema, &output.rows);
         }
         let counts = self.counters.snapshot() - before;
         self.snapshot_due |= self.checkpoint.wants_snapshot(batch_id);
@@ -616,15 +641,19 @@ impl Job {
                 sink.commit(batch_id).await?;
             }
         }
-        if let Some(progress) = &mut self.progress {
-            let checkpoint = Ms::from(started.elapsed());
-            for mut record in committed {
-                record.duration_ms.checkpoint = checkpoint;
-                // The batch is committed: a progress file that cannot be written (a full
-                // disk, a closed pipe) must not stop the job.
-                if let Err(e) = progress.write(&record) {
-                    log::warn!("{e}");
-                }
+        let checkpoint = Ms::from(started.elapsed());
+        let watermark = self.query.slot().watermark();
+        for mut record in committed {
+            record.duration_ms.checkpoint = checkpoint;
+            if let Some(monitor) = &self.monitor {
+                monitor.committed(&record, watermark);
+            }
+            // The batch is committed: a progress file that cannot be written (a full disk, a
+            // closed pipe) must not stop the job.
+            if let Some(progress) = &mut self.progress
+                && let Err(e) = progress.write(&record)
+            {
+                log::warn!("{e}");
             }
         }
         self.release_input().await?;

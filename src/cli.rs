@@ -299,6 +299,15 @@ pub struct RunArgs {
     /// appending; `-` for stderr.
     #[arg(long, value_name = "FILE")]
     pub progress: Option<PathBuf>,
+    /// Serve a status page at this address (e.g. 127.0.0.1:4040): charts over the recent
+    /// batches, the latest result, the query and its plan; JSON at /api/progress and
+    /// /api/result, Prometheus metrics at /metrics. Port 0 picks a free one (logged).
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<std::net::SocketAddr>,
+    /// Let --ui listen on an address other than loopback (the page shows the query, its
+    /// results and metrics to whoever can reach it).
+    #[arg(long, requires = "ui")]
+    pub ui_public: bool,
     /// Where the socket source logs lines before they count: a local directory. Default:
     /// `wal` in a local --checkpoint (required with a checkpoint on an object store).
     #[arg(long)]
@@ -448,6 +457,9 @@ impl RunArgs {
         }
         if let Some(address) = &self.socket {
             check_socket_address(address)?;
+        }
+        if let Some(address) = self.ui {
+            crate::ui::check_address(address, self.ui_public)?;
         }
         let usage = |m: String| Err(crate::error::Error::Usage(m));
         let ends = matches!(self.trigger, Trigger::Once | Trigger::AvailableNow);

@@ -13,7 +13,8 @@
 //! - [`app`]: the trigger loop that wires them; [`commands`]: verify, checkpoint show, reset,
 //!   generate, the mode shortcuts, demo and sql; [`generate`]: the data generator;
 //!   [`cli`] and [`error`] face the user; [`storage`] opens local paths and object-store
-//!   URLs for the others.
+//!   URLs for the others; [`progress`] assembles each batch's record, which the `--progress`
+//!   file and the status page ([`ui`]) read.
 
 pub mod app;
 pub mod batch;
@@ -29,3 +30,4 @@ pub mod source;
 pub mod state;
 pub mod storage;
 pub mod time;
+pub mod ui;

@@ -12,4 +12,5 @@ mod restore;
 mod s3;
 mod socket;
 mod tools;
+mod ui;
 mod util;
