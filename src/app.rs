@@ -19,13 +19,13 @@ use crate::cli::{RunConfig, Trigger};
 use crate::error::{Context, Error, Result};
 use crate::progress::{
     BacklogBar, BatchProgress, Durations, EventTime, IdleEvent, InputCounts, Ms, ProgressWriter,
-    SinkProgress, SourceProgress, StateOperator,
+    SinkProgress, SourceInput, SourceProgress, StateMetrics, StateOperator,
 };
 use crate::query::lines::TriggerSlot;
 use crate::query::plan::QueryFile;
 use crate::query::{QuerySpec, StreamingQuery};
 use crate::sink::{Sink, SinkBatch};
-use crate::source::{self, Restorable, Restored, Source};
+use crate::source::{self, InputUnit, Restorable, Restored, Source};
 use crate::state::checkpoint::{
     Checkpoint, Commit, FORMAT_VERSION, Metadata, Offsets, Recovered, SourceParts,
 };
@@ -256,6 +256,8 @@ struct Job {
     take_time: Duration,
     /// Whether an idle event was written since the last batch.
     idle_reported: bool,
+    /// Each source's part of its latest batch: the next batch's `startOffset`.
+    end_offsets: SourceParts,
 }
 
 impl Job {
@@ -312,6 +314,14 @@ impl Job {
                 query.state().map_or(0, |s| s.len())
             );
         }
+        let end_offsets = match recovered.last_commit {
+            Some(last) => checkpoint
+                .offsets(last)
+                .await
+                .map(|o| o.sources)
+                .unwrap_or_default(),
+            None => SourceParts::new(),
+        };
         let mut sinks = crate::sink::build(config).await?;
         // Anything after the restored and replayable batches cannot be reproduced: drop it.
         let first_unrecoverable = next_batch + recovered.replay.len() as u64;
@@ -380,6 +390,7 @@ impl Job {
             previous_trigger: None,
             take_time: Duration::ZERO,
             idle_reported: false,
+            end_offsets,
         };
         job.release_input().await?;
         Ok(job)
@@ -474,7 +485,16 @@ impl Job {
                         self.checkpoint.describe()
                     ))
                 })?;
-            units.extend(source.open_batch(batch_id, part)?);
+            let tag: Arc<str> = Arc::from(name.as_str());
+            units.extend(
+                source
+                    .open_batch(batch_id, part)?
+                    .into_iter()
+                    .map(|unit| InputUnit {
+                        source: Arc::clone(&tag),
+                        ..unit
+                    }),
+            );
         }
         if offsets.skipped {
             log::warn!(
@@ -643,8 +663,12 @@ impl Job {
         }
         let checkpoint = Ms::from(started.elapsed());
         let watermark = self.query.slot().watermark();
+        let state_bytes_on_disk = self.checkpoint.state_bytes_on_disk();
         for mut record in committed {
             record.duration_ms.checkpoint = checkpoint;
+            for state in &mut record.state_operators {
+                state.custom_metrics.state_bytes_on_disk = state_bytes_on_disk;
+            }
             if let Some(monitor) = &self.monitor {
                 monitor.committed(&record, watermark);
             }
@@ -760,15 +784,16 @@ impl Job {
             .previous_trigger
             .replace(f.started)
             .map_or(elapsed, |p| f.started - p);
-        let per_second = |d: Duration| {
+        let rate = |rows: u64, d: Duration| {
             if d.is_zero() {
                 0.0
             } else {
                 rows as f64 / d.as_secs_f64()
             }
         };
+        let per_second = |d: Duration| rate(rows, d);
         let t = f.output.timings;
-        let single_source = self.sources.len() == 1;
+        let by_source = self.counters.take_by_source();
         BatchProgress {
             id: self.checkpoint.query_id().to_string(),
             run_id: self.run_id.clone(),
@@ -818,16 +843,34 @@ impl Job {
                     num_rows_removed: f.output.removed_groups,
                     num_rows_dropped_by_watermark: f.counts.late_rows,
                     memory_used_bytes: state.memory_size() as u64,
+                    custom_metrics: StateMetrics::default(),
                 })
                 .into_iter()
                 .collect(),
             sources: self
                 .sources
                 .iter()
-                .map(|s| SourceProgress {
-                    description: s.describe(),
-                    end_offset: f.offsets.sources.get(s.name()).cloned().unwrap_or_default(),
-                    num_input_rows: single_source.then_some(rows),
+                .map(|s| {
+                    let counts = by_source.get(s.name()).copied().unwrap_or_default();
+                    let end = f.offsets.sources.get(s.name()).cloned();
+                    let start = match &end {
+                        Some(end) => self.end_offsets.insert(s.name().to_string(), end.clone()),
+                        None => self.end_offsets.get(s.name()).cloned(),
+                    };
+                    SourceProgress {
+                        description: s.describe(),
+                        start_offset: start.unwrap_or_default(),
+                        end_offset: end.unwrap_or_default(),
+                        num_input_rows: counts.rows,
+                        input_rows_per_second: rate(counts.rows, since_previous),
+                        processed_rows_per_second: rate(counts.rows, elapsed + take),
+                        input: SourceInput {
+                            bytes: counts.bytes,
+                            lossy_lines: counts.lossy_lines,
+                            long_lines: counts.long_lines,
+                            vanished_files: counts.vanished_files,
+                        },
+                    }
                 })
                 .collect(),
             sink: SinkProgress {

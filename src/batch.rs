@@ -58,6 +58,28 @@ pub struct TextCounters {
     pub late_rows: AtomicU64,
     /// Event times seen since they were last taken (with `--event-time` or `--watermark`).
     pub event_times: std::sync::Mutex<EventTimeStats>,
+    /// What each source's units gave since they were last taken, by source name.
+    pub by_source: std::sync::Mutex<std::collections::BTreeMap<Arc<str>, SourceCounts>>,
+}
+
+/// What one source's input gave: the part of [`TextCounters`] that belongs to a unit.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SourceCounts {
+    pub rows: u64,
+    pub bytes: u64,
+    pub lossy_lines: u64,
+    pub long_lines: u64,
+    pub vanished_files: u64,
+}
+
+impl std::ops::AddAssign for SourceCounts {
+    fn add_assign(&mut self, other: Self) {
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.lossy_lines += other.lossy_lines;
+        self.long_lines += other.long_lines;
+        self.vanished_files += other.vanished_files;
+    }
 }
 
 /// The event times of a batch's rows: count, least, greatest and sum (microseconds).
@@ -91,6 +113,21 @@ impl EventTimeStats {
 }
 
 impl TextCounters {
+    /// Adds what a unit of `source` gave.
+    pub fn add_source(&self, source: &Arc<str>, counts: SourceCounts) {
+        if let Ok(mut by_source) = self.by_source.lock() {
+            *by_source.entry(Arc::clone(source)).or_default() += counts;
+        }
+    }
+
+    /// What each source gave since the last call, forgotten.
+    pub fn take_by_source(&self) -> std::collections::BTreeMap<Arc<str>, SourceCounts> {
+        self.by_source
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
+    }
+
     /// The event times seen since the last call, forgotten.
     pub fn take_event_times(&self) -> EventTimeStats {
         self.event_times
@@ -196,6 +233,8 @@ pub struct LineDecoder<'a> {
     values: StringBuilder,
     rows: usize,
     batches: Vec<RecordBatch>,
+    /// This file's own counts (the shared counters hold every file's).
+    tally: SourceCounts,
 }
 
 impl<'a> LineDecoder<'a> {
@@ -220,7 +259,13 @@ impl<'a> LineDecoder<'a> {
             values: StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 64),
             rows: 0,
             batches: Vec::new(),
+            tally: SourceCounts::default(),
         }
+    }
+
+    /// This file's counts so far.
+    pub fn tally(&self) -> SourceCounts {
+        self.tally
     }
 
     /// Decodes the complete lines in `chunk` (together with any carried partial line).
@@ -228,6 +273,7 @@ impl<'a> LineDecoder<'a> {
         self.counters
             .bytes
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        self.tally.bytes += chunk.len() as u64;
         let Some(last_nl) = memchr::memrchr(b'\n', chunk) else {
             self.extend_carry(chunk);
             return Ok(());
@@ -250,7 +296,7 @@ impl<'a> LineDecoder<'a> {
     }
 
     /// Emits the last line if the file did not end with a newline; flushes the open batch.
-    pub fn finish(mut self) -> Result<Vec<RecordBatch>> {
+    pub fn finish(&mut self) -> Result<Vec<RecordBatch>> {
         if !self.carry.is_empty() || self.skipping {
             let line = std::mem::take(&mut self.carry);
             self.end_line(&line)?;
@@ -265,7 +311,7 @@ impl<'a> LineDecoder<'a> {
                 if lossy == 1 { "" } else { "s" }
             );
         }
-        Ok(self.batches)
+        Ok(std::mem::take(&mut self.batches))
     }
 
     /// Batches completed so far; lets a caller stream a large file.
@@ -328,6 +374,7 @@ impl<'a> LineDecoder<'a> {
             Ok(text) => self.append(strip_cr(text)),
             Err(_) => {
                 self.counters.lossy_lines.fetch_add(1, Ordering::Relaxed);
+                self.tally.lossy_lines += 1;
                 if self.lossy.0 == 0 {
                     self.lossy.1 = self.line_no;
                 }
@@ -340,6 +387,7 @@ impl<'a> LineDecoder<'a> {
 
     fn skip_long_line(&mut self, seen: usize) {
         self.counters.long_lines.fetch_add(1, Ordering::Relaxed);
+        self.tally.long_lines += 1;
         log::warn!(
             "{}:{}: line longer than --max-line-bytes {} (at least {seen} bytes), skipped",
             self.file,
@@ -365,6 +413,7 @@ impl<'a> LineDecoder<'a> {
         }
         let rows = std::mem::take(&mut self.rows);
         self.counters.rows.fetch_add(rows as u64, Ordering::Relaxed);
+        self.tally.rows += rows as u64;
         let values: ArrayRef = Arc::new(self.values.finish());
         let mut columns = Vec::with_capacity(self.projection.columns.len());
         for &c in &self.projection.columns {

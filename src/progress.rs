@@ -119,6 +119,16 @@ pub struct StateOperator {
     pub num_rows_dropped_by_watermark: u64,
     /// An estimate of the state's memory (its Arrow arrays and index).
     pub memory_used_bytes: u64,
+    pub custom_metrics: StateMetrics,
+}
+
+/// dfstream's own state figures, where Spark puts a state store's (`customMetrics`).
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateMetrics {
+    /// Bytes of the state files the checkpoint keeps (deltas and snapshots), after the
+    /// commit that made the batch durable.
+    pub state_bytes_on_disk: u64,
 }
 
 /// One source's part of the batch.
@@ -126,11 +136,27 @@ pub struct StateOperator {
 #[serde(rename_all = "camelCase")]
 pub struct SourceProgress {
     pub description: String,
+    /// What the source took for its previous batch (where this one starts), in its own
+    /// recorded form; null before its first.
+    pub start_offset: serde_json::Value,
     /// What the source took for the batch, in its own recorded form (null if nothing).
     pub end_offset: serde_json::Value,
-    /// The batch's input rows, when the job has this one source (rows are counted per batch).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub num_input_rows: Option<u64>,
+    /// Rows read from this source's input.
+    pub num_input_rows: u64,
+    pub input_rows_per_second: f64,
+    pub processed_rows_per_second: f64,
+    /// dfstream's counts for this source's input.
+    pub input: SourceInput,
+}
+
+/// What one source's input gave: bytes, and what was skipped or replaced.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceInput {
+    pub bytes: u64,
+    pub lossy_lines: u64,
+    pub long_lines: u64,
+    pub vanished_files: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -98,6 +98,8 @@ struct UnitProto {
     size: Option<u64>,
     #[prost(string, optional, tag = "9")]
     version: Option<String>,
+    #[prost(string, tag = "10")]
+    source: String,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -307,6 +309,7 @@ fn encode_unit(unit: &InputUnit) -> UnitProto {
         range_end: unit.range.map(|r| r.1),
         size: unit.size,
         version: unit.version.clone(),
+        source: unit.source.to_string(),
     }
 }
 
@@ -342,6 +345,7 @@ fn decode_unit(unit: UnitProto, ctx: &TaskContext) -> Result<InputUnit> {
         range,
         size: unit.size,
         version: unit.version,
+        source: unit.source.into(),
     })
 }
 
@@ -425,6 +429,7 @@ mod tests {
                 range: None,
                 size: Some(text.len() as u64),
                 version: put.e_tag,
+                source: Arc::from("objects"),
             });
         }
         units

@@ -23,7 +23,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::batch::{LineDecoder, Projection, TextCounters, lines_schema};
+use crate::batch::{LineDecoder, Projection, SourceCounts, TextCounters, lines_schema};
 use crate::source::{InputUnit, Place};
 
 /// Bytes read from a file at a time.
@@ -309,6 +309,11 @@ pub fn read_file(
         Place::Object { store, path, .. } => open_object(file, store, path, counters)?,
     };
     let Some(mut reader) = opened else {
+        let vanished = SourceCounts {
+            vanished_files: 1,
+            ..Default::default()
+        };
+        counters.add_source(&file.source, vanished);
         return Ok(true); // vanished: counted and logged
     };
     let mut decoder = LineDecoder::new(
@@ -350,6 +355,7 @@ pub fn read_file(
     counters
         .read_nanos
         .fetch_add(busy.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    counters.add_source(&file.source, decoder.tally());
     result
 }
 

@@ -54,6 +54,9 @@ pub struct InputUnit {
     pub size: Option<u64>,
     /// The object's ETag when it was taken (object stores only).
     pub version: Option<String>,
+    /// The name of the source it came from (its figures in progress records are counted by
+    /// it); set by the trigger loop.
+    pub source: Arc<str>,
 }
 
 impl InputUnit {
@@ -66,6 +69,7 @@ impl InputUnit {
             range: None,
             size: None,
             version: None,
+            source: Arc::default(),
         }
     }
 }

@@ -258,6 +258,9 @@ pub struct Checkpoint {
     unreadable: std::sync::Mutex<Option<String>>,
     /// The query's id (empty when only reading).
     query_id: String,
+    /// Sizes of the state files (`state/N.delta`, `state/N.snapshot`), kept as they are
+    /// written and removed so that each commit can report them without listing.
+    state_files: std::sync::Mutex<BTreeMap<String, u64>>,
 }
 
 impl Checkpoint {
@@ -279,6 +282,7 @@ impl Checkpoint {
             damage_seen: Default::default(),
             unreadable: Default::default(),
             query_id: String::new(),
+            state_files: Default::default(),
         };
         let query_id = match checkpoint.metadata().await? {
             Some(stored)
@@ -326,7 +330,22 @@ impl Checkpoint {
             }
         };
         checkpoint.query_id = query_id;
+        let state_files =
+            checkpoint.store.list("state").await.map_err(|e| {
+                Error::io(format!("listing {}/state", checkpoint.store.describe()), e)
+            })?;
+        *checkpoint.state_files.lock().expect("not poisoned") = state_files
+            .into_iter()
+            .map(|(name, size)| (format!("state/{name}"), size))
+            .collect();
         Ok(checkpoint)
+    }
+
+    /// Bytes of the state files kept (deltas and snapshots), as of the latest write.
+    pub fn state_bytes_on_disk(&self) -> u64 {
+        self.state_files
+            .lock()
+            .map_or(0, |files| files.values().sum())
     }
 
     /// The query's id, recorded when the checkpoint was made.
@@ -344,6 +363,7 @@ impl Checkpoint {
             damage_seen: Default::default(),
             unreadable: Default::default(),
             query_id: String::new(),
+            state_files: Default::default(),
         };
         let meta = checkpoint.metadata().await?.ok_or_else(|| {
             Error::Usage(format!(
@@ -585,6 +605,9 @@ impl Checkpoint {
                                 e,
                             )
                         })?;
+                    if let Ok(mut files) = self.state_files.lock() {
+                        files.remove(&format!("{sub}/{n}{suffix}"));
+                    }
                 }
             }
         }
@@ -994,12 +1017,20 @@ impl Checkpoint {
     }
 
     async fn put_sealed(&self, path: &str, payload: &[u8]) -> Result<()> {
-        self.store.put(path, seal(payload)).await.map_err(|e| {
+        let sealed = seal(payload);
+        let size = sealed.len() as u64;
+        self.store.put(path, sealed).await.map_err(|e| {
             Error::io(
                 format!("writing checkpoint file {}/{path}", self.store.describe()),
                 e,
             )
-        })
+        })?;
+        if path.starts_with("state/")
+            && let Ok(mut files) = self.state_files.lock()
+        {
+            files.insert(path.to_string(), size);
+        }
+        Ok(())
     }
 
     /// `None` if missing, `Some(Err(damage))` if the checksum does not match.

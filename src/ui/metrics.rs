@@ -6,7 +6,7 @@
 //! `dfstream_late_rows_total`, and `dfstream_skipped_total{what=...}` (long lines, vanished
 //! files, rows without an event time; lossy lines are read, with replacements, and counted
 //! as `dfstream_lossy_lines_total`). Gauges: `dfstream_last_batch_id`, `dfstream_state_rows`,
-//! `dfstream_state_memory_bytes`, `dfstream_watermark_seconds` (Unix time; absent until there
+//! `dfstream_state_memory_bytes`, `dfstream_state_disk_bytes`, `dfstream_watermark_seconds` (Unix time; absent until there
 //! is one). Histograms: `dfstream_batch_duration_seconds{phase=...}` for the whole batch
 //! (`trigger_execution`) and each phase (`read`, `aggregate`, `merge`, `emit`, `sink`,
 //! `checkpoint`).
@@ -45,6 +45,7 @@ pub struct Metrics {
     last_batch_id: Gauge,
     state_rows: Gauge,
     state_memory: Gauge,
+    state_disk: Gauge,
     watermark: Gauge<f64, AtomicU64>,
     durations: Histograms,
     /// Whether the watermark gauge is registered (it appears with the first watermark).
@@ -71,6 +72,7 @@ impl Default for Metrics {
             last_batch_id: Gauge::default(),
             state_rows: Gauge::default(),
             state_memory: Gauge::default(),
+            state_disk: Gauge::default(),
             watermark: Gauge::default(),
             durations: Family::new_with_constructor(duration_histogram),
             has_watermark: Mutex::new(false),
@@ -108,6 +110,11 @@ impl Default for Metrics {
             "state_memory_bytes",
             "Estimated memory of the state",
             m.state_memory.clone(),
+        );
+        registry.register(
+            "state_disk_bytes",
+            "Bytes of the state files the checkpoint keeps",
+            m.state_disk.clone(),
         );
         registry.register(
             "batch_duration_seconds",
@@ -154,6 +161,8 @@ impl Metrics {
         if let Some(state) = record.state_operators.first() {
             self.state_rows.set(state.num_rows_total as i64);
             self.state_memory.set(state.memory_used_bytes as i64);
+            self.state_disk
+                .set(state.custom_metrics.state_bytes_on_disk as i64);
         }
         if let Some(micros) = watermark_micros.filter(|&w| w != i64::MIN && w != i64::MAX) {
             self.watermark.set(micros as f64 / 1e6);

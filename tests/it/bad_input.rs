@@ -255,6 +255,7 @@ fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
         range: None,
         size: None,
         version: None,
+        source: Default::default(),
     };
     let projection = Projection::new(None).unwrap();
     let mut batches = 0;

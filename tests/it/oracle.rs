@@ -108,6 +108,7 @@ async fn stream(
                     range: None,
                     size: None,
                     version: None,
+                    source: Default::default(),
                 })
                 .collect(),
         );
@@ -507,6 +508,7 @@ fn check_append(sql: &str, expected_sql: &str, params: &[(&str, &str)], count: u
                             range: None,
                             size: None,
                             version: None,
+                            source: Default::default(),
                         })
                         .collect(),
                 );

@@ -117,8 +117,24 @@ fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
         );
         let source = &record["sources"][0];
         assert_eq!(source["numInputRows"], record["numInputRows"]);
+        assert_eq!(source["input"]["bytes"], text.len() as u64, "{record}");
         assert_eq!(source["endOffset"][0]["name"], name, "{record}");
+        // A batch starts where the source's previous one ended.
+        let previous = i.checked_sub(1).map(|p| &all[p]["sources"][0]["endOffset"]);
+        assert_eq!(
+            &source["startOffset"],
+            previous.unwrap_or(&Value::Null),
+            "{record}"
+        );
     }
+    // The state files on disk, as of the last commit.
+    let on_disk: u64 = std::fs::read_dir(ws.checkpoint.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let reported = &all[2]["stateOperators"][0]["customMetrics"]["stateBytesOnDisk"];
+    assert!(on_disk > 0);
+    assert_eq!(reported, on_disk, "{:?}", all[2]);
     // A restart is the same query (id) in a new run (runId).
     ws.add_file("d.txt", "more\n");
     assert_ok(&ws.run(&repo("sql/wordcount.sql"), &args));
@@ -127,6 +143,87 @@ fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
     assert_eq!(all[3]["id"], all[0]["id"]);
     assert_ne!(all[3]["runId"], all[0]["runId"]);
     assert_eq!(all[3]["batchId"], 3);
+    // ... also across a restart.
+    assert_eq!(
+        all[3]["sources"][0]["startOffset"],
+        all[2]["sources"][0]["endOffset"]
+    );
+}
+
+/// With a directory and a socket, each source's figures are its own input's.
+#[test]
+fn each_source_counts_its_own_rows_and_bytes() {
+    let ws = Workspace::new();
+    let file_text: &[u8] = b"one two\nthree\n\xffbad utf8\n";
+    ws.add_file("a.txt", file_text);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let socket_lines = "alpha beta\ngamma\ndelta\nepsilon\n";
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::io::Write::write_all(&mut stream, socket_lines.as_bytes()).unwrap();
+    });
+    let (progress, progress_flag) = progress_file(&ws);
+    let job = crate::util::Job::spawn(
+        ws.command(
+            &repo("sql/wordcount.sql"),
+            &[
+                "--socket",
+                &addr,
+                "--trigger",
+                "continuous",
+                "--checkpoint-interval",
+                "0",
+                "--no-console",
+                "--progress",
+                &progress_flag,
+            ],
+        )
+        .stdout(Stdio::null()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while records(&progress)
+        .iter()
+        .filter_map(|r| r["numInputRows"].as_u64())
+        .sum::<u64>()
+        < 7
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", job.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.stop();
+    server.join().unwrap();
+    let all: Vec<Value> = records(&progress)
+        .into_iter()
+        .filter(|r| r.get("batchId").is_some())
+        .collect();
+    let mut rows = std::collections::BTreeMap::new();
+    let mut bytes = std::collections::BTreeMap::new();
+    let mut lossy = std::collections::BTreeMap::new();
+    for record in &all {
+        let sources = record["sources"].as_array().unwrap();
+        assert_eq!(sources.len(), 2, "{record}");
+        let sum: u64 = sources
+            .iter()
+            .map(|s| s["numInputRows"].as_u64().unwrap())
+            .sum();
+        assert_eq!(sum, record["numInputRows"].as_u64().unwrap(), "{record}");
+        for source in sources {
+            let kind = if source["description"].as_str().unwrap().contains(&addr) {
+                "socket"
+            } else {
+                "files"
+            };
+            *rows.entry(kind).or_insert(0) += source["numInputRows"].as_u64().unwrap();
+            *bytes.entry(kind).or_insert(0) += source["input"]["bytes"].as_u64().unwrap();
+            *lossy.entry(kind).or_insert(0) += source["input"]["lossyLines"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(rows["files"], 3, "{all:?}");
+    assert_eq!(rows["socket"], 4, "{all:?}");
+    assert_eq!(bytes["files"], file_text.len() as u64, "{all:?}");
+    assert_eq!(bytes["socket"], socket_lines.len() as u64, "{all:?}");
+    assert_eq!((lossy["files"], lossy["socket"]), (1, 0), "{all:?}");
 }
 
 #[test]

@@ -285,6 +285,13 @@ fn the_status_page_serves_the_jobs_numbers_on_every_route_and_in_a_real_browser(
         "{body}"
     );
     assert_eq!(metrics["dfstream_last_batch_id"], 3.0, "{body}");
+    let on_disk = &records[3]["stateOperators"][0]["customMetrics"]["stateBytesOnDisk"];
+    assert!(on_disk.as_u64().unwrap() > 0, "{:?}", records[3]);
+    assert_eq!(
+        metrics["dfstream_state_disk_bytes"],
+        on_disk.as_f64().unwrap(),
+        "{body}"
+    );
     assert_eq!(
         metrics["dfstream_batch_duration_seconds_count{phase=\"trigger_execution\"}"], 4.0,
         "{body}"

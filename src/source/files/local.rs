@@ -152,6 +152,7 @@ impl Folder for LocalFolder {
             range: None,
             size: file.size,
             version: None,
+            source: Default::default(),
         }
     }
 

@@ -108,6 +108,7 @@ impl Folder for RemoteFolder {
             range: None,
             size: file.size,
             version: file.version.clone(),
+            source: Default::default(),
         }
     }
 

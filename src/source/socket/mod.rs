@@ -174,6 +174,7 @@ impl Source for SocketSource {
                     range: Some((range.start, range.end)),
                     size: None,
                     version: None,
+                    source: Default::default(),
                 }
             })
             .collect())
