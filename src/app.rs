@@ -339,7 +339,7 @@ impl Job {
                     mode: query.mode().to_string(),
                     checkpoint: checkpoint.describe(),
                 });
-                let bound = crate::ui::serve(address, Arc::clone(&monitor)).await?;
+                let bound = crate::ui::serve(address, Arc::clone(&monitor))?;
                 log::info!("status page at http://{bound}/");
                 Some(monitor)
             }

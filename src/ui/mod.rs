@@ -7,8 +7,8 @@
 //! latest result rows) and `/metrics` (Prometheus text; see [`metrics`]). Nothing else: no file
 //! is served, and the server binds only its own address.
 //!
-//! The job never waits for a client: the loop only records into the monitor (a short lock, no
-//! I/O), handlers copy out of it under the same lock, every response is bounded (the recent
+//! The job never waits for a client: the server runs on a thread of its own, the loop only
+//! records into the monitor (a short lock, no I/O), handlers copy out of it under the same lock, every response is bounded (the recent
 //! [`RECENT`] events, the first [`RESULT_ROWS`] rows), a connection must send its request
 //! headers within [`HEADER_TIMEOUT`] and finish within [`CONNECTION_TIMEOUT`], and at most
 //! [`CONNECTIONS`] are served at once (more wait in the kernel's backlog).
@@ -175,46 +175,61 @@ pub fn check_address(addr: SocketAddr, public: bool) -> Result<()> {
     )))
 }
 
-/// Binds `addr` and serves the status page until the process ends; returns the bound address
-/// (a port of 0 picks a free one).
-pub async fn serve(addr: SocketAddr, monitor: Arc<Monitor>) -> Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+/// Binds `addr` and serves the status page until the process ends, on a thread of its own
+/// (so that requests never take the job's worker threads); returns the bound address (a port
+/// of 0 picks a free one).
+pub fn serve(addr: SocketAddr, monitor: Arc<Monitor>) -> Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Error::Usage(format!("--ui {addr}: cannot listen there: {e}")))?;
     let bound = listener
         .local_addr()
         .map_err(|e| Error::Usage(format!("--ui {addr}: {e}")))?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
-    tokio::spawn(async move {
-        loop {
-            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                return;
-            };
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    log::debug!("status page: accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let monitor = Arc::clone(&monitor);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let monitor = Arc::clone(&monitor);
-                    async move { Ok::<_, std::convert::Infallible>(respond(&monitor, &request)) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
-                drop(permit);
-            });
-        }
-    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the status page".to_string(), e))?;
+    std::thread::Builder::new()
+        .name("status-page".into())
+        .spawn(move || runtime.block_on(accept(listener, monitor)))
+        .map_err(|e| Error::io("starting the status page".to_string(), e))?;
     Ok(bound)
+}
+
+/// Serves connections from `listener`, at most [`CONNECTIONS`] at once.
+async fn accept(listener: std::net::TcpListener, monitor: Arc<Monitor>) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        log::warn!("status page: cannot serve its socket");
+        return;
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                log::debug!("status page: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let monitor = Arc::clone(&monitor);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let monitor = Arc::clone(&monitor);
+                async move { Ok::<_, std::convert::Infallible>(respond(&monitor, &request)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+            drop(permit);
+        });
+    }
 }
 
 fn respond(monitor: &Monitor, request: &Request<Incoming>) -> Response<Full<Bytes>> {
