@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -57,15 +59,23 @@ pub struct QueryInfo {
     pub checkpoint: String,
 }
 
-/// The latest result rows.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// The latest result rows, kept as Arrow and turned into JSON only when asked for.
+#[derive(Debug, Clone, Default)]
 struct ResultRows {
     batch_id: Option<u64>,
-    columns: Vec<String>,
-    /// The first [`RESULT_ROWS`] rows, as JSON objects.
-    rows: Vec<Value>,
+    /// The first [`RESULT_ROWS`] rows (a copy: the batch's own buffers are not held).
+    first: Option<RecordBatch>,
     /// All the rows the batch emitted.
+    num_rows: u64,
+}
+
+/// [`ResultRows`] as `/api/result` shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResultJson {
+    batch_id: Option<u64>,
+    columns: Vec<String>,
+    rows: Vec<Value>,
     num_rows: u64,
 }
 
@@ -98,13 +108,8 @@ impl Monitor {
         self.push(serde_json::to_value(event));
     }
 
-    /// The rows batch `batch_id` emitted.
-    pub fn result(
-        &self,
-        batch_id: u64,
-        schema: &datafusion::arrow::datatypes::Schema,
-        rows: &[RecordBatch],
-    ) {
+    /// The rows batch `batch_id` emitted: only the first [`RESULT_ROWS`] are copied here.
+    pub fn result(&self, batch_id: u64, schema: &SchemaRef, rows: &[RecordBatch]) {
         let num_rows: usize = rows.iter().map(|b| b.num_rows()).sum();
         let mut first = Vec::new();
         let mut left = RESULT_ROWS;
@@ -116,18 +121,16 @@ impl Monitor {
             left -= batch.num_rows();
             first.push(batch);
         }
-        let json = match rows_as_json(&first) {
-            Ok(json) => json,
+        let first = match concat_batches(schema, &first) {
+            Ok(first) => first,
             Err(e) => {
-                log::warn!("status page: the result of batch {batch_id} as JSON: {e}");
+                log::warn!("status page: the result of batch {batch_id}: {e}");
                 return;
             }
         };
-        let mut result = self.result.lock().expect("monitor poisoned");
-        *result = ResultRows {
+        *self.result.lock().expect("monitor poisoned") = ResultRows {
             batch_id: Some(batch_id),
-            columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
-            rows: json,
+            first: Some(first),
             num_rows: num_rows as u64,
         };
     }
@@ -148,14 +151,34 @@ impl Monitor {
 
     fn result_json(&self) -> String {
         let result = self.result.lock().expect("monitor poisoned").clone();
-        serde_json::to_string(&result).unwrap_or_else(|_| "{}".into())
+        let (columns, rows) = match &result.first {
+            Some(first) => (
+                first
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect(),
+                rows_as_json(first).unwrap_or_else(|e| {
+                    log::warn!("status page: the latest result as JSON: {e}");
+                    Vec::new()
+                }),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        let json = ResultJson {
+            batch_id: result.batch_id,
+            columns,
+            rows,
+            num_rows: result.num_rows,
+        };
+        serde_json::to_string(&json).unwrap_or_else(|_| "{}".into())
     }
 }
 
-fn rows_as_json(batches: &[RecordBatch]) -> std::result::Result<Vec<Value>, String> {
+fn rows_as_json(batch: &RecordBatch) -> std::result::Result<Vec<Value>, String> {
     let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    writer.write_batches(&refs).map_err(|e| e.to_string())?;
+    writer.write(batch).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     let bytes = writer.into_inner();
     if bytes.is_empty() {
