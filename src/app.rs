@@ -258,6 +258,8 @@ struct Job {
     idle_reported: bool,
     /// Each source's part of its latest batch: the next batch's `startOffset`.
     end_offsets: SourceParts,
+    /// How far each source's input went at the latest take: the next batch's `latestOffset`.
+    latest_offsets: SourceParts,
 }
 
 impl Job {
@@ -391,6 +393,7 @@ impl Job {
             take_time: Duration::ZERO,
             idle_reported: false,
             end_offsets,
+            latest_offsets: SourceParts::new(),
         };
         job.release_input().await?;
         Ok(job)
@@ -405,6 +408,12 @@ impl Job {
             if let Some(part) = source.take(limited, now).await? {
                 parts.insert(source.name().to_string(), part);
             }
+            match source.latest() {
+                Some(latest) => self
+                    .latest_offsets
+                    .insert(source.name().to_string(), latest),
+                None => self.latest_offsets.remove(source.name()),
+            };
         }
         self.take_time = started.elapsed();
         Ok(parts)
@@ -861,6 +870,7 @@ impl Job {
                         description: s.describe(),
                         start_offset: start.unwrap_or_default(),
                         end_offset: end.unwrap_or_default(),
+                        latest_offset: self.latest_offsets.remove(s.name()).unwrap_or_default(),
                         num_input_rows: counts.rows,
                         input_rows_per_second: rate(counts.rows, since_previous),
                         processed_rows_per_second: rate(counts.rows, elapsed + take),
@@ -869,6 +879,8 @@ impl Job {
                             lossy_lines: counts.lossy_lines,
                             long_lines: counts.long_lines,
                             vanished_files: counts.vanished_files,
+                            rows_without_event_time: counts.rows_without_event_time,
+                            late_rows: counts.late_rows,
                         },
                     }
                 })

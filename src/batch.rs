@@ -60,6 +60,9 @@ pub struct TextCounters {
     pub event_times: std::sync::Mutex<EventTimeStats>,
     /// What each source's units gave since they were last taken, by source name.
     pub by_source: std::sync::Mutex<std::collections::BTreeMap<Arc<str>, SourceCounts>>,
+    /// The source of each unit of the current trigger, by what its rows' `file` column says
+    /// (for counts taken after the scan, where a row knows its file but not its source).
+    pub source_of_file: std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>,
 }
 
 /// What one source's input gave: the part of [`TextCounters`] that belongs to a unit.
@@ -70,6 +73,10 @@ pub struct SourceCounts {
     pub lossy_lines: u64,
     pub long_lines: u64,
     pub vanished_files: u64,
+    /// Rows whose `--event-time` gave no timestamp, skipped.
+    pub rows_without_event_time: u64,
+    /// Rows behind the watermark, dropped.
+    pub late_rows: u64,
 }
 
 impl std::ops::AddAssign for SourceCounts {
@@ -79,6 +86,8 @@ impl std::ops::AddAssign for SourceCounts {
         self.lossy_lines += other.lossy_lines;
         self.long_lines += other.long_lines;
         self.vanished_files += other.vanished_files;
+        self.rows_without_event_time += other.rows_without_event_time;
+        self.late_rows += other.late_rows;
     }
 }
 
@@ -117,6 +126,35 @@ impl TextCounters {
     pub fn add_source(&self, source: &Arc<str>, counts: SourceCounts) {
         if let Ok(mut by_source) = self.by_source.lock() {
             *by_source.entry(Arc::clone(source)).or_default() += counts;
+        }
+    }
+
+    /// Notes which source each of the trigger's files (as its rows' `file` column names it)
+    /// came from, forgetting the previous trigger's.
+    pub fn set_sources_of_files<'a>(
+        &self,
+        files: impl IntoIterator<Item = (&'a str, &'a Arc<str>)>,
+    ) {
+        if let Ok(mut map) = self.source_of_file.lock() {
+            map.clear();
+            map.extend(
+                files
+                    .into_iter()
+                    .map(|(f, s)| (f.to_string(), Arc::clone(s))),
+            );
+        }
+    }
+
+    /// Adds `counts` to the source of the unit whose rows' `file` column says `file` (to
+    /// none, when no unit of the trigger says so).
+    pub fn add_for_file(&self, file: &str, counts: SourceCounts) {
+        let source = self
+            .source_of_file
+            .lock()
+            .ok()
+            .and_then(|map| map.get(file).cloned());
+        if let Some(source) = source {
+            self.add_source(&source, counts);
         }
     }
 

@@ -141,6 +141,9 @@ pub struct SourceProgress {
     pub start_offset: serde_json::Value,
     /// What the source took for the batch, in its own recorded form (null if nothing).
     pub end_offset: serde_json::Value,
+    /// How far its input went when the batch was planned, in a compact form of its own
+    /// (see [`crate::source::Source::latest`]); null for a batch re-run after a restart.
+    pub latest_offset: serde_json::Value,
     /// Rows read from this source's input.
     pub num_input_rows: u64,
     pub input_rows_per_second: f64,
@@ -157,6 +160,8 @@ pub struct SourceInput {
     pub lossy_lines: u64,
     pub long_lines: u64,
     pub vanished_files: u64,
+    pub rows_without_event_time: u64,
+    pub late_rows: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -105,7 +105,38 @@ impl Watermark {
             return Ok(batch);
         }
         counters.late_rows.fetch_add(late as u64, Ordering::Relaxed);
+        count_by_source(
+            &batch,
+            |i| !on_time.value(i),
+            counters,
+            |n| SourceCounts {
+                late_rows: n,
+                ..Default::default()
+            },
+        );
         Ok(filter_record_batch(&batch, &on_time)?)
+    }
+}
+
+/// Adds to each source the rows of `batch` (a full `lines` batch) that `dropped` picks, as
+/// `counts` makes them: each row's `file` column names its unit, and so its source.
+fn count_by_source(
+    batch: &RecordBatch,
+    dropped: impl Fn(usize) -> bool,
+    counters: &TextCounters,
+    counts: impl Fn(u64) -> SourceCounts,
+) {
+    let files = batch.column(2).as_string::<i32>();
+    let mut by_file: Vec<(&str, u64)> = Vec::new();
+    for i in (0..batch.num_rows()).filter(|&i| dropped(i)) {
+        let file = files.value(i);
+        match by_file.iter_mut().find(|(f, _)| *f == file) {
+            Some((_, n)) => *n += 1,
+            None => by_file.push((file, 1)),
+        }
+    }
+    for (file, n) in by_file {
+        counters.add_for_file(file, counts(n));
     }
 }
 
@@ -154,6 +185,15 @@ impl EventTime {
             let before = counters
                 .bad_event_times
                 .fetch_add(bad as u64, Ordering::Relaxed);
+            count_by_source(
+                &batch,
+                |i| times.is_null(i),
+                counters,
+                |n| SourceCounts {
+                    rows_without_event_time: n,
+                    ..Default::default()
+                },
+            );
             if before < 3 {
                 let values = batch.column(0).as_string::<i32>();
                 if let Some(i) = (0..times.len()).find(|&i| times.is_null(i)) {
@@ -234,6 +274,11 @@ impl TriggerSlot {
         self.watermark
             .trigger_max
             .store(i64::MIN, Ordering::Relaxed);
+        self.counters.set_sources_of_files(
+            files
+                .iter()
+                .map(|unit| (unit.display.as_str(), &unit.source)),
+        );
         *self.units.lock().expect("trigger slot poisoned") = Arc::new(files);
     }
 

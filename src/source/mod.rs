@@ -165,6 +165,14 @@ pub trait Source: Send {
         true
     }
 
+    /// How far the input went when the latest [`Source::take`] looked, taken or not, in a
+    /// compact form of the source's own: Spark's `latestOffset` in progress records. It is
+    /// further than the batch's part when a per-trigger limit (or an available-now bound)
+    /// left input for later batches. `None` when the source cannot tell.
+    fn latest(&self) -> Option<Value> {
+        None
+    }
+
     /// Finds new input and takes it for the next batch (within the source's per-trigger
     /// limits when `limited`): this source's part of the batch's offsets, or `None` when
     /// nothing is new. What is taken is never handed out again.

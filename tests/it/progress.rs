@@ -119,6 +119,16 @@ fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
         assert_eq!(source["numInputRows"], record["numInputRows"]);
         assert_eq!(source["input"]["bytes"], text.len() as u64, "{record}");
         assert_eq!(source["endOffset"][0]["name"], name, "{record}");
+        // What was listed and left for later batches by --max-files-per-trigger.
+        let waiting = &texts[i + 1..];
+        assert_eq!(
+            source["latestOffset"],
+            serde_json::json!({
+                "waitingFiles": waiting.len(),
+                "waitingBytes": waiting.iter().map(|(_, t)| t.len()).sum::<usize>(),
+            }),
+            "{record}"
+        );
         // A batch starts where the source's previous one ended.
         let previous = i.checked_sub(1).map(|p| &all[p]["sources"][0]["endOffset"]);
         assert_eq!(
@@ -147,6 +157,10 @@ fn each_batch_writes_a_record_with_sparks_names_and_the_inputs_numbers() {
     assert_eq!(
         all[3]["sources"][0]["startOffset"],
         all[2]["sources"][0]["endOffset"]
+    );
+    assert_eq!(
+        all[3]["sources"][0]["latestOffset"],
+        serde_json::json!({"waitingFiles": 0, "waitingBytes": 0})
     );
 }
 
@@ -217,6 +231,24 @@ fn each_source_counts_its_own_rows_and_bytes() {
             *rows.entry(kind).or_insert(0) += source["numInputRows"].as_u64().unwrap();
             *bytes.entry(kind).or_insert(0) += source["input"]["bytes"].as_u64().unwrap();
             *lossy.entry(kind).or_insert(0) += source["input"]["lossyLines"].as_u64().unwrap();
+            // The socket's latest offset is the log's end when the batch was planned: at or
+            // past where the batch's last range ends.
+            if kind == "socket" && !source["endOffset"].is_null() {
+                let end = source["endOffset"]
+                    .as_array()
+                    .unwrap()
+                    .last()
+                    .unwrap()
+                    .clone();
+                let latest = &source["latestOffset"];
+                let position = |v: &Value, offset: &str| {
+                    (v["segment"].as_u64().unwrap(), v[offset].as_u64().unwrap())
+                };
+                assert!(
+                    position(latest, "offset") >= position(&end, "end"),
+                    "{record}"
+                );
+            }
         }
     }
     assert_eq!(rows["files"], 3, "{all:?}");
@@ -302,6 +334,11 @@ fn event_times_the_watermark_and_closed_windows_are_in_the_records() {
         ("a.txt", "2026-01-01T00:00:00Z x\n2026-01-01T00:00:04Z y\n"),
         ("b.txt", "2026-01-01T00:00:20Z z\n"),
         ("c.txt", "2026-01-01T00:00:40Z w\n"),
+        // No time, and behind the watermark (35 s after c.txt).
+        (
+            "d.txt",
+            "bad v\n2026-01-01T00:00:01Z late\n2026-01-01T00:00:41Z u\n",
+        ),
     ];
     add_in_order(&ws, &texts);
     let (progress, progress_flag) = progress_file(&ws);
@@ -329,7 +366,7 @@ fn event_times_the_watermark_and_closed_windows_are_in_the_records() {
     );
     assert_ok(&out);
     let all = records(&progress);
-    assert_eq!(all.len(), 3, "{all:?}");
+    assert_eq!(all.len(), 4, "{all:?}");
     let first = &all[0]["eventTime"];
     assert_eq!(first["min"], "2026-01-01T00:00:00.000000Z", "{first}");
     assert_eq!(first["max"], "2026-01-01T00:00:04.000000Z", "{first}");
@@ -356,4 +393,17 @@ fn event_times_the_watermark_and_closed_windows_are_in_the_records() {
     );
     let last = &all[2]["stateOperators"][0];
     assert!(last["memoryUsedBytes"].as_u64().unwrap() > 0, "{last}");
+    // The line without a time is skipped, the late one dropped: counted for the batch and
+    // for the source they came from.
+    for (i, skipped) in [0, 0, 0, 1].into_iter().enumerate() {
+        let record = &all[i];
+        for input in [&record["input"], &record["sources"][0]["input"]] {
+            assert_eq!(input["rowsWithoutEventTime"], skipped, "{record}");
+            assert_eq!(input["lateRows"], skipped, "{record}");
+        }
+        assert_eq!(
+            record["stateOperators"][0]["numRowsDroppedByWatermark"], skipped,
+            "{record}"
+        );
+    }
 }

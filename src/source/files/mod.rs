@@ -492,6 +492,19 @@ impl Source for FileSource {
         !self.folder.failing()
     }
 
+    /// Names are not positions: what was listed and left for later batches (by
+    /// `--max-files-per-trigger`), or what is left of the available-now bound.
+    fn latest(&self) -> Option<Value> {
+        let waiting: Vec<&Waiting> = match &self.bound {
+            Some(bound) => bound.iter().filter_map(|n| self.waiting.get(n)).collect(),
+            None => self.waiting.values().collect(),
+        };
+        Some(serde_json::json!({
+            "waitingFiles": waiting.len(),
+            "waitingBytes": waiting.iter().map(|w| w.size).sum::<u64>(),
+        }))
+    }
+
     async fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {
         let max = if limited { self.max_files } else { None };
         let files = match &mut self.bound {

@@ -152,6 +152,12 @@ impl Source for SocketSource {
         Ok(())
     }
 
+    /// The end of the lines logged so far (a position in the log, as each commit's
+    /// progress records where the taken lines end).
+    fn latest(&self) -> Option<Value> {
+        serde_json::to_value(self.log.as_ref()?.durable()).ok()
+    }
+
     async fn take(&mut self, limited: bool, now_micros: i64) -> Result<Option<Value>> {
         let max_rows = if limited { self.max_rows } else { None };
         let bound = self.bound;
