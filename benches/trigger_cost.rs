@@ -137,6 +137,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             state_schema: None,
             output_schema: String::new(),
             inputs: None,
+            format: None,
         },
         10,
         100,

@@ -202,7 +202,7 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     let counters = job.counters.snapshot();
     log::info!(
-        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} files changed after they were taken, {} lines without an event time, {} late rows dropped",
+        "done: {} batches; {} rows from {} bytes; {} lines decoded lossily, {} long lines skipped, {} files vanished, {} files changed after they were taken, {} lines without an event time, {} late rows dropped, {} malformed records",
         job.batches_run,
         counters.rows,
         counters.bytes,
@@ -211,7 +211,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
         counters.vanished_files,
         counters.changed_files,
         counters.bad_event_times,
-        counters.late_rows
+        counters.late_rows,
+        counters.malformed_records
     );
     let batches = job.batches_run;
     job.close().await;
@@ -260,6 +261,8 @@ struct Job {
     end_offsets: SourceParts,
     /// How far each source's input went at the latest take: the next batch's `latestOffset`.
     latest_offsets: SourceParts,
+    /// `--bad-records`: where each batch's malformed records go.
+    config_bad_records: Option<std::path::PathBuf>,
 }
 
 impl Job {
@@ -287,7 +290,11 @@ impl Job {
             state_schema: state_schema.as_ref().map(|s| s.to_string()),
             output_schema: query.output_schema().to_string(),
             inputs: Some(sources.iter().map(|s| s.identity()).collect()),
+            format: query.slot().format().to_recorded(),
         };
+        if args.format.bad_records.is_some() {
+            counters.keep_bad_records();
+        }
         let checkpoint = Checkpoint::open(
             &config.checkpoint,
             &meta,
@@ -394,9 +401,42 @@ impl Job {
             idle_reported: false,
             end_offsets,
             latest_offsets: SourceParts::new(),
+            config_bad_records: args.format.bad_records.clone(),
         };
         job.release_input().await?;
         Ok(job)
+    }
+
+    /// Writes the batch's malformed records to `--bad-records DIR/batch-N.jsonl` (whole, or
+    /// not at all; a replay writes the same file again).
+    fn keep_bad_records(&self, batch_id: u64) -> Result<()> {
+        let Some(dir) = &self.config_bad_records else {
+            return Ok(());
+        };
+        let bad = self.counters.take_bad_records();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let path = dir.join(format!("batch-{batch_id:020}.jsonl"));
+        let mut text = Vec::new();
+        for record in &bad {
+            serde_json::to_writer(&mut text, record)
+                .map_err(|e| Error::io("encoding a bad record", std::io::Error::other(e)))?;
+            text.push(b'\n');
+        }
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let temp = dir.join(format!(".batch-{batch_id:020}.jsonl.tmp"));
+            std::fs::write(&temp, &text)?;
+            std::fs::rename(&temp, &path)
+        };
+        write().map_err(|e| Error::io(format!("writing --bad-records {}", path.display()), e))?;
+        log::info!(
+            "batch {batch_id}: {} malformed records kept in {}",
+            bad.len(),
+            path.display()
+        );
+        Ok(())
     }
 
     /// Each source's part of a new batch (sources with nothing new are absent).
@@ -516,6 +556,7 @@ impl Job {
         // Whole files, not ranges of the socket log.
         let input_files = units.iter().filter(|u| u.range.is_none()).count();
         self.query.slot().set(units);
+        self.counters.take_bad_records(); // a failed batch's
         let output = self
             .query
             .run_trigger()
@@ -526,6 +567,7 @@ impl Job {
                 checkpoint: self.checkpoint.describe(),
                 source: Box::new(source),
             })?;
+        self.keep_bad_records(batch_id)?;
         let queried = started.elapsed();
         pause(self.step_pause).await;
         let sink_batch = SinkBatch {
@@ -703,7 +745,14 @@ pub async fn plan(
 ) -> Result<(QueryFile, StreamingQuery)> {
     let args = &config.args;
     let file = QueryFile::read(&args.query)?;
-    let slot = TriggerSlot::new(counters, args.max_line_bytes);
+    let format = crate::format::resolve::resolve(
+        &args.format,
+        args.event_time.as_deref(),
+        config.input.as_ref(),
+        &config.checkpoint,
+    )
+    .await?;
+    let slot = TriggerSlot::new(counters, args.max_line_bytes).with_format(format);
     let query = StreamingQuery::plan(
         QuerySpec {
             file: &file,
@@ -881,6 +930,7 @@ impl Job {
                             vanished_files: counts.vanished_files,
                             rows_without_event_time: counts.rows_without_event_time,
                             late_rows: counts.late_rows,
+                            malformed_records: counts.malformed_records,
                         },
                     }
                 })
@@ -903,6 +953,7 @@ impl Job {
                 changed_files: f.counts.changed_files,
                 rows_without_event_time: f.counts.bad_event_times,
                 late_rows: f.counts.late_rows,
+                malformed_records: f.counts.malformed_records,
             },
             set_aside: f.offsets.skipped,
         }

@@ -56,6 +56,11 @@ pub struct TextCounters {
     pub bad_event_times: AtomicU64,
     /// Rows older than the watermark, dropped.
     pub late_rows: AtomicU64,
+    /// Structured records that did not fit the schema (kept, skipped or failed per
+    /// `--on-error`).
+    pub malformed_records: AtomicU64,
+    /// With `--bad-records`: the malformed records seen since they were last taken.
+    pub bad_records: std::sync::Mutex<Option<Vec<crate::format::records::BadRecord>>>,
     /// Event times seen since they were last taken (with `--event-time` or `--watermark`).
     pub event_times: std::sync::Mutex<EventTimeStats>,
     /// What each source's units gave since they were last taken, by source name.
@@ -77,6 +82,8 @@ pub struct SourceCounts {
     pub rows_without_event_time: u64,
     /// Rows behind the watermark, dropped.
     pub late_rows: u64,
+    /// Structured records that did not fit the schema.
+    pub malformed_records: u64,
 }
 
 impl std::ops::AddAssign for SourceCounts {
@@ -88,6 +95,7 @@ impl std::ops::AddAssign for SourceCounts {
         self.vanished_files += other.vanished_files;
         self.rows_without_event_time += other.rows_without_event_time;
         self.late_rows += other.late_rows;
+        self.malformed_records += other.malformed_records;
     }
 }
 
@@ -158,6 +166,31 @@ impl TextCounters {
         }
     }
 
+    /// Keeps the malformed records seen from now on (`--bad-records`).
+    pub fn keep_bad_records(&self) {
+        if let Ok(mut kept) = self.bad_records.lock() {
+            kept.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// Notes a malformed record, when they are kept.
+    pub fn note_bad_record(&self, record: impl FnOnce() -> crate::format::records::BadRecord) {
+        if let Ok(mut kept) = self.bad_records.lock()
+            && let Some(kept) = kept.as_mut()
+        {
+            kept.push(record());
+        }
+    }
+
+    /// The malformed records kept since the last call, forgotten.
+    pub fn take_bad_records(&self) -> Vec<crate::format::records::BadRecord> {
+        self.bad_records
+            .lock()
+            .ok()
+            .and_then(|mut kept| kept.as_mut().map(std::mem::take))
+            .unwrap_or_default()
+    }
+
     /// What each source gave since the last call, forgotten.
     pub fn take_by_source(&self) -> std::collections::BTreeMap<Arc<str>, SourceCounts> {
         self.by_source
@@ -185,6 +218,7 @@ impl TextCounters {
             read_nanos: self.read_nanos.load(Ordering::Relaxed),
             bad_event_times: self.bad_event_times.load(Ordering::Relaxed),
             late_rows: self.late_rows.load(Ordering::Relaxed),
+            malformed_records: self.malformed_records.load(Ordering::Relaxed),
         }
     }
 }
@@ -201,6 +235,7 @@ pub struct TextCountersSnapshot {
     pub read_nanos: u64,
     pub bad_event_times: u64,
     pub late_rows: u64,
+    pub malformed_records: u64,
 }
 
 impl std::ops::Sub for TextCountersSnapshot {
@@ -216,6 +251,7 @@ impl std::ops::Sub for TextCountersSnapshot {
             read_nanos: self.read_nanos - o.read_nanos,
             bad_event_times: self.bad_event_times - o.bad_event_times,
             late_rows: self.late_rows - o.late_rows,
+            malformed_records: self.malformed_records - o.malformed_records,
         }
     }
 }
@@ -245,6 +281,34 @@ impl Projection {
     /// Indexes of the projected `lines` columns.
     pub fn columns(&self) -> &[usize] {
         &self.columns
+    }
+}
+
+/// What turns one file's bytes into batches: the text format's [`LineDecoder`], or a
+/// structured format's [`crate::format::records::RecordDecoder`].
+pub trait Decode {
+    /// Decodes what `chunk` completes (a record may span chunks).
+    fn push(&mut self, chunk: &[u8]) -> Result<()>;
+    /// The end of the file: what is left, and the open batch.
+    fn finish(&mut self) -> Result<Vec<RecordBatch>>;
+    /// Batches completed so far; lets a caller stream a large file.
+    fn take_batches(&mut self) -> Vec<RecordBatch>;
+    /// This file's own counts so far.
+    fn tally(&self) -> SourceCounts;
+}
+
+impl Decode for LineDecoder<'_> {
+    fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        LineDecoder::push(self, chunk)
+    }
+    fn finish(&mut self) -> Result<Vec<RecordBatch>> {
+        LineDecoder::finish(self)
+    }
+    fn take_batches(&mut self) -> Vec<RecordBatch> {
+        LineDecoder::take_batches(self)
+    }
+    fn tally(&self) -> SourceCounts {
+        LineDecoder::tally(self)
     }
 }
 

@@ -327,9 +327,12 @@ pub struct RunArgs {
     pub mode: Option<OutputMode>,
     /// Make `ts` the event time: a SQL expression over the line, e.g.
     /// "to_timestamp(split_part(value, ' ', 1))" for lines that begin with an ISO-8601 time.
-    /// Lines where it is NULL or fails are skipped and counted.
+    /// Lines where it is NULL or fails are skipped and counted. With --format csv, json or
+    /// parquet: the name of a column holding timestamps.
     #[arg(long, value_name = "EXPR")]
     pub event_time: Option<String>,
+    #[command(flatten)]
+    pub format: FormatArgs,
     /// Event-time watermark delay (e.g. 10s): rows more than this behind the largest `ts`
     /// seen are late, dropped and counted; windows ending at or before the watermark are final
     /// (emitted once in append mode, and removed from the state in append and update modes).
@@ -393,6 +396,62 @@ pub struct RunArgs {
     /// Keep checkpoint files of at least this many recent batches.
     #[arg(long, default_value_t = 100)]
     pub retain_batches: u64,
+}
+
+/// The input's format and columns (see `format`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FormatArgs {
+    /// How input files (and socket lines) become rows: text (a line is a row, in `value`),
+    /// csv, json (JSON lines: one object per line) or parquet.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: crate::format::FormatKind,
+    /// The columns of csv, json or parquet input, as SQL: 'ts TIMESTAMP, page VARCHAR,
+    /// user_id BIGINT' (nested: 'user STRUCT(id BIGINT, name VARCHAR), tags VARCHAR[]').
+    #[arg(long, value_name = "COLUMNS", conflicts_with_all = ["schema_from", "infer_schema"])]
+    pub schema: Option<String>,
+    /// Read --schema's column list from this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "infer_schema")]
+    pub schema_from: Option<PathBuf>,
+    /// Infer the columns from the first input file (by name) at the first start, and keep
+    /// them in the checkpoint: later starts use the same columns whatever arrives.
+    #[arg(long)]
+    pub infer_schema: bool,
+    /// CSV: the first line of each file is a header, not data.
+    #[arg(long)]
+    pub header: bool,
+    /// CSV: the field delimiter (one ASCII character; `\t` or `tab` for a tab). Default `,`.
+    #[arg(long, value_parser = parse_ascii_char)]
+    pub delimiter: Option<u8>,
+    /// CSV: the quote character. Default `"` (a doubled quote inside quotes is one quote).
+    #[arg(long, value_parser = parse_ascii_char)]
+    pub quote: Option<u8>,
+    /// CSV: the escape character inside quotes (e.g. `\\`). Default: none.
+    #[arg(long, value_parser = parse_ascii_char)]
+    pub escape: Option<u8>,
+    /// CSV: a field that is exactly this is NULL (an empty field always is), e.g. NA.
+    #[arg(long)]
+    pub null_value: Option<String>,
+    /// csv and json: a record that does not fit the columns is kept with its raw text in
+    /// `_corrupt_record` and NULL columns (permissive, Spark's PERMISSIVE), skipped (drop,
+    /// DROPMALFORMED) or fails the batch (fail, FAILFAST). Always counted and logged.
+    #[arg(long, value_enum)]
+    pub on_error: Option<crate::format::OnError>,
+    /// csv and json: keep every malformed record, with its file, line, byte offset and
+    /// reason, as JSON lines in this local directory (one file per batch).
+    #[arg(long, value_name = "DIR")]
+    pub bad_records: Option<PathBuf>,
+    /// The stream table's name in the query. Default: lines.
+    #[arg(long, default_value = "lines")]
+    pub name: String,
+}
+
+/// One ASCII character (`\t` or `tab` for a tab).
+fn parse_ascii_char(text: &str) -> Result<u8, String> {
+    match text {
+        "\\t" | "tab" => Ok(b'\t'),
+        _ if text.len() == 1 && text.is_ascii() => Ok(text.as_bytes()[0]),
+        _ => Err(format!("'{text}' is not one ASCII character")),
+    }
 }
 
 /// What `--clean-source` does with a file no recovery can need.

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod compression;
 pub mod error;
+pub mod format;
 pub mod generate;
 pub mod progress;
 pub mod query;

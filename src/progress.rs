@@ -162,6 +162,7 @@ pub struct SourceInput {
     pub vanished_files: u64,
     pub rows_without_event_time: u64,
     pub late_rows: u64,
+    pub malformed_records: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +184,7 @@ pub struct InputCounts {
     pub changed_files: u64,
     pub rows_without_event_time: u64,
     pub late_rows: u64,
+    pub malformed_records: u64,
 }
 
 impl BatchProgress {

@@ -10,7 +10,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::ParquetReadOptions;
 
-use crate::batch::{Projection, TextCounters, lines_schema};
+use crate::batch::TextCounters;
 use crate::cli::VerifyArgs;
 use crate::error::{Context, Error, Result};
 use crate::query::lines::read_file;
@@ -20,6 +20,7 @@ use crate::source::files as dir;
 use crate::source::{Restored, socket};
 use crate::state::checkpoint::Checkpoint;
 use crate::storage::Location;
+use datafusion::common::DataFusionError;
 
 /// `dfstream verify`: runs the query once as a batch over every file the checkpoint says was
 /// taken and compares the result with the streaming output. Returns whether they match.
@@ -95,13 +96,22 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             set_aside.extend(dir::files_of(part)?.into_iter().map(|f| f.name));
         }
     }
-    let projection = Projection::new(None).context(|| "the lines schema".into())?;
+    let format = crate::format::StreamFormat::recorded(meta.format.clone()).await?;
+    if format.kind() == crate::format::FormatKind::Parquet {
+        return Err(Error::Usage(
+            "verify rebuilds the input by reading each file taken; it reads text, CSV and JSON \
+             files, not Parquet yet"
+                .into(),
+        ));
+    }
+    let all_columns: Vec<usize> = (0..format.file_schema.fields().len()).collect();
+    let decoding = crate::format::Decoding::new(&format, &all_columns, args.max_line_bytes)?;
     let counters = TextCounters::default();
     let ctx = crate::query::session(2);
     let event_time = meta
         .event_time
         .as_deref()
-        .map(|text| crate::query::event_time(&ctx, text))
+        .map(|text| crate::query::event_time(&ctx, text, &format))
         .transpose()?;
     let mut lines: Vec<RecordBatch> = Vec::new();
     if !set_aside.is_empty() {
@@ -124,7 +134,14 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         let mut failed = None;
         // Objects are read with blocking calls into the runtime.
         tokio::task::block_in_place(|| {
-            read_file(&file, &projection, &counters, args.max_line_bytes, |b| {
+            read_file(&file, &decoding, &counters, |b| {
+                let b = match format.with_unit_columns(&b, &file) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        failed = Some(DataFusionError::External(Box::new(e)));
+                        return false;
+                    }
+                };
                 match &event_time {
                     Some(event_time) => match event_time.apply(b, &counters) {
                         Ok(b) => lines.push(b),
@@ -158,10 +175,10 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )
         .ok();
     }
-    let table =
-        MemTable::try_new(lines_schema(), vec![lines]).context(|| "the lines table".into())?;
-    ctx.register_table("lines", Arc::new(table))
-        .context(|| "registering lines".into())?;
+    let table = MemTable::try_new(Arc::clone(&format.table_schema), vec![lines])
+        .context(|| "the stream table".into())?;
+    ctx.register_table(format.spec.name.as_str(), Arc::new(table))
+        .context(|| "registering the stream table".into())?;
     let logical = plan::logical_plan(&ctx, &file, &params).await?;
     let unknown_arrivals = taken
         .iter()
@@ -172,7 +189,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .state()
         .optimize(&logical)
         .context(|| "planning the batch query".into())?;
-    if unknown_arrivals > 0 && meta.event_time.is_none() && reads_arrival_time(&scanned) {
+    if unknown_arrivals > 0 && meta.event_time.is_none() && reads_arrival_time(&scanned, &format) {
         return Err(Error::Usage(format!(
             "the query reads `ts`, the time each file arrived, and the checkpoint does not \
              record it for {unknown_arrivals} files (their batches' offsets were deleted, and \
@@ -274,18 +291,25 @@ fn calls_trigger_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
     calls
 }
 
-/// Whether `plan` reads the `ts` column of `lines`.
-fn reads_arrival_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
+/// Whether `plan` reads the stream table's arrival-time column (`ts` of `lines`).
+fn reads_arrival_time(
+    plan: &datafusion::logical_expr::LogicalPlan,
+    format: &crate::format::StreamFormat,
+) -> bool {
+    let arrival = format
+        .table_schema
+        .field(format.file_schema.fields().len())
+        .name();
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut reads = false;
     let _ = plan.apply_with_subqueries(|node| {
         if let datafusion::logical_expr::LogicalPlan::TableScan(scan) = node
-            && scan.table_name.table() == "lines"
+            && scan.table_name.table() == format.spec.name
             && scan
                 .projected_schema
                 .fields()
                 .iter()
-                .any(|f| f.name() == "ts")
+                .any(|f| f.name() == arrival)
         {
             reads = true;
             return Ok(TreeNodeRecursion::Stop);

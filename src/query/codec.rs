@@ -33,9 +33,11 @@ use datafusion_proto::protobuf::{FileScanExecConf, PhysicalExprNode};
 use prost::Message;
 
 use super::functions::WindowFunc;
+use super::lines::TableColumns;
 use super::lines::{EventTime, Watermark};
 use super::scan::{EventTimeExec, EventTimeStage, LinesSource, Reading, partitioned_file};
-use crate::batch::{TextCounters, lines_schema};
+use crate::batch::TextCounters;
+use crate::format::{FormatKind, FormatSpec, StreamFormat};
 use crate::source::{InputUnit, Place};
 
 /// Encodes and decodes dfstream's plan nodes; decoded scans count into `counters`.
@@ -75,6 +77,43 @@ struct LinesScanProto {
     units: Vec<UnitProto>,
     #[prost(uint64, tag = "3")]
     max_line_bytes: u64,
+    #[prost(message, optional, tag = "4")]
+    format: Option<FormatProto>,
+}
+
+/// The stream table's format: its recorded spec (JSON) and the user's columns.
+#[derive(Clone, PartialEq, Message)]
+struct FormatProto {
+    #[prost(string, tag = "1")]
+    spec_json: String,
+    #[prost(message, optional, tag = "2")]
+    parsed: Option<datafusion_proto::protobuf::Schema>,
+}
+
+fn encode_format(format: &StreamFormat) -> Result<FormatProto> {
+    let spec_json = serde_json::to_string(&format.spec)
+        .map_err(|e| internal_datafusion_err!("encoding the stream's format: {e}"))?;
+    let parsed = (format.kind() != FormatKind::Text)
+        .then(|| datafusion_proto::protobuf::Schema::try_from(&*format.parsed_schema))
+        .transpose()?;
+    Ok(FormatProto { spec_json, parsed })
+}
+
+fn decode_format(format: Option<FormatProto>) -> Result<Arc<StreamFormat>> {
+    let Some(format) = format else {
+        return Ok(Arc::new(StreamFormat::text()));
+    };
+    let spec: FormatSpec = serde_json::from_str(&format.spec_json)
+        .map_err(|e| internal_datafusion_err!("a stream format that does not decode: {e}"))?;
+    let parsed = format
+        .parsed
+        .as_ref()
+        .map(|p| datafusion::arrow::datatypes::Schema::try_from(p).map(Arc::new))
+        .transpose()?;
+    // The spec's event-time column is already a timestamp in the parsed schema.
+    StreamFormat::new(spec, parsed)
+        .map(Arc::new)
+        .map_err(|e| internal_datafusion_err!("{e}"))
 }
 
 /// An [`InputUnit`]: a local path (bytes, as the OS has them) or a store URL and object path.
@@ -115,6 +154,11 @@ struct EventTimeProto {
     watermark_current: Option<i64>,
     #[prost(uint32, repeated, tag = "5")]
     keep: Vec<u32>,
+    #[prost(message, optional, tag = "6")]
+    format: Option<FormatProto>,
+    /// The table columns its input holds.
+    #[prost(uint32, repeated, tag = "7")]
+    input: Vec<u32>,
 }
 
 impl PhysicalExtensionCodec for PlanCodec {
@@ -135,14 +179,19 @@ impl PhysicalExtensionCodec for PlanCodec {
                 let [input] = inputs else {
                     return Err(internal_datafusion_err!("EventTimeExec needs one input"));
                 };
+                let format = decode_format(stage.format)?;
                 let event_time = match (stage.event_time_text, stage.event_time_expr) {
                     (Some(text), Some(expr)) => {
                         let expr = proto_converter.proto_to_physical_expr(
                             &expr,
-                            &lines_schema(),
+                            &format.table_schema,
                             &decode_ctx,
                         )?;
-                        Some(Arc::new(EventTime { text, expr }))
+                        Some(Arc::new(EventTime {
+                            text,
+                            expr,
+                            columns: TableColumns::of(&format),
+                        }))
                     }
                     _ => None,
                 };
@@ -156,7 +205,9 @@ impl PhysicalExtensionCodec for PlanCodec {
                     event_time,
                     watermark,
                     counters: Arc::clone(&self.counters),
+                    input: stage.input.iter().map(|&i| i as usize).collect(),
                     keep: stage.keep.iter().map(|&i| i as usize).collect(),
+                    format,
                 };
                 Ok(Arc::new(EventTimeExec::new(
                     Arc::clone(input),
@@ -203,6 +254,7 @@ impl PhysicalExtensionCodec for PlanCodec {
                 config: Some(serialize_file_scan_config(config, self, proto_converter)?),
                 units,
                 max_line_bytes: source.reading().max_line_bytes as u64,
+                format: Some(encode_format(&source.reading().format)?),
             })
         } else if let Some(exec) = node.downcast_ref::<EventTimeExec>() {
             let stage = exec.stage();
@@ -223,6 +275,8 @@ impl PhysicalExtensionCodec for PlanCodec {
                 watermark_delay,
                 watermark_current,
                 keep: stage.keep.iter().map(|&i| i as u32).collect(),
+                format: Some(encode_format(&stage.format)?),
+                input: stage.input.iter().map(|&i| i as u32).collect(),
             })
         } else {
             return not_impl_err!("dfstream cannot encode the plan node {}", node.name());
@@ -248,6 +302,7 @@ impl PlanCodec {
             .ok_or_else(|| internal_datafusion_err!("a lines scan without its configuration"))?;
         let reading = Reading {
             counters: Arc::clone(&self.counters),
+            format: decode_format(scan.format)?,
             max_line_bytes: scan.max_line_bytes as usize,
             event_time: None,
             watermark: None,

@@ -23,7 +23,8 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::batch::{LineDecoder, Projection, SourceCounts, TextCounters, lines_schema};
+use crate::batch::{SourceCounts, TextCounters};
+use crate::format::Decoding;
 use crate::source::{InputUnit, Place};
 
 /// Bytes read from a file at a time.
@@ -42,6 +43,8 @@ pub struct TriggerSlot {
     watermark: Arc<Watermark>,
     /// What `now()` and its kin answer during the trigger.
     clock: super::clock::TriggerClock,
+    /// The stream table's format and columns.
+    format: Arc<crate::format::StreamFormat>,
 }
 
 /// The event-time watermark: the largest `ts` seen minus a delay, only moving forward. Rows
@@ -86,9 +89,17 @@ impl Watermark {
         self.delay.get().is_some()
     }
 
-    /// Notes a trigger's rows and drops the late ones (column 1 is `ts`).
-    pub(super) fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
-        let ts = batch.column(1).as_primitive::<TimestampMicrosecondType>();
+    /// Notes a trigger's rows and drops the late ones (by the event-time column of
+    /// `columns`).
+    pub(super) fn apply(
+        &self,
+        batch: RecordBatch,
+        counters: &TextCounters,
+        columns: TableColumns,
+    ) -> Result<RecordBatch> {
+        let ts = batch
+            .column(columns.event_time)
+            .as_primitive::<TimestampMicrosecondType>();
         if let Some(max) = datafusion::arrow::compute::max(ts) {
             self.trigger_max.fetch_max(max, Ordering::Relaxed);
         }
@@ -107,6 +118,7 @@ impl Watermark {
         counters.late_rows.fetch_add(late as u64, Ordering::Relaxed);
         count_by_source(
             &batch,
+            columns.file,
             |i| !on_time.value(i),
             counters,
             |n| SourceCounts {
@@ -118,15 +130,34 @@ impl Watermark {
     }
 }
 
-/// Adds to each source the rows of `batch` (a full `lines` batch) that `dropped` picks, as
-/// `counts` makes them: each row's `file` column names its unit, and so its source.
-fn count_by_source(
+/// Where the stream table's special columns are (see [`crate::format::StreamFormat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableColumns {
+    /// The event time: `ts` for text, or the column `--event-time` names.
+    pub event_time: usize,
+    /// The file each row came from.
+    pub file: usize,
+}
+
+impl TableColumns {
+    pub fn of(format: &crate::format::StreamFormat) -> Self {
+        Self {
+            event_time: format.event_time_index(),
+            file: format.file_index(),
+        }
+    }
+}
+
+/// Adds to each source the rows of `batch` (every column of the table) that `dropped`
+/// picks, as `counts` makes them: each row's file column names its unit, and so its source.
+pub(super) fn count_by_source(
     batch: &RecordBatch,
+    file_column: usize,
     dropped: impl Fn(usize) -> bool,
     counters: &TextCounters,
     counts: impl Fn(u64) -> SourceCounts,
 ) {
-    let files = batch.column(2).as_string::<i32>();
+    let files = batch.column(file_column).as_string::<i32>();
     let mut by_file: Vec<(&str, u64)> = Vec::new();
     for i in (0..batch.num_rows()).filter(|&i| dropped(i)) {
         let file = files.value(i);
@@ -140,18 +171,21 @@ fn count_by_source(
     }
 }
 
-/// An `--event-time` expression, evaluated over each decoded batch of `lines`.
+/// An `--event-time` expression, evaluated over each decoded batch of the stream table.
 #[derive(Debug)]
 pub struct EventTime {
     pub text: String,
     pub expr: Arc<dyn PhysicalExpr>,
+    /// The column it sets, and the file column.
+    pub columns: TableColumns,
 }
 
 impl EventTime {
-    /// Sets `ts` (column 1 of a full `lines` batch) to the expression's value; rows where it
-    /// is NULL or fails are dropped and counted, with the first few logged.
+    /// Sets the event-time column of a batch of every table column (`ts` for text) to the
+    /// expression's value; rows where it is NULL or fails are dropped and counted, with the
+    /// first few logged.
     pub fn apply(&self, batch: RecordBatch, counters: &TextCounters) -> Result<RecordBatch> {
-        let ts_type = lines_schema().field(1).data_type().clone();
+        let ts_type = crate::format::event_time_type();
         let evaluate = |rows: &RecordBatch| -> Result<ArrayRef> {
             let value = self.expr.evaluate(rows)?.into_array(rows.num_rows())?;
             match value.data_type() {
@@ -187,6 +221,7 @@ impl EventTime {
                 .fetch_add(bad as u64, Ordering::Relaxed);
             count_by_source(
                 &batch,
+                self.columns.file,
                 |i| times.is_null(i),
                 counters,
                 |n| SourceCounts {
@@ -194,16 +229,22 @@ impl EventTime {
                     ..Default::default()
                 },
             );
-            if before < 3 {
-                let values = batch.column(0).as_string::<i32>();
-                if let Some(i) = (0..times.len()).find(|&i| times.is_null(i)) {
-                    log::warn!(
-                        "--event-time {} gives no timestamp for the line {:?} (of {}); such \
+            if before < 3
+                && let Some(i) = (0..times.len()).find(|&i| times.is_null(i))
+            {
+                let file = batch.column(self.columns.file).as_string::<i32>().value(i);
+                match batch.column(0).as_string_opt::<i32>() {
+                    Some(values) if self.columns.event_time == 1 => log::warn!(
+                        "--event-time {} gives no timestamp for the line {:?} (of {file}); such \
                          lines are skipped and counted",
                         self.text,
                         values.value(i),
-                        batch.column(2).as_string::<i32>().value(i)
-                    );
+                    ),
+                    _ => log::warn!(
+                        "--event-time {} is NULL in a row of {file}; such rows are skipped and \
+                         counted",
+                        self.text,
+                    ),
                 }
             }
         }
@@ -214,12 +255,13 @@ impl EventTime {
             (filter_record_batch(&batch, &keep)?, filter(&times, &keep)?)
         };
         let mut columns = batch.columns().to_vec();
-        columns[1] = times;
+        columns[self.columns.event_time] = times;
         Ok(RecordBatch::try_new(batch.schema(), columns)?)
     }
 }
 
 impl TriggerSlot {
+    /// A slot for the text format's `lines`; see [`TriggerSlot::with_format`].
     pub fn new(counters: Arc<TextCounters>, max_line_bytes: usize) -> Self {
         Self {
             units: Arc::default(),
@@ -228,7 +270,19 @@ impl TriggerSlot {
             event_time: Arc::default(),
             watermark: Arc::default(),
             clock: Default::default(),
+            format: Arc::new(crate::format::StreamFormat::text()),
         }
+    }
+
+    /// The slot of a stream table in `format`.
+    pub fn with_format(mut self, format: crate::format::StreamFormat) -> Self {
+        self.format = Arc::new(format);
+        self
+    }
+
+    /// The stream table's format and columns.
+    pub fn format(&self) -> &Arc<crate::format::StreamFormat> {
+        &self.format
     }
 
     /// The trigger's time, which `now()`, `current_date` and `current_time` answer.
@@ -279,6 +333,19 @@ impl TriggerSlot {
                 .iter()
                 .map(|unit| (unit.display.as_str(), &unit.source)),
         );
+        if self.format.kind() == crate::format::FormatKind::Parquet {
+            // DataFusion's Parquet reader reads what it needs of each file: count the files'
+            // bytes (as taken) as the input's.
+            for unit in &files {
+                let bytes = unit.size.unwrap_or(0);
+                self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+                let counts = SourceCounts {
+                    bytes,
+                    ..Default::default()
+                };
+                self.counters.add_source(&unit.source, counts);
+            }
+        }
         *self.units.lock().expect("trigger slot poisoned") = Arc::new(files);
     }
 
@@ -292,6 +359,7 @@ impl TriggerSlot {
     fn reading(&self) -> super::scan::Reading {
         super::scan::Reading {
             counters: Arc::clone(&self.counters),
+            format: Arc::clone(&self.format),
             max_line_bytes: self.max_line_bytes,
             event_time: self.event_time.get().cloned(),
             watermark: self
@@ -321,7 +389,7 @@ impl LinesTable {
 #[async_trait]
 impl TableProvider for LinesTable {
     fn schema(&self) -> SchemaRef {
-        lines_schema()
+        Arc::clone(&self.slot.format.table_schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -344,9 +412,8 @@ impl TableProvider for LinesTable {
 /// logged skip; one that cannot be read is an error that says how to go on.
 pub fn read_file(
     file: &InputUnit,
-    projection: &Projection,
+    decoding: &Decoding,
     counters: &TextCounters,
-    max_line_bytes: usize,
     mut emit: impl FnMut(RecordBatch) -> bool,
 ) -> Result<bool> {
     let opened = match &file.place {
@@ -361,13 +428,7 @@ pub fn read_file(
         counters.add_source(&file.source, vanished);
         return Ok(true); // vanished: counted and logged
     };
-    let mut decoder = LineDecoder::new(
-        projection,
-        counters,
-        &file.display,
-        file.ts_micros,
-        max_line_bytes,
-    );
+    let mut decoder = decoding.decoder(file, counters);
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut busy = std::time::Duration::ZERO;
     let result = (|| {

@@ -114,13 +114,14 @@ impl StreamingQuery {
     pub async fn plan(spec: QuerySpec<'_>, slot: TriggerSlot) -> Result<Self> {
         let ctx = session(spec.partitions);
         clock::register(&ctx, slot.clock());
+        let name = slot.format().spec.name.clone();
         ctx.register_table(
-            "lines",
+            name.as_str(),
             Arc::new(LinesTable::new(slot.clone(), spec.partitions)),
         )
-        .context(|| "registering the lines table".into())?;
+        .context(|| format!("registering the stream table {name}"))?;
         if let Some(text) = spec.event_time {
-            slot.set_event_time(event_time(&ctx, text)?);
+            slot.set_event_time(event_time(&ctx, text, slot.format())?);
         }
         if let Some(delay) = spec.watermark {
             slot.set_watermark_delay(delay.as_micros() as i64);
@@ -134,7 +135,7 @@ impl StreamingQuery {
             path: spec.file.path.clone(),
             reason,
         };
-        let analysis = analyze(&optimized).map_err(unsupported)?;
+        let analysis = analyze(&optimized, &name).map_err(unsupported)?;
         if analysis.window_in_grouping_set && spec.watermark.is_some() {
             return Err(unsupported(
                 "cannot run this query with --watermark: its window key is inside ROLLUP, CUBE \
@@ -311,9 +312,13 @@ impl StreamingQuery {
 }
 
 /// Compiles an `--event-time` expression over the `lines` columns.
-pub fn event_time(ctx: &SessionContext, text: &str) -> Result<lines::EventTime> {
+pub fn event_time(
+    ctx: &SessionContext,
+    text: &str,
+    format: &crate::format::StreamFormat,
+) -> Result<lines::EventTime> {
     let bad = |e: &dyn std::fmt::Display| Error::Usage(format!("--event-time {text:?}: {e}"));
-    let schema = crate::batch::lines_schema();
+    let schema = Arc::clone(&format.table_schema);
     let df_schema =
         datafusion::common::DFSchema::try_from(schema.as_ref().clone()).map_err(|e| bad(&e))?;
     let expr = ctx.parse_sql_expr(text, &df_schema).map_err(|e| bad(&e))?;
@@ -335,6 +340,7 @@ pub fn event_time(ctx: &SessionContext, text: &str) -> Result<lines::EventTime> 
     Ok(lines::EventTime {
         text: text.to_string(),
         expr,
+        columns: lines::TableColumns::of(format),
     })
 }
 
@@ -415,14 +421,14 @@ fn volatile_function(plan: &LogicalPlan) -> Option<String> {
 }
 
 /// Walks the optimized plan from the root and refuses what cannot be maintained incrementally.
-fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
+fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, String> {
     let mut analysis = Analysis::default();
     let mut problem = None;
     let mut reads_lines = false;
     plan.apply_with_subqueries(|node| {
         let below_aggregate = analysis.aggregates > 0;
         match node {
-            LogicalPlan::TableScan(scan) if scan.table_name.table() == "lines" => {
+            LogicalPlan::TableScan(scan) if scan.table_name.table() == stream => {
                 reads_lines = true;
             }
             LogicalPlan::Aggregate(_) if below_aggregate => {
@@ -483,12 +489,11 @@ fn analyze(plan: &LogicalPlan) -> std::result::Result<Analysis, String> {
     })
     .map_err(|e| e.to_string())?;
     if problem.is_none() && !reads_lines {
-        problem = Some(
-            "it never reads the stream's table `lines`, so every trigger would give the same \
+        problem = Some(format!(
+            "it never reads the stream's table `{stream}`, so every trigger would give the same \
              rows (and a query such as generate_series(1, 1e11) would never end); read FROM \
-             lines, or run a one-off query with `dfstream sql`"
-                .to_string(),
-        );
+             {stream}, or run a one-off query with `dfstream sql`"
+        ));
     }
     if let Some(p) = problem {
         return Err(format!("cannot run this query as a stream: {p}"));

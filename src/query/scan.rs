@@ -29,6 +29,7 @@ use datafusion::common::{Result, ScalarValue, internal_datafusion_err};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{
     FileGroup, FileOpenFuture, FileOpener, FileScanConfig, FileScanConfigBuilder, FileSource,
+    ParquetSource,
 };
 use datafusion::datasource::projection::{ProjectionOpener, SplitProjection};
 use datafusion::datasource::source::DataSourceExec;
@@ -46,13 +47,16 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use object_store::ObjectStore;
 
-use super::lines::{EventTime, Watermark, read_file};
-use crate::batch::{Projection, TextCounters, lines_schema};
+use super::lines::{EventTime, TableColumns, Watermark, read_file};
+use crate::batch::TextCounters;
+use crate::format::{Decoding, FormatKind, StreamFormat};
 use crate::source::{InputUnit, Place};
 
-/// The scan of `lines` for a query: `projection` of its columns, over `partitions` file
-/// groups (filled per trigger by [`bind`]); with an event time or a watermark, every column is
-/// read and [`EventTimeExec`] sets `ts` and drops late rows before the projection.
+/// The scan of the stream table for a query: `projection` of its columns, over `partitions`
+/// file groups (filled per trigger by [`bind`]); with an event time or a watermark, every
+/// column is read and [`EventTimeExec`] sets the event time and drops late rows before the
+/// projection. Parquet rows are counted by an [`EventTimeExec`] too (DataFusion's reader
+/// does not count into the run's counters), over the query's columns and the file column.
 pub fn plan_scan(
     reading: Reading,
     projection: Option<&Vec<usize>>,
@@ -61,30 +65,52 @@ pub fn plan_scan(
     let event_time = reading.event_time.clone();
     let watermark = reading.watermark.clone();
     let counters = Arc::clone(&reading.counters);
+    let format = Arc::clone(&reading.format);
     let needs_rows = event_time.is_some() || watermark.is_some();
-    let source = LinesSource::new(reading);
-    let scanned = if needs_rows {
-        None
-    } else {
-        projection.cloned()
+    let parquet = format.kind() == FormatKind::Parquet;
+    let source: Arc<dyn FileSource> = match format.kind() {
+        FormatKind::Parquet => Arc::new(ParquetSource::new(table_schema(&format))),
+        _ => Arc::new(LinesSource::new(reading)),
     };
-    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+    let all: Vec<usize> = (0..format.table_schema.fields().len()).collect();
+    let wanted = projection.cloned().unwrap_or_else(|| all.clone());
+    let scanned = match (needs_rows, parquet) {
+        (true, _) => None,
+        (false, true) => {
+            // The query's columns and the file column (to count rows by source).
+            let mut with_file = wanted.clone();
+            if !with_file.contains(&format.file_index()) {
+                with_file.push(format.file_index());
+            }
+            Some(with_file)
+        }
+        (false, false) => projection.cloned(),
+    };
+    let config = FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), source)
         .with_file_groups(empty_groups(partitions))
-        .with_projection_indices(scanned)?
+        .with_projection_indices(scanned.clone())?
         .build();
     let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
-    if !needs_rows {
+    if !needs_rows && !parquet {
         return Ok(scan);
     }
-    let keep = match projection {
-        Some(p) => p.clone(),
-        None => (0..lines_schema().fields().len()).collect(),
-    };
+    let input = scanned.unwrap_or(all);
+    let keep = wanted
+        .iter()
+        .map(|c| {
+            input
+                .iter()
+                .position(|i| i == c)
+                .expect("the scan reads what is kept")
+        })
+        .collect();
     let stage = EventTimeStage {
         event_time,
         watermark,
         counters,
+        input,
         keep,
+        format,
     };
     Ok(Arc::new(EventTimeExec::new(scan, Arc::new(stage))?))
 }
@@ -99,6 +125,8 @@ fn empty_groups(partitions: usize) -> Vec<FileGroup> {
 #[derive(Debug, Clone)]
 pub struct Reading {
     pub counters: Arc<TextCounters>,
+    /// The stream table's format and columns.
+    pub format: Arc<StreamFormat>,
     pub max_line_bytes: usize,
     pub event_time: Option<Arc<EventTime>>,
     pub watermark: Option<Arc<Watermark>>,
@@ -116,13 +144,21 @@ pub fn bind(plan: Arc<dyn ExecutionPlan>, units: &[InputUnit]) -> Result<Arc<dyn
         let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else {
             return Ok(Transformed::yes(node));
         };
-        if !config.file_source.is::<LinesSource>() {
+        let parquet = config.file_source.is::<ParquetSource>();
+        if !config.file_source.is::<LinesSource>() && !parquet {
             return Ok(Transformed::yes(node));
         }
         let groups = file_groups(units, config.file_groups.len());
-        let config = FileScanConfigBuilder::from(config.clone())
+        let mut config = FileScanConfigBuilder::from(config.clone())
             .with_file_groups(groups)
             .build();
+        if parquet {
+            // DataFusion's reader opens files through the scan's store: the units' (a
+            // directory or prefix is in one store).
+            if let Some(Place::Object { store_url, .. }) = units.first().map(|u| &u.place) {
+                config.object_store_url = store_url.clone();
+            }
+        }
         let exec = exec.clone().with_data_source(Arc::new(config));
         Ok(Transformed::yes(Arc::new(exec) as Arc<dyn ExecutionPlan>))
     })
@@ -157,7 +193,12 @@ fn file_groups(units: &[InputUnit], n: usize) -> Vec<FileGroup> {
 /// `file` as partition values; the unit itself rides along for the reader.
 pub(super) fn partitioned_file(unit: &InputUnit) -> PartitionedFile {
     let location = match &unit.place {
-        Place::File(path) => path.display().to_string(),
+        // DataFusion's own readers (Parquet) open it by this path from the file system's
+        // root.
+        Place::File(path) => std::path::absolute(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
         Place::Object { path, .. } => path.to_string(),
     };
     let mut file = PartitionedFile::new(location, unit.size.unwrap_or(0))
@@ -173,21 +214,22 @@ pub(super) fn partitioned_file(unit: &InputUnit) -> PartitionedFile {
     file
 }
 
-/// The table schema of a format whose files have `file_schema`'s columns: then `ts` and
-/// `file`, as in [`lines_schema`].
-fn table_schema(file_schema: SchemaRef) -> TableSchema {
-    let lines = lines_schema();
+/// The table schema of the stream's format for DataFusion's file scans: its file columns,
+/// then the arrival time and the file name as the partition columns each file fills in.
+pub(super) fn table_schema(format: &StreamFormat) -> TableSchema {
+    let table = &format.table_schema;
+    let files = format.file_schema.fields().len();
     let partition_columns = vec![
-        Arc::new(lines.field(1).clone()),
-        Arc::new(lines.field(2).clone()),
+        Arc::new(table.field(files).clone()),
+        Arc::new(table.field(files + 1).clone()),
     ];
-    TableSchema::builder(file_schema)
+    TableSchema::builder(Arc::clone(&format.file_schema))
         .with_table_partition_cols(partition_columns)
         .build()
 }
 
-/// The text-lines format as a DataFusion [`FileSource`]: a file's lines are its rows, in one
-/// column `value`.
+/// The formats dfstream decodes itself (text lines, CSV, JSON lines) as a DataFusion
+/// [`FileSource`]: each file is read by [`read_file`] and decoded as [`Decoding`] says.
 #[derive(Debug, Clone)]
 pub struct LinesSource {
     table_schema: TableSchema,
@@ -198,8 +240,7 @@ pub struct LinesSource {
 
 impl LinesSource {
     pub(super) fn new(reading: Reading) -> Self {
-        let file_schema = Arc::new(lines_schema().project(&[0]).expect("lines has value"));
-        let table_schema = table_schema(file_schema);
+        let table_schema = table_schema(&reading.format);
         Self {
             projection: SplitProjection::unprojected(&table_schema),
             table_schema,
@@ -220,11 +261,21 @@ impl FileSource for LinesSource {
         _base_config: &FileScanConfig,
         _partition: usize,
     ) -> Result<Arc<dyn FileOpener>> {
-        // `value` is the lines schema's first column, and the file's only one.
-        let decoded = Projection::new(Some(&self.projection.file_indices))?;
+        let decoding = Decoding::new(
+            &self.reading.format,
+            &self.projection.file_indices,
+            self.reading.max_line_bytes,
+        )
+        .map_err(|e| internal_datafusion_err!("{e}"))?;
+        let schema = Arc::new(
+            self.table_schema
+                .file_schema()
+                .project(&self.projection.file_indices)?,
+        );
         let opener = Arc::new(LinesOpener {
-            decoded,
-            reading: self.reading.clone(),
+            decoding: Arc::new(decoding),
+            schema,
+            counters: Arc::clone(&self.reading.counters),
         });
         ProjectionOpener::try_new(
             self.projection.clone(),
@@ -278,11 +329,12 @@ impl FileSource for LinesSource {
 }
 
 /// Opens one file of a trigger: reads it in chunks on a blocking thread (decompressed, pinned
-/// to the size taken) and decodes its lines.
+/// to the size taken) and decodes its lines or records.
 struct LinesOpener {
-    /// The `lines` columns to decode: `value`, or none (a row count).
-    decoded: Projection,
-    reading: Reading,
+    decoding: Arc<Decoding>,
+    /// The file columns decoded.
+    schema: SchemaRef,
+    counters: Arc<TextCounters>,
 }
 
 impl FileOpener for LinesOpener {
@@ -291,14 +343,14 @@ impl FileOpener for LinesOpener {
             .extension::<InputUnit>()
             .cloned()
             .ok_or_else(|| internal_datafusion_err!("a lines file without its input unit"))?;
-        let decoded = self.decoded.clone();
-        let counters = Arc::clone(&self.reading.counters);
-        let max_line_bytes = self.reading.max_line_bytes;
+        let decoding = Arc::clone(&self.decoding);
+        let counters = Arc::clone(&self.counters);
+        let schema = Arc::clone(&self.schema);
         Ok(Box::pin(async move {
-            let mut builder = RecordBatchReceiverStream::builder(Arc::clone(decoded.schema()), 2);
+            let mut builder = RecordBatchReceiverStream::builder(schema, 2);
             let tx = builder.tx();
             builder.spawn_blocking(move || {
-                read_file(&unit, &decoded, &counters, max_line_bytes, |batch| {
+                read_file(&unit, &decoding, &counters, |batch| {
                     tx.blocking_send(Ok(batch)).is_ok()
                 })?;
                 Ok(())
@@ -308,7 +360,7 @@ impl FileOpener for LinesOpener {
     }
 }
 
-/// `--event-time` and `--watermark` over a scan of every `lines` column: sets `ts` to the
+/// `--event-time` and `--watermark` over a scan of every column of the stream table: sets the
 /// event time (rows without one are counted and dropped), notes the batch's event times, drops
 /// (and counts) rows behind the watermark, then keeps the query's columns.
 #[derive(Debug)]
@@ -324,34 +376,76 @@ pub(super) struct EventTimeStage {
     pub(super) event_time: Option<Arc<EventTime>>,
     pub(super) watermark: Option<Arc<Watermark>>,
     pub(super) counters: Arc<TextCounters>,
-    /// The `lines` columns the query reads.
+    /// The table columns its input holds (every one with an event time or a watermark).
+    pub(super) input: Vec<usize>,
+    /// The input columns the query reads.
     pub(super) keep: Vec<usize>,
+    pub(super) format: Arc<StreamFormat>,
 }
 
 impl EventTimeStage {
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let mut batch = batch;
+        if self.format.kind() == FormatKind::Parquet {
+            self.count_rows(&batch);
+        }
+        if self.event_time.is_none() && self.watermark.is_none() {
+            return Ok(batch.project(&self.keep)?);
+        }
         if let Some(event_time) = &self.event_time {
             batch = event_time.apply(batch, &self.counters)?;
         }
         // The batch's event times (late rows included, as Spark's).
+        let columns = TableColumns::of(&self.format);
         if let Some(ts) = batch
-            .column_by_name("ts")
-            .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>())
+            .column(columns.event_time)
+            .as_primitive_opt::<TimestampMicrosecondType>()
             && let Ok(mut stats) = self.counters.event_times.lock()
         {
             stats.observe(ts);
         }
         if let Some(watermark) = &self.watermark {
-            batch = watermark.apply(batch, &self.counters)?;
+            batch = watermark.apply(batch, &self.counters, columns)?;
         }
         Ok(batch.project(&self.keep)?)
     }
 }
 
+impl EventTimeStage {
+    /// Counts rows a reader other than dfstream's decoders read, in all and by source.
+    fn count_rows(&self, batch: &RecordBatch) {
+        let rows = batch.num_rows() as u64;
+        self.counters
+            .rows
+            .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+        if let Some(file) = self
+            .input
+            .iter()
+            .position(|&c| c == self.format.file_index())
+        {
+            super::lines::count_by_source(
+                batch,
+                file,
+                |_| true,
+                &self.counters,
+                |n| crate::batch::SourceCounts {
+                    rows: n,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}
+
 impl EventTimeExec {
     pub(super) fn new(input: Arc<dyn ExecutionPlan>, stage: Arc<EventTimeStage>) -> Result<Self> {
-        let schema = Arc::new(lines_schema().project(&stage.keep)?);
+        let schema = Arc::new(
+            stage
+                .format
+                .table_schema
+                .project(&stage.input)?
+                .project(&stage.keep)?,
+        );
         let input_properties = input.properties();
         let properties = PlanProperties::new(
             datafusion::physical_expr::EquivalenceProperties::new(schema),

@@ -71,6 +71,10 @@ pub struct Metadata {
     /// Missing in checkpoints written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Vec<String>>,
+    /// The stream table's format and columns; missing for text `lines` (and in checkpoints
+    /// written before formats were recorded, which were all text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::format::FormatSpec>,
 }
 
 /// The input of one batch: the write-ahead record.
@@ -449,6 +453,15 @@ impl Checkpoint {
             format!(
                 "its --watermark differs: checkpoint {:?}, now {:?}",
                 stored.watermark, meta.watermark
+            )
+        } else if stored.format != meta.format {
+            let show = |f: &Option<crate::format::FormatSpec>| {
+                serde_json::to_string(&f.clone().unwrap_or_default()).unwrap_or_default()
+            };
+            format!(
+                "its input format or schema differs: checkpoint {}, now {}",
+                show(&stored.format),
+                show(&meta.format)
             )
         } else if stored.event_time != meta.event_time {
             format!(
@@ -1331,6 +1344,7 @@ mod tests {
             state_schema: None,
             output_schema: "x".into(),
             inputs: None,
+            format: None,
         }
     }
 

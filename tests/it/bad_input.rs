@@ -244,7 +244,8 @@ fn empty_files_are_fine() {
 #[test]
 fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
     // Drive the scan directly: the file is listed, then removed before the trigger reads it.
-    use dfstream::batch::{Projection, TextCounters};
+    use dfstream::batch::TextCounters;
+    use dfstream::format::{Decoding, StreamFormat};
     use dfstream::query::lines::read_file;
     use dfstream::source::{InputUnit, Place};
     let counters = TextCounters::default();
@@ -257,9 +258,9 @@ fn a_file_that_vanishes_before_it_is_read_is_a_logged_skip() {
         version: None,
         source: Default::default(),
     };
-    let projection = Projection::new(None).unwrap();
+    let decoding = Decoding::new(&StreamFormat::text(), &[0], 1024).unwrap();
     let mut batches = 0;
-    let kept_going = read_file(&file, &projection, &counters, 1024, |_| {
+    let kept_going = read_file(&file, &decoding, &counters, |_| {
         batches += 1;
         true
     })
