@@ -3,6 +3,7 @@
 mod bad_input;
 mod crash;
 mod faults;
+mod formats;
 mod functions;
 mod golden;
 mod oracle;
