@@ -749,6 +749,7 @@ pub async fn plan(
         &args.format,
         args.event_time.as_deref(),
         config.input.as_ref(),
+        args.socket.is_some(),
         &config.checkpoint,
     )
     .await?;

@@ -112,7 +112,8 @@ impl<'a> RecordDecoder<'a> {
             raw: Vec::new(),
             raw_offset: 0,
             raw_line: 1,
-            header_pending: format.has_header(),
+            // A range of the socket log is lines, not a file with a header.
+            header_pending: format.has_header() && unit.range.is_none(),
             slow: false,
             batches: Vec::new(),
             tally: SourceCounts::default(),
@@ -224,7 +225,7 @@ impl<'a> RecordDecoder<'a> {
         let text = String::from_utf8_lossy(&record[..record.len().min(MAX_KEPT_RECORD)])
             .trim_end_matches(['\n', '\r'])
             .to_string();
-        let reason = reason.to_string();
+        let reason = clean_reason(&reason.to_string());
         let seen = self
             .counters
             .malformed_records
@@ -341,6 +342,14 @@ impl Decode for RecordDecoder<'_> {
     fn tally(&self) -> SourceCounts {
         self.tally
     }
+}
+
+/// Arrow's message without the line number it counted within the one record it was given.
+fn clean_reason(reason: &str) -> String {
+    static LINE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r" (?:at|for) line \d+").expect("a valid regex")
+    });
+    LINE.replace_all(reason, "").into_owned()
 }
 
 /// Decodes one record alone: its row, `None` for a blank line, or why it does not fit.

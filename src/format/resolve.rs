@@ -23,10 +23,16 @@ pub async fn resolve(
     args: &FormatArgs,
     event_time: Option<&str>,
     input: Option<&Location>,
+    socket: bool,
     checkpoint: &Location,
 ) -> Result<StreamFormat> {
     let kind = args.format;
     let usage = |m: String| Err(Error::Usage(m));
+    if kind == FormatKind::Parquet && socket {
+        return usage(
+            "--socket reads lines (text, CSV or JSON records); Parquet comes in files only".into(),
+        );
+    }
     let csv_flags = [
         ("--header", args.header),
         ("--delimiter", args.delimiter.is_some()),

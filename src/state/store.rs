@@ -253,6 +253,28 @@ impl ObjectStore {
     }
 }
 
+/// Runs a read again when the connection broke while its answer's body was coming (the
+/// client retries requests, not bodies): with backoff, up to 10 times.
+async fn body_retried<T, F, Fut>(read: F) -> object_store::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = object_store::Result<T>>,
+{
+    let mut wait = std::time::Duration::from_millis(250);
+    let mut tries = 0;
+    loop {
+        match read().await {
+            Err(e) if tries < 10 && e.to_string().contains("body") => {
+                log::warn!("{e}; reading again in {wait:?}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for ObjectStore {
     async fn put(&self, path: &str, bytes: Vec<u8>) -> io::Result<()> {
@@ -291,19 +313,21 @@ impl Store for ObjectStore {
     }
 
     async fn get(&self, path: &str) -> io::Result<Option<Vec<u8>>> {
-        match self.remote.store.get(&self.remote.child(path)).await {
-            Ok(result) => Ok(Some(result.bytes().await.map_err(io_error)?.to_vec())),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(io_error(e)),
-        }
+        let location = self.remote.child(path);
+        body_retried(|| async {
+            match self.remote.store.get(&location).await {
+                Ok(result) => Ok(Some(result.bytes().await?.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+        .map_err(io_error)
     }
 
     async fn list(&self, dir: &str) -> io::Result<Vec<(String, u64)>> {
         let prefix = self.remote.child(dir);
-        let listing = self
-            .remote
-            .store
-            .list_with_delimiter(Some(&prefix))
+        let listing = body_retried(|| self.remote.store.list_with_delimiter(Some(&prefix)))
             .await
             .map_err(io_error)?;
         Ok(listing

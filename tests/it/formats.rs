@@ -245,13 +245,13 @@ async fn batch(sql: &str, kind: FormatKind, header: bool, dir: &Path) -> Vec<Rec
 
 const QUERIES: &[(&str, OutputMode)] = &[
     (
-        "SELECT page, count(*) AS n, count(user_id) AS users, round(sum(amount), 4) AS total, \
+        "SELECT page, count(*) AS n, count(user_id) AS users, sum(CAST(round(amount * 100) AS BIGINT)) AS cents, \
          min(user_id) AS lo, max(ts) AS last, count(DISTINCT user_id) AS distinct_users \
          FROM lines GROUP BY page",
         OutputMode::Complete,
     ),
     (
-        "SELECT date_trunc('minute', ts) AS minute, count(*) AS n, round(avg(amount), 4) AS mean \
+        "SELECT date_trunc('minute', ts) AS minute, count(*) AS n, sum(CAST(round(amount * 100) AS BIGINT)) AS cents \
          FROM lines WHERE user_id > 3 GROUP BY 1",
         OutputMode::Complete,
     ),
@@ -330,7 +330,8 @@ yesterday,home,5,1\n\
 2026-01-01T00:00:06Z,caf\xe9,6,1\n\
 2026-01-01T00:00:07Z,home,7,7.5\n";
 
-const BAD_JSON: &[u8] = b"{\"ts\":\"2026-01-01T00:00:00Z\",\"page\":\"home\",\"user_id\":1,\"amount\":1.5}\n\
+const BAD_JSON: &[u8] =
+    b"{\"ts\":\"2026-01-01T00:00:00Z\",\"page\":\"home\",\"user_id\":1,\"amount\":1.5}\n\
 {\"ts\":\"2026-01-01T00:00:01Z\",\"page\":\"home\",\n\
 {\"ts\":\"2026-01-01T00:00:02Z\",\"page\":\"about\",\"user_id\":3,\"amount\":2.5}\n\
 {\"ts\":\"2026-01-01T00:00:03Z\",\"page\":\"about\",\"user_id\":\"three\"}\n\
@@ -428,22 +429,32 @@ fn malformed_records_are_kept_dropped_or_fail_the_batch_and_are_written_to_bad_r
             .flat_map(|b| {
                 let column = b.column_by_name("_corrupt_record").unwrap();
                 let column = datafusion::arrow::compute::cast(column, &DataType::Utf8).unwrap();
-                let column = column.as_any().downcast_ref::<StringArray>().unwrap().clone();
-                column.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+                let column = column
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone();
+                column
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
             })
             .collect();
         assert_eq!(corrupt.len(), bad_count, "{kind}: {corrupt:?}");
         // The bad-records file: each with its file, line, byte offset, reason and text.
         let files: Vec<_> = std::fs::read_dir(&bad_dir).unwrap().collect();
         assert_eq!(files.len(), 1, "{kind}");
-        let kept = std::fs::read_to_string(bad_dir.join("batch-00000000000000000000.jsonl"))
-            .unwrap();
+        let kept =
+            std::fs::read_to_string(bad_dir.join("batch-00000000000000000000.jsonl")).unwrap();
         let kept: Vec<Value> = kept
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(
-            kept.iter().map(|r| r["line"].as_u64().unwrap()).collect::<Vec<_>>(),
+            kept.iter()
+                .map(|r| r["line"].as_u64().unwrap())
+                .collect::<Vec<_>>(),
             bad_lines,
             "{kind}: {kept:?}"
         );
@@ -455,7 +466,12 @@ fn malformed_records_are_kept_dropped_or_fail_the_batch_and_are_written_to_bad_r
                 .chain(memchr_positions(text).map(|p| p + 1))
                 .collect();
             assert_eq!(starts[line - 1], offset, "{kind}: {record}");
-            assert!(record["file"].as_str().unwrap().ends_with(&format!("clicks.{kind}")));
+            assert!(
+                record["file"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("clicks.{kind}"))
+            );
             assert!(!record["reason"].as_str().unwrap().is_empty(), "{record}");
             let raw = String::from_utf8_lossy(&text[offset..]);
             let first_line = raw.lines().next().unwrap();
@@ -466,13 +482,19 @@ fn malformed_records_are_kept_dropped_or_fail_the_batch_and_are_written_to_bad_r
         }
         // Counted in the progress record, batch-wide and for the source.
         let record: Value = serde_json::from_str(
-            std::fs::read_to_string(&progress).unwrap().lines().next().unwrap(),
+            std::fs::read_to_string(&progress)
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
         )
         .unwrap();
-        assert_eq!(record["input"]["malformedRecords"], bad_count as u64, "{record}");
         assert_eq!(
-            record["sources"][0]["input"]["malformedRecords"],
-            bad_count as u64,
+            record["input"]["malformedRecords"], bad_count as u64,
+            "{record}"
+        );
+        assert_eq!(
+            record["sources"][0]["input"]["malformedRecords"], bad_count as u64,
             "{record}"
         );
         assert_eq!(record["numInputRows"], (bad_count + good.len()) as u64);
@@ -500,7 +522,11 @@ fn malformed_records_are_kept_dropped_or_fail_the_batch_and_are_written_to_bad_r
         let out = run_bad(&ws, kind, "drop", &[]);
         assert_ok(&out);
         let users = int_column(&output_table(&ws), "user_id");
-        assert_eq!(users, good.iter().map(|&u| Some(u)).collect::<Vec<_>>(), "{kind}");
+        assert_eq!(
+            users,
+            good.iter().map(|&u| Some(u)).collect::<Vec<_>>(),
+            "{kind}"
+        );
         assert!(
             stderr(&out).contains(&format!("{bad_count} malformed records")),
             "{}",
@@ -532,9 +558,16 @@ fn memchr_positions(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
 #[test]
 fn an_inferred_schema_is_kept_in_the_checkpoint_and_another_schema_is_refused() {
     let ws = Workspace::new();
-    ws.add_file("a.json", "{\"page\":\"home\",\"n\":1}\n{\"page\":\"about\",\"n\":2}\n");
+    ws.add_file(
+        "a.json",
+        "{\"page\":\"home\",\"n\":1}\n{\"page\":\"about\",\"n\":2}\n",
+    );
     let query = ws.dir.path().join("q.sql");
-    std::fs::write(&query, "SELECT page, sum(n) AS total FROM lines GROUP BY page").unwrap();
+    std::fs::write(
+        &query,
+        "SELECT page, sum(n) AS total FROM lines GROUP BY page",
+    )
+    .unwrap();
     let infer = [
         "--format",
         "json",
@@ -546,16 +579,29 @@ fn an_inferred_schema_is_kept_in_the_checkpoint_and_another_schema_is_refused() 
     let out = ws.run(&query, &infer);
     assert_ok(&out);
     let meta = std::fs::read_to_string(ws.checkpoint.join("metadata")).unwrap();
-    assert!(meta.contains("\\\"n\\\" BIGINT") || meta.contains("\"n\" BIGINT"), "{meta}");
+    assert!(
+        meta.contains("\\\"n\\\" BIGINT") || meta.contains("\"n\" BIGINT"),
+        "{meta}"
+    );
     // A file whose `n` is a string (inferred alone, a VARCHAR) arrives: the kept columns
     // stay, so its record does not fit them.
-    ws.add_file("b.json", "{\"page\":\"home\",\"n\":\"lots\"}\n{\"page\":\"home\",\"n\":5}\n");
+    ws.add_file(
+        "b.json",
+        "{\"page\":\"home\",\"n\":\"lots\"}\n{\"page\":\"home\",\"n\":5}\n",
+    );
     std::fs::remove_file(ws.input.join("a.json")).unwrap();
     let out = ws.run(&query, &infer);
     assert_ok(&out);
-    assert!(stderr(&out).contains("1 malformed records"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("1 malformed records"),
+        "{}",
+        stderr(&out)
+    );
     let rows = crate::util::output_rows(&ws.output);
-    assert!(rows.iter().any(|r| r.contains("home") && r.contains('6')), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.contains("home") && r.contains('6')),
+        "{rows:?}"
+    );
     // Another schema on the same checkpoint: refused, before anything runs.
     let out = ws.run(
         &query,
@@ -581,19 +627,32 @@ fn flags_that_do_not_fit_the_format_are_refused() {
     let ws = Workspace::new();
     let query = repo("sql/wordcount.sql");
     for (args, needle) in [
-        (vec!["--format", "json", "--header", "--schema", "a INT"], "--header is a CSV option"),
+        (
+            vec!["--format", "json", "--header", "--schema", "a INT"],
+            "--header is a CSV option",
+        ),
         (vec!["--format", "csv"], "needs the columns"),
         (vec!["--schema", "a INT"], "text input has one column"),
         (vec!["--on-error", "drop"], "--on-error"),
         (
-            vec!["--format", "csv", "--schema", "ts TIMESTAMP", "--event-time", "to_timestamp(ts)"],
+            vec![
+                "--format",
+                "csv",
+                "--schema",
+                "ts TIMESTAMP",
+                "--event-time",
+                "to_timestamp(ts)",
+            ],
             "names a column",
         ),
         (
             vec!["--format", "csv", "--schema", "a INT", "--event-time", "ts"],
             "no such column",
         ),
-        (vec!["--format", "csv", "--schema", "a INTT,"], "--schema 'a INTT,'"),
+        (
+            vec!["--format", "csv", "--schema", "a INTT,"],
+            "--schema 'a INTT,'",
+        ),
         (
             vec!["--format", "csv", "--schema", "_file VARCHAR"],
             "collides",
@@ -601,7 +660,11 @@ fn flags_that_do_not_fit_the_format_are_refused() {
     ] {
         let mut all = args.clone();
         all.extend(["--trigger", "once"]);
-        let out = ws.command(&query, &all).stdout(Stdio::null()).output().unwrap();
+        let out = ws
+            .command(&query, &all)
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
     }
@@ -654,4 +717,113 @@ fn a_structured_stream_has_its_own_name_arrival_and_file_columns_and_event_time(
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn verify_reads_the_recorded_format_and_checks_a_csv_job() {
+    let ws = Workspace::new();
+    ws.add_file("a.csv", "page,n\nhome,1\nabout,2\n");
+    ws.add_file("b.csv", "page,n\nhome,5\nbad,x\n");
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        "SELECT page, sum(n) AS total, count(_corrupt_record) AS bad FROM lines GROUP BY page",
+    )
+    .unwrap();
+    let out = ws.run(
+        &query,
+        &[
+            "--format",
+            "csv",
+            "--header",
+            "--schema",
+            "page VARCHAR, n BIGINT",
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "1",
+            "--no-console",
+        ],
+    );
+    assert_ok(&out);
+    let verify = |ws: &Workspace| {
+        std::process::Command::new(crate::util::bin())
+            .arg("verify")
+            .arg(&query)
+            .arg("--input")
+            .arg(&ws.input)
+            .arg("--output")
+            .arg(&ws.output)
+            .arg("--checkpoint")
+            .arg(&ws.checkpoint)
+            .output()
+            .unwrap()
+    };
+    let checked = verify(&ws);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}{}",
+        crate::util::stdout(&checked),
+        stderr(&checked)
+    );
+    assert!(crate::util::stdout(&checked).contains("OK"));
+    // A changed result is caught (the oracle reads the files, not the output).
+    std::fs::write(ws.input.join("a.csv"), "page,n\nhome,100\nabout,2\n").unwrap();
+    let checked = verify(&ws);
+    assert_eq!(
+        checked.status.code(),
+        Some(1),
+        "{}",
+        crate::util::stdout(&checked)
+    );
+}
+
+#[test]
+fn socket_lines_can_be_json_records() {
+    let ws = Workspace::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        std::io::Write::write_all(
+            &mut stream,
+            b"{\"page\":\"home\",\"n\":1}\n{\"page\":\"home\",\"n\":2}\nnot json\n{\"page\":\"about\",\"n\":4}\n",
+        )
+        .unwrap();
+    });
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        "SELECT page, sum(n) AS total FROM lines GROUP BY page",
+    )
+    .unwrap();
+    let job = crate::util::Job::spawn(
+        ws.command(
+            &query,
+            &[
+                "--socket",
+                &addr,
+                "--format",
+                "json",
+                "--schema",
+                "page VARCHAR, n BIGINT",
+                "--trigger",
+                "continuous",
+                "--checkpoint-interval",
+                "0",
+                "--no-console",
+            ],
+        )
+        .stdout(Stdio::null()),
+    );
+    let rows = crate::util::wait_for_output(
+        &ws.output,
+        std::time::Duration::from_secs(60),
+        |rows| rows.iter().any(|r| r.starts_with("about|4")),
+        || job.log(),
+    );
+    let log = job.stop();
+    server.join().unwrap();
+    assert_eq!(rows, vec!["NULL|NULL", "about|4", "home|3"], "{log}");
 }
