@@ -137,6 +137,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             state_schema: None,
             output_schema: String::new(),
             inputs: None,
+            tables: Default::default(),
             format: None,
         },
         10,
@@ -191,6 +192,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
             force_watermark: None,
             skipped: false,
             trigger_micros: None,
+            tables: None,
         };
         checkpoint.write_offsets(&offsets).await.unwrap();
         let offsets_done = start.elapsed();

@@ -263,6 +263,8 @@ struct Job {
     latest_offsets: SourceParts,
     /// `--bad-records`: where each batch's malformed records go.
     config_bad_records: Option<std::path::PathBuf>,
+    /// `--table`: the static tables the query joins with.
+    tables: crate::tables::StaticTables,
 }
 
 impl Job {
@@ -270,7 +272,7 @@ impl Job {
     async fn start(config: &RunConfig) -> Result<Self> {
         let args = &config.args;
         let counters = Arc::new(TextCounters::default());
-        let (file, mut query) = plan(config, Arc::clone(&counters)).await?;
+        let (file, mut query, tables) = plan(config, Arc::clone(&counters)).await?;
         let wake = Arc::new(Notify::new());
         let mut sources = source::build(&source::BuildContext {
             config,
@@ -291,6 +293,7 @@ impl Job {
             output_schema: query.output_schema().to_string(),
             inputs: Some(sources.iter().map(|s| s.identity()).collect()),
             format: query.slot().format().to_recorded(),
+            tables: tables.recorded(),
         };
         if args.format.bad_records.is_some() {
             counters.keep_bad_records();
@@ -402,6 +405,7 @@ impl Job {
             end_offsets,
             latest_offsets: SourceParts::new(),
             config_bad_records: args.format.bad_records.clone(),
+            tables,
         };
         job.release_input().await?;
         Ok(job)
@@ -498,6 +502,7 @@ impl Job {
             force_watermark,
             skipped: false,
             trigger_micros: Some(crate::time::now_micros()),
+            tables: None,
         })
         .await
     }
@@ -513,6 +518,15 @@ impl Job {
         let trigger_micros = *offsets
             .trigger_micros
             .get_or_insert_with(crate::time::now_micros);
+        // The static tables as the batch first joined with them (a replay), else as they are
+        // now (kept in the checkpoint before the batch records them).
+        match &offsets.tables {
+            Some(versions) => self.tables.use_versions(versions, &self.checkpoint).await?,
+            None if !self.tables.is_empty() => {
+                offsets.tables = Some(self.tables.refresh(&self.checkpoint).await?);
+            }
+            None => {}
+        }
         self.checkpoint.write_offsets(&offsets).await?;
         let offsets_written = started.elapsed();
         self.query.slot().clock().set(trigger_micros);
@@ -742,7 +756,7 @@ impl Job {
 pub async fn plan(
     config: &RunConfig,
     counters: Arc<TextCounters>,
-) -> Result<(QueryFile, StreamingQuery)> {
+) -> Result<(QueryFile, StreamingQuery, crate::tables::StaticTables)> {
     let args = &config.args;
     let file = QueryFile::read(&args.query)?;
     let format = crate::format::resolve::resolve(
@@ -753,7 +767,10 @@ pub async fn plan(
         &config.checkpoint,
     )
     .await?;
-    let slot = TriggerSlot::new(counters, args.max_line_bytes).with_format(format);
+    let tables = crate::tables::StaticTables::open(&args.tables, &args.storage_options).await?;
+    let slot = TriggerSlot::new(counters, args.max_line_bytes)
+        .with_format(format)
+        .with_tables(tables.providers());
     let query = StreamingQuery::plan(
         QuerySpec {
             file: &file,
@@ -766,7 +783,7 @@ pub async fn plan(
         slot,
     )
     .await?;
-    Ok((file, query))
+    Ok((file, query, tables))
 }
 
 /// Hands each source what the checkpoint kept of it: the restored batch's snapshot, parts and

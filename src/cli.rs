@@ -333,6 +333,11 @@ pub struct RunArgs {
     pub event_time: Option<String>,
     #[command(flatten)]
     pub format: FormatArgs,
+    /// A static table the query can join with: NAME=FILE, a .csv (with a header), .json
+    /// (JSON lines) or .parquet file, local or a URL; repeatable. A changed file is read again
+    /// before the next batch; each batch records the version it joined with.
+    #[arg(long = "table", value_name = "NAME=FILE", value_parser = parse_param)]
+    pub tables: Vec<(String, String)>,
     /// Event-time watermark delay (e.g. 10s): rows more than this behind the largest `ts`
     /// seen are late, dropped and counted; windows ending at or before the watermark are final
     /// (emitted once in append mode, and removed from the state in append and update modes).

@@ -30,5 +30,6 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod storage;
+pub mod tables;
 pub mod time;
 pub mod ui;

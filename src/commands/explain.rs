@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// `dfstream explain QUERY [run flags]`.
 pub async fn explain(config: RunConfig, out: &mut impl Write) -> Result<()> {
     let args = &config.args;
-    let (_, query) = crate::app::plan(&config, Arc::new(TextCounters::default())).await?;
+    let (_, query, _) = crate::app::plan(&config, Arc::new(TextCounters::default())).await?;
     let mut text = format!("query          {}\n", args.query.display());
     for (name, value) in &config.params {
         text.push_str(&format!("param          {name}={value}\n"));

@@ -179,6 +179,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .context(|| "the stream table".into())?;
     ctx.register_table(format.spec.name.as_str(), Arc::new(table))
         .context(|| "registering the stream table".into())?;
+    register_static_tables(&ctx, &checkpoint, &meta, last).await?;
     let logical = plan::logical_plan(&ctx, &file, &params).await?;
     let unknown_arrivals = taken
         .iter()
@@ -289,6 +290,57 @@ fn calls_trigger_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
         })
     });
     calls
+}
+
+/// Registers each static table (`--table`) as the job joined with it: the one version every
+/// batch recorded, from the checkpoint's copy. A table that changed during the job is refused
+/// (one batch query cannot join with several versions).
+async fn register_static_tables(
+    ctx: &datafusion::prelude::SessionContext,
+    checkpoint: &Checkpoint,
+    meta: &crate::state::checkpoint::Metadata,
+    last: u64,
+) -> Result<()> {
+    if meta.tables.is_empty() {
+        return Ok(());
+    }
+    let mut versions: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for batch_id in 0..=last {
+        if let Some(tables) = checkpoint.offsets(batch_id).await.and_then(|o| o.tables) {
+            for (name, version) in tables {
+                versions.entry(name).or_default().insert(version);
+            }
+        }
+    }
+    for name in meta.tables.keys() {
+        let seen = versions.remove(name).unwrap_or_default();
+        let [version] = seen.iter().collect::<Vec<_>>()[..] else {
+            return Err(Error::Usage(format!(
+                "the static table {name} {}: one batch query cannot join with what each batch \
+                 joined with, so verify cannot check this job",
+                if seen.is_empty() {
+                    "is recorded by no batch whose offsets are kept".to_string()
+                } else {
+                    format!("changed during the job (versions {seen:?})")
+                }
+            )));
+        };
+        let batches = checkpoint
+            .table_version(name, version)
+            .await?
+            .ok_or_else(|| {
+                Error::Checkpoint(format!("the copy of {name} version {version} is missing"))
+            })?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| Error::Checkpoint(format!("the copy of {name} is empty")))?;
+        let table = MemTable::try_new(schema, vec![batches])
+            .context(|| format!("the static table {name}"))?;
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .context(|| format!("registering the static table {name}"))?;
+    }
+    Ok(())
 }
 
 /// Whether `plan` reads the stream table's arrival-time column (`ts` of `lines`).

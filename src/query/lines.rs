@@ -45,6 +45,8 @@ pub struct TriggerSlot {
     clock: super::clock::TriggerClock,
     /// The stream table's format and columns.
     format: Arc<crate::format::StreamFormat>,
+    /// Static tables the query may join with (`--table`), by name.
+    tables: Vec<(String, Arc<dyn TableProvider>)>,
 }
 
 /// The event-time watermark: the largest `ts` seen minus a delay, only moving forward. Rows
@@ -271,7 +273,19 @@ impl TriggerSlot {
             watermark: Arc::default(),
             clock: Default::default(),
             format: Arc::new(crate::format::StreamFormat::text()),
+            tables: Vec::new(),
         }
+    }
+
+    /// The slot of a query that may join with these static tables.
+    pub fn with_tables(mut self, tables: Vec<(String, Arc<dyn TableProvider>)>) -> Self {
+        self.tables = tables;
+        self
+    }
+
+    /// The static tables, by name.
+    pub fn tables(&self) -> &[(String, Arc<dyn TableProvider>)] {
+        &self.tables
     }
 
     /// The slot of a stream table in `format`.

@@ -120,6 +120,15 @@ impl StreamingQuery {
             Arc::new(LinesTable::new(slot.clone(), spec.partitions)),
         )
         .context(|| format!("registering the stream table {name}"))?;
+        for (table, provider) in slot.tables() {
+            if *table == name {
+                return Err(Error::Usage(format!(
+                    "--table {table}: that is the stream table's name (see --name)"
+                )));
+            }
+            ctx.register_table(table.as_str(), Arc::clone(provider))
+                .context(|| format!("registering --table {table}"))?;
+        }
         if let Some(text) = spec.event_time {
             slot.set_event_time(event_time(&ctx, text, slot.format())?);
         }
@@ -442,13 +451,15 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
                 return Ok(TreeNodeRecursion::Stop);
             }
             LogicalPlan::Aggregate(_) => analysis.aggregates += 1,
-            LogicalPlan::Join(_) => {
-                problem = Some(
-                    "joins (including IN/EXISTS subqueries and scalar subqueries over `lines`) \
-                     need state of both sides across triggers, which dfstream does not keep yet"
-                        .to_string(),
+            LogicalPlan::Join(join) => {
+                let sides = (
+                    reads_table(&join.left, stream),
+                    reads_table(&join.right, stream),
                 );
-                return Ok(TreeNodeRecursion::Stop);
+                if let Some(p) = join_problem(join.join_type, sides, stream) {
+                    problem = Some(p);
+                    return Ok(TreeNodeRecursion::Stop);
+                }
             }
             LogicalPlan::Window(_) if below_aggregate || !has_aggregate_below(node) => {
                 problem = Some(
@@ -627,6 +638,58 @@ pub fn groups_by_session(plan: &LogicalPlan) -> bool {
             ..
         })) | Err(_)
     )
+}
+
+/// Whether `plan` (subqueries included) scans the table `name`.
+fn reads_table(plan: &LogicalPlan, name: &str) -> bool {
+    let mut reads = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && scan.table_name.table() == name
+        {
+            reads = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    reads
+}
+
+/// Why a join whose sides read the stream as `sides` (left, right) says cannot run per
+/// trigger, if it cannot. A join of the stream's rows with a static table gives each stream
+/// row its answer in the trigger that reads it; what needs rows of other triggers (the
+/// stream on both sides, or a static row's answer depending on all stream rows) cannot.
+fn join_problem(
+    join_type: datafusion::common::JoinType,
+    sides: (bool, bool),
+    stream: &str,
+) -> Option<String> {
+    use datafusion::common::JoinType::*;
+    let stream_on_left = match sides {
+        (true, true) => {
+            return Some(format!(
+                "it joins `{stream}` with itself (or two streams): that needs the rows of both \
+                 sides across triggers, which dfstream does not keep. Join the stream with a \
+                 static table (--table NAME=FILE) instead"
+            ));
+        }
+        (false, false) => return None, // static tables among themselves
+        (left, _) => left,
+    };
+    let keeps_static_rows = match join_type {
+        Inner => false,
+        Left | LeftSemi | LeftAnti | LeftMark => !stream_on_left,
+        Right | RightSemi | RightAnti | RightMark => stream_on_left,
+        Full => true,
+    };
+    keeps_static_rows.then(|| {
+        format!(
+            "its {join_type} join answers for the static table's rows by whether any row of \
+             `{stream}` matches them, which changes with every trigger. Join so that each \
+             stream row finds its static rows: `{stream}` JOIN / LEFT JOIN table, or IN / NOT \
+             IN (SELECT ... FROM table)"
+        )
+    })
 }
 
 fn has_aggregate_below(node: &LogicalPlan) -> bool {

@@ -75,6 +75,9 @@ pub struct Metadata {
     /// written before formats were recorded, which were all text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<crate::format::FormatSpec>,
+    /// The static tables (`--table`) the query joins with: name and file.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, String>,
 }
 
 /// The input of one batch: the write-ahead record.
@@ -95,6 +98,9 @@ pub struct Offsets {
     /// Missing in offsets written before it was recorded (a replay then uses its own time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_micros: Option<i64>,
+    /// The version of each static table (`--table`) the batch joined with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<BTreeMap<String, String>>,
 }
 
 /// Offsets as stored: format 2, or format 1's `files` and `wal` lists (the directory and
@@ -114,6 +120,8 @@ struct OffsetsRecord {
     skipped: bool,
     #[serde(default)]
     trigger_micros: Option<i64>,
+    #[serde(default)]
+    tables: Option<BTreeMap<String, String>>,
 }
 
 impl From<OffsetsRecord> for Offsets {
@@ -130,6 +138,7 @@ impl From<OffsetsRecord> for Offsets {
             force_watermark: r.force_watermark,
             skipped: r.skipped,
             trigger_micros: r.trigger_micros,
+            tables: r.tables,
         }
     }
 }
@@ -462,6 +471,11 @@ impl Checkpoint {
                 "its input format or schema differs: checkpoint {}, now {}",
                 show(&stored.format),
                 show(&meta.format)
+            )
+        } else if stored.tables != meta.tables {
+            format!(
+                "its static tables differ: checkpoint {:?}, now {:?}",
+                stored.tables, meta.tables
             )
         } else if stored.event_time != meta.event_time {
             format!(
@@ -857,6 +871,45 @@ impl Checkpoint {
         self.lock.as_ref().map_or(Ok(()), Lock::check)
     }
 
+    /// Keeps version `version` of static table `name` (its rows as Arrow IPC), unless kept.
+    pub async fn keep_table_version(&self, name: &str, version: &str, ipc: Vec<u8>) -> Result<()> {
+        self.check_lock()?;
+        let path = format!("tables/{name}.{version}.arrow");
+        self.store
+            .put_new(&path, ipc)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::io(format!("writing {path} in {}", self.describe()), e))
+    }
+
+    /// The rows of version `version` of static table `name`, if kept.
+    pub async fn table_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Vec<RecordBatch>>> {
+        let path = format!("tables/{name}.{version}.arrow");
+        let Some(bytes) = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Error::io(format!("reading {path} in {}", self.describe()), e))?
+        else {
+            return Ok(None);
+        };
+        let reader =
+            datafusion::arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+                .map_err(|e| {
+                    Error::Checkpoint(format!("{path} in {} is damaged: {e}", self.describe()))
+                })?;
+        reader
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|e| {
+                Error::Checkpoint(format!("{path} in {} is damaged: {e}", self.describe()))
+            })
+    }
+
     /// Records the input of batch `offsets.batch_id` before it runs.
     pub async fn write_offsets(&self, offsets: &Offsets) -> Result<()> {
         self.check_lock()?;
@@ -1148,7 +1201,7 @@ pub async fn reset(location: &Location, wal_dir: Option<&std::path::Path>) -> Re
     // `metadata` goes last: a reset cut short (Ctrl-C, a file that cannot be deleted) leaves
     // something that is still recognised as a checkpoint, and can be reset again.
     let mut ours: Vec<String> = Vec::new();
-    for folder in ["offsets", "commits", "state", "sources", "wal"] {
+    for folder in ["offsets", "commits", "state", "sources", "wal", "tables"] {
         let names = store
             .list(folder)
             .await
@@ -1249,6 +1302,10 @@ fn is_own_file(folder: &str, name: &str) -> bool {
         // Segments, and the mark naming the checkpoint they belong to.
         return name == ".dfstream-owner" || name.strip_suffix(".log").is_some_and(numbered);
     }
+    if folder == "tables" {
+        // Static tables' versions: NAME.VERSION.arrow.
+        return name.ends_with(".arrow") && name.contains('.');
+    }
     BATCH_FILES
         .iter()
         .filter(|(sub, _)| *sub == folder)
@@ -1344,6 +1401,7 @@ mod tests {
             state_schema: None,
             output_schema: "x".into(),
             inputs: None,
+            tables: Default::default(),
             format: None,
         }
     }
@@ -1363,6 +1421,7 @@ mod tests {
                     force_watermark: None,
                     skipped: false,
                     trigger_micros: None,
+                    tables: None,
                 })
                 .await
                 .unwrap();
@@ -1450,6 +1509,7 @@ mod tests {
             force_watermark: None,
             skipped: false,
             trigger_micros: None,
+            tables: None,
         }
     }
 

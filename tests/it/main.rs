@@ -12,6 +12,7 @@ mod progress;
 mod restore;
 mod s3;
 mod socket;
+mod tables;
 mod tools;
 mod ui;
 mod util;

@@ -997,3 +997,59 @@ fn throttling_answers_are_retried_and_storage_options_replace_the_environment() 
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_logged(&out, "no_such_setting");
 }
+
+#[test]
+fn json_input_and_a_static_table_on_s3_with_the_table_replaced_mid_run() {
+    let bucket = Bucket::new();
+    bucket.put(
+        "in/a.json",
+        "{\"word\":\"the\"}\n{\"word\":\"cat\"}\n{\"word\":\"and\"}\n",
+    );
+    bucket.put("ref/stop.csv", "word\nthe\n");
+    let ws = Workspace::new();
+    std::fs::write(
+        ws.dir.path().join("q.sql"),
+        "SELECT w.word, count(*) AS count FROM lines AS w \
+         WHERE w.word NOT IN (SELECT s.word FROM stopwords AS s) GROUP BY w.word",
+    )
+    .unwrap();
+    let q = ws.dir.path().join("q.sql").display().to_string();
+    let table = format!("stopwords=s3://{}/ref/stop.csv", bucket.name);
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    let run = || {
+        bucket
+            .dfstream(&[
+                "run",
+                &q,
+                "--input",
+                &input,
+                "--output",
+                &output,
+                "--checkpoint",
+                &checkpoint,
+                "--format",
+                "json",
+                "--schema",
+                "word VARCHAR",
+                "--table",
+                &table,
+                "--trigger",
+                "once",
+                "--no-console",
+            ])
+            .output()
+            .unwrap()
+    };
+    assert_ok(&run());
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        ["and|1", "cat|1"]
+    );
+    bucket.put("ref/stop.csv", "word\nand\n");
+    bucket.put("in/b.json", "{\"word\":\"the\"}\n{\"word\":\"and\"}\n");
+    assert_ok(&run());
+    assert_eq!(
+        sorted_rows(&bucket.read_parquet("out/result.parquet")),
+        ["and|1", "cat|1", "the|1"]
+    );
+}
