@@ -74,6 +74,10 @@ impl RecordFormat for Json {
         })
     }
 
+    fn records_are_lines(&self) -> bool {
+        true
+    }
+
     fn record_len(&self, bytes: &[u8], at_end: bool) -> Option<usize> {
         match memchr::memchr(b'\n', bytes) {
             Some(nl) => Some(nl + 1),
