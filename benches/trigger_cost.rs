@@ -23,7 +23,7 @@ use dfstream::batch::TextCounters;
 use dfstream::query::lines::TriggerSlot;
 use dfstream::query::plan::{Params, QueryFile};
 use dfstream::query::{OutputMode, QuerySpec, StreamingQuery};
-use dfstream::sink::parquet::ParquetSink;
+use dfstream::sink::files::FileSink;
 use dfstream::sink::{Sink, SinkBatch};
 use dfstream::source::InputUnit;
 use dfstream::source::files::{self as dir, NewFile};
@@ -152,7 +152,7 @@ async fn measure(groups: usize, mode: OutputMode) -> Split {
         rng ^= rng << 17;
         rng
     };
-    let mut sink = ParquetSink::open(&dfstream::storage::Location::Local(
+    let mut sink = FileSink::open(&dfstream::storage::Location::Local(
         dir.path().join("output"),
     ))
     .await

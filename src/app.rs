@@ -334,6 +334,7 @@ impl Job {
                 .unwrap_or_default(),
             None => SourceParts::new(),
         };
+        check_output(config, &query)?;
         let mut sinks = crate::sink::build(config).await?;
         // Anything after the restored and replayable batches cannot be reproduced: drop it.
         let first_unrecoverable = next_batch + recovered.replay.len() as u64;
@@ -784,6 +785,40 @@ pub async fn plan(
     )
     .await?;
     Ok((file, query, tables))
+}
+
+/// Refuses `--output-format` and `--partition-by` that cannot hold the query's result.
+fn check_output(config: &RunConfig, query: &StreamingQuery) -> Result<()> {
+    let args = &config.args;
+    let schema = query.output_schema();
+    if let Some(reason) = args.output_format.cannot_hold(&schema) {
+        return Err(Error::Usage(reason));
+    }
+    if args.partition_by.is_empty() {
+        return Ok(());
+    }
+    if query.mode() != crate::query::OutputMode::Append {
+        return Err(Error::Usage(format!(
+            "--partition-by writes each batch's new rows into directories by value, which \
+             only --mode append output is (this query runs in --mode {}: its rows change)",
+            query.mode()
+        )));
+    }
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for column in &args.partition_by {
+        if !columns.contains(&column.as_str()) {
+            return Err(Error::Usage(format!(
+                "--partition-by {column}: the result has no such column (it has {})",
+                columns.join(", ")
+            )));
+        }
+    }
+    if args.partition_by.len() == columns.len() {
+        return Err(Error::Usage(
+            "--partition-by names every column of the result: the files would hold none".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Hands each source what the checkpoint kept of it: the restored batch's snapshot, parts and

@@ -288,9 +288,22 @@ pub struct RunArgs {
     /// `dfstream generate serve`. Lines are logged in the checkpoint before they count.
     #[arg(long, value_name = "HOST:PORT")]
     pub socket: Option<String>,
-    /// Also write results as Parquet under this directory (a local path or a URL).
+    /// Also write results as files under this directory (a local path or a URL): Parquet,
+    /// or --output-format.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// The format of --output's files: parquet, csv (with a header) or json (JSON lines).
+    #[arg(long, value_enum, default_value = "parquet", requires = "output")]
+    pub output_format: crate::sink::files::OutputFormat,
+    /// Append mode: write each batch's rows into Hive-style directories by these columns
+    /// (COL,... : `col=VALUE/batch-N.EXT`), as Spark's partitionBy.
+    #[arg(
+        long,
+        value_name = "COL,...",
+        value_delimiter = ',',
+        requires = "output"
+    )]
+    pub partition_by: Vec<String>,
     /// Where to keep progress and state, so that a restart continues (a local path or a
     /// URL: on an object store, commits are conditional PUTs and the lock is a lease).
     #[arg(long, default_value = "checkpoint")]

@@ -15,7 +15,6 @@ use crate::cli::VerifyArgs;
 use crate::error::{Context, Error, Result};
 use crate::query::lines::read_file;
 use crate::query::plan::{self, QueryFile};
-use crate::sink::parquet::COMPLETE_FILE;
 use crate::source::files as dir;
 use crate::source::{Restored, socket};
 use crate::state::checkpoint::Checkpoint;
@@ -221,9 +220,19 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         .collect()
         .await
         .context(|| "running the batch query".into())?;
+    let columns: Vec<String> = expected
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let actual = match meta.mode.as_str() {
-        "complete" => read_output(&output, Some(COMPLETE_FILE)).await?,
-        "append" => read_output(&output, None).await?,
+        "complete" => read_output(&output, true, &columns).await?,
+        "append" => read_output(&output, false, &columns).await?,
         other => {
             return Err(Error::Usage(format!(
                 "verify compares the whole result, which --mode {other} output does not hold; \
@@ -373,41 +382,83 @@ fn reads_arrival_time(
 
 /// The job's Parquet output: file `name` under `output`, or (`None`) every `.parquet` file
 /// there; nothing if there is none yet.
-async fn read_output(output: &Location, name: Option<&str>) -> Result<Vec<RecordBatch>> {
+async fn read_output(
+    output: &Location,
+    complete: bool,
+    columns: &[String],
+) -> Result<Vec<RecordBatch>> {
+    use crate::sink::files::OutputFormat;
     let ctx = datafusion::prelude::SessionContext::new();
+    let store = crate::state::store::open(output);
+    let listed = store
+        .list("")
+        .await
+        .map_err(|e| Error::io(format!("listing {}", store.describe()), e))?;
+    // The files' format, by their extension (the job's --output-format).
+    let format = [OutputFormat::Parquet, OutputFormat::Csv, OutputFormat::Json]
+        .into_iter()
+        .find(|f| {
+            let ext = format!(".{}", f.extension());
+            listed
+                .iter()
+                .any(|(n, _)| n.ends_with(&ext) && !n.starts_with('.'))
+        });
+    let Some(format) = format else {
+        return Ok(Vec::new());
+    };
+    let name = complete.then(|| format.complete_file());
+    if let Some(name) = &name
+        && !listed.iter().any(|(n, _)| n == name)
+    {
+        return Ok(Vec::new());
+    }
     let target = match output {
-        Location::Local(dir) => {
-            let path = name.map_or_else(|| dir.clone(), |n| dir.join(n));
-            if !path.exists() {
-                return Ok(Vec::new());
-            }
-            path.display().to_string()
-        }
+        Location::Local(dir) => name
+            .as_ref()
+            .map_or_else(|| dir.clone(), |n| dir.join(n))
+            .display()
+            .to_string(),
         Location::Remote(remote) => {
-            let store = crate::state::store::open(output);
-            let listed = store
-                .list("")
-                .await
-                .map_err(|e| Error::io(format!("listing {}", remote.url), e))?;
-            let found = listed.iter().any(|(n, _)| match name {
-                Some(name) => n == name,
-                None => n.ends_with(".parquet"),
-            });
-            if !found {
-                return Ok(Vec::new());
-            }
             let url = url::Url::parse(&remote.url)
                 .map_err(|e| Error::Usage(format!("--output {}: {e}", remote.url)))?;
             ctx.register_object_store(&url, std::sync::Arc::clone(&remote.store));
-            match name {
+            match &name {
                 Some(name) => remote.url_of(name),
                 None => format!("{}/", remote.url),
             }
         }
     };
-    ctx.read_parquet(target.clone(), ParquetReadOptions::default())
-        .await
-        .context(|| format!("reading {target}"))?
+    let frame = match format {
+        OutputFormat::Parquet => {
+            ctx.read_parquet(target.clone(), ParquetReadOptions::default())
+                .await
+        }
+        OutputFormat::Csv => {
+            ctx.read_csv(
+                target.clone(),
+                datafusion::prelude::CsvReadOptions::new().has_header(true),
+            )
+            .await
+        }
+        OutputFormat::Json => {
+            ctx.read_json(
+                target.clone(),
+                datafusion::datasource::file_format::options::JsonReadOptions::default(),
+            )
+            .await
+        }
+    };
+    let frame = frame.context(|| format!("reading {target}"))?;
+    // JSON has no column order: take the query's.
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let frame = if names.is_empty() {
+        frame
+    } else {
+        frame
+            .select_columns(&names)
+            .context(|| format!("the columns of {target}"))?
+    };
+    frame
         .collect()
         .await
         .context(|| format!("reading {target}"))

@@ -175,8 +175,7 @@ impl<'a> RecordDecoder<'a> {
 
     /// `consumed`, the next bytes of the file, are done with.
     fn advance(&mut self, consumed: &[u8]) {
-        // A plain count: the compiler turns it into wide compares (faster than a search).
-        self.raw_line += consumed.iter().filter(|&&b| b == b'\n').count() as u64;
+        self.raw_line += count_newlines(consumed) as u64;
         self.raw_offset += consumed.len() as u64;
     }
 
@@ -445,6 +444,20 @@ impl Decode for RecordDecoder<'_> {
     fn tally(&self) -> SourceCounts {
         self.tally
     }
+}
+
+/// The newlines in `bytes`, counted in byte-wide lanes 255 bytes at a time (so that the
+/// compiler makes it wide compares and adds: a search per newline, or a count into a word,
+/// costs several times more, and this runs over every byte read).
+fn count_newlines(bytes: &[u8]) -> usize {
+    bytes
+        .chunks(255)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))) as usize
+        })
+        .sum()
 }
 
 /// Arrow's message without the line number it counted within the one record it was given.

@@ -7,7 +7,7 @@
 //! Sinks know nothing of sources, SQL or checkpoints.
 
 pub mod console;
-pub mod parquet;
+pub mod files;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -66,7 +66,7 @@ pub struct Kind {
 }
 
 /// Every kind of sink. A new kind is one line here.
-const KINDS: &[Kind] = &[console::KIND, parquet::KIND];
+const KINDS: &[Kind] = &[console::KIND, files::KIND];
 
 /// Builds the sinks the run's arguments ask for.
 pub async fn build(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>> {

@@ -827,3 +827,210 @@ fn socket_lines_can_be_json_records() {
     server.join().unwrap();
     assert_eq!(rows, vec!["NULL|NULL", "about|4", "home|3"], "{log}");
 }
+
+/// Every file under `dir`, recursively, relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// `sql` over `table`, an external table DataFusion reads from `dir`.
+fn read_back(dir: &Path, create: &str, sql: &str) -> Vec<String> {
+    runtime().block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        ctx.sql(&create.replace("DIR", &format!("{}/", dir.display())))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        sorted_rows(&batches)
+    })
+}
+
+#[test]
+fn csv_and_json_output_in_each_mode_is_read_back_by_datafusion() {
+    for format in ["csv", "json"] {
+        let stored = if format == "csv" {
+            "STORED AS CSV OPTIONS ('format.has_header' 'true')"
+        } else {
+            "STORED AS JSON"
+        };
+        for mode in ["complete", "update"] {
+            let ws = Workspace::new();
+            ws.add_file("a.txt", "b a\nc\n");
+            ws.add_file("b.txt", "a, b!\n");
+            let out = ws.run(
+                &repo("sql/wordcount.sql"),
+                &[
+                    "--output-format",
+                    format,
+                    "--mode",
+                    mode,
+                    "--trigger",
+                    "available-now",
+                    "--max-files-per-trigger",
+                    "1",
+                    "--no-console",
+                ],
+            );
+            assert_ok(&out);
+            let files = files_under(&ws.output);
+            let rows = read_back(
+                &ws.output,
+                &format!("CREATE EXTERNAL TABLE t {stored} LOCATION 'DIR'"),
+                if mode == "complete" {
+                    "SELECT word, count FROM t"
+                } else {
+                    "SELECT batch_id, word, count FROM t"
+                },
+            );
+            if mode == "complete" {
+                assert!(files.contains(&format!("result.{format}")), "{files:?}");
+                assert_eq!(rows, ["a|2", "b|2", "c|1"], "{format} {mode}");
+                // verify reads the files in their format.
+                let checked = std::process::Command::new(crate::util::bin())
+                    .arg("verify")
+                    .arg(repo("sql/wordcount.sql"))
+                    .arg("--input")
+                    .arg(&ws.input)
+                    .arg("--output")
+                    .arg(&ws.output)
+                    .arg("--checkpoint")
+                    .arg(&ws.checkpoint)
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    checked.status.code(),
+                    Some(0),
+                    "{format}: {}{}",
+                    crate::util::stdout(&checked),
+                    stderr(&checked)
+                );
+            } else {
+                assert_eq!(
+                    files.iter().filter(|f| f.starts_with("batch-")).count(),
+                    2,
+                    "{files:?}"
+                );
+                // Update mode: batch_id first; the latest row per word is its count.
+                assert_eq!(
+                    rows,
+                    ["0|a|1", "0|b|1", "0|c|1", "1|a|2", "1|b|2"],
+                    "{format} {mode}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn partitioned_append_output_is_hive_style_and_a_replay_writes_each_file_once() {
+    let ws = Workspace::new();
+    let mut text = String::new();
+    let pages = ["home", "a/b c=d", "", "café"];
+    for i in 0..40 {
+        text.push_str(&format!("{},{i}\n", pages[i % pages.len()]));
+    }
+    ws.add_file("a.csv", &text);
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(&query, "SELECT page, n, n * 2 AS twice FROM lines").unwrap();
+    let args = [
+        "--format",
+        "csv",
+        "--schema",
+        "page VARCHAR, n BIGINT",
+        "--output-format",
+        "json",
+        "--partition-by",
+        "page",
+        "--trigger",
+        "once",
+        "--checkpoint-interval",
+        "0",
+        "--no-console",
+    ];
+    // Killed after the batch's files are written, before its commit.
+    let started = std::time::SystemTime::now();
+    let mut killed = ws
+        .quiet(&query, &args)
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "600")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while files_under(&ws.output)
+        .iter()
+        .filter(|f| f.ends_with(".json"))
+        .count()
+        < 4
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output was written"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(
+        ws.mid_batch_since(started),
+        "the kill fell after the commit"
+    );
+    assert_ok(&ws.run(&query, &args));
+    let files: Vec<String> = files_under(&ws.output)
+        .into_iter()
+        .filter(|f| f.ends_with(".json"))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "page=__HIVE_DEFAULT_PARTITION__/batch-000000000000.json",
+            "page=a%2Fb c%3Dd/batch-000000000000.json",
+            "page=café/batch-000000000000.json",
+            "page=home/batch-000000000000.json",
+        ]
+    );
+    // DataFusion reads it as a partitioned table (a glob, which leaves out the job's lock
+    // file): every row once, its page from the directory.
+    let rows = read_back(
+        &ws.output,
+        "CREATE EXTERNAL TABLE t STORED AS JSON PARTITIONED BY (page) LOCATION 'DIR**/*.json'",
+        "SELECT count(*), count(DISTINCT n), sum(twice) FROM t",
+    );
+    assert_eq!(rows, ["40|40|1560"]);
+    let homes = read_back(
+        &ws.output,
+        "CREATE EXTERNAL TABLE t STORED AS JSON PARTITIONED BY (page) LOCATION 'DIR**/*.json'",
+        "SELECT page, count(*) FROM t GROUP BY page",
+    );
+    assert_eq!(
+        homes,
+        [
+            "__HIVE_DEFAULT_PARTITION__|10",
+            "a/b c=d|10",
+            "café|10",
+            "home|10"
+        ]
+    );
+    // Partitioning a result whose rows change is refused.
+    let other = Workspace::new();
+    let out = other.run(
+        &repo("sql/wordcount.sql"),
+        &["--partition-by", "word", "--trigger", "once"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--mode append"), "{}", stderr(&out));
+}

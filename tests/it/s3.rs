@@ -1053,3 +1053,45 @@ fn json_input_and_a_static_table_on_s3_with_the_table_replaced_mid_run() {
         ["and|1", "cat|1", "the|1"]
     );
 }
+
+#[test]
+fn partitioned_csv_output_on_s3_is_written_once_per_batch() {
+    let bucket = Bucket::new();
+    bucket.put(
+        "in/a.json",
+        "{\"word\":\"cat\",\"n\":1}\n{\"word\":\"dog\",\"n\":2}\n{\"word\":\"cat\",\"n\":3}\n",
+    );
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(&query, "SELECT word, n FROM lines").unwrap();
+    let q = query.display().to_string();
+    let (input, output, checkpoint) = (bucket.url("in"), bucket.url("out"), bucket.url("ck"));
+    let args = [
+        "run",
+        &q,
+        "--input",
+        &input,
+        "--output",
+        &output,
+        "--checkpoint",
+        &checkpoint,
+        "--format",
+        "json",
+        "--schema",
+        "word VARCHAR, n BIGINT",
+        "--output-format",
+        "csv",
+        "--partition-by",
+        "word",
+        "--trigger",
+        "once",
+        "--no-console",
+    ];
+    assert_ok(&bucket.dfstream(&args).output().unwrap());
+    let cat =
+        String::from_utf8(bucket.get("out/word=cat/batch-000000000000.csv").unwrap()).unwrap();
+    assert_eq!(cat, "n\n1\n3\n");
+    let dog =
+        String::from_utf8(bucket.get("out/word=dog/batch-000000000000.csv").unwrap()).unwrap();
+    assert_eq!(dog, "n\n2\n");
+}
