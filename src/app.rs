@@ -791,7 +791,7 @@ pub async fn plan(
 fn check_output(config: &RunConfig, query: &StreamingQuery) -> Result<()> {
     let args = &config.args;
     let schema = query.output_schema();
-    if let Some(reason) = args.output_format.cannot_hold(&schema) {
+    if let Some(reason) = args.output_format.cannot_hold(schema) {
         return Err(Error::Usage(reason));
     }
     if args.partition_by.is_empty() {
