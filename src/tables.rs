@@ -202,6 +202,51 @@ impl StaticTables {
     }
 }
 
+/// The static tables a checkpoint's job joined with, as the newest kept batch that records
+/// each joined with it: for planning the job's query again (`dfstream state`).
+pub async fn recorded_providers(
+    checkpoint: &Checkpoint,
+    names: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Arc<dyn TableProvider>)>> {
+    let mut providers = Vec::new();
+    if names.is_empty() {
+        return Ok(providers);
+    }
+    let mut kept = checkpoint.kept_batches().await?;
+    kept.reverse();
+    for name in names.keys() {
+        let mut found = None;
+        for &batch in &kept {
+            let version = checkpoint
+                .offsets(batch)
+                .await
+                .and_then(|o| o.tables)
+                .and_then(|t| t.get(name).cloned());
+            if let Some(version) = version {
+                found = checkpoint.table_version(name, &version).await?;
+                break;
+            }
+        }
+        let rows = found.ok_or_else(|| {
+            Error::Checkpoint(format!(
+                "no kept batch of {} records the version of the static table {name}",
+                checkpoint.describe()
+            ))
+        })?;
+        let schema = rows
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| Error::Checkpoint(format!("the copy of {name} is empty")))?;
+        let provider: Arc<dyn TableProvider> = Arc::new(StaticTableProvider {
+            name: name.clone(),
+            schema,
+            rows: Arc::new(RwLock::new(Arc::new(rows))),
+        });
+        providers.push((name.clone(), provider));
+    }
+    Ok(providers)
+}
+
 impl StaticTable {
     /// Reads the file again if it changed since it was read.
     async fn refresh(&mut self) -> Result<()> {

@@ -35,7 +35,11 @@ pub async fn state(args: StateArgs, out: &mut impl Write) -> Result<()> {
         .map(cli::parse_duration)
         .transpose()
         .map_err(|e| Error::Checkpoint(format!("the checkpoint's watermark: {e}")))?;
-    let slot = TriggerSlot::new(Arc::new(TextCounters::default()), 1 << 20);
+    let format = crate::format::StreamFormat::recorded(meta.format.clone()).await?;
+    let tables = crate::tables::recorded_providers(&checkpoint, &meta.tables).await?;
+    let slot = TriggerSlot::new(Arc::new(TextCounters::default()), 1 << 20)
+        .with_format(format)
+        .with_tables(tables);
     let mut query = StreamingQuery::plan(
         QuerySpec {
             file: &file,

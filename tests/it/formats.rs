@@ -319,7 +319,8 @@ fn each_format_streams_the_batch_answer_over_random_splits() {
     }
 }
 
-/// A CSV file with one good record between each kind of bad one.
+/// A CSV file with good records between bad ones: a missing field, a word for a number, a
+/// word for a time, invalid UTF-8, and a quote that never ends.
 const BAD_CSV: &[u8] = b"ts,page,user_id,amount\n\
 2026-01-01T00:00:00Z,home,1,1.5\n\
 2026-01-01T00:00:01Z,home,2\n\
@@ -328,7 +329,8 @@ const BAD_CSV: &[u8] = b"ts,page,user_id,amount\n\
 2026-01-01T00:00:04Z,home,4,4.5\n\
 yesterday,home,5,1\n\
 2026-01-01T00:00:06Z,caf\xe9,6,1\n\
-2026-01-01T00:00:07Z,home,7,7.5\n";
+2026-01-01T00:00:07Z,home,7,7.5\n\
+2026-01-01T00:00:08Z,\"broken,8,8.5\n";
 
 const BAD_JSON: &[u8] =
     b"{\"ts\":\"2026-01-01T00:00:00Z\",\"page\":\"home\",\"user_id\":1,\"amount\":1.5}\n\
@@ -398,7 +400,7 @@ fn int_column(batches: &[RecordBatch], name: &str) -> Vec<Option<i64>> {
 #[test]
 fn malformed_records_are_kept_dropped_or_fail_the_batch_and_are_written_to_bad_records() {
     for (kind, text, good, bad_lines) in [
-        ("csv", BAD_CSV, GOOD_CSV_USERS, vec![3u64, 5, 7, 8]),
+        ("csv", BAD_CSV, GOOD_CSV_USERS, vec![3u64, 5, 7, 8, 10]),
         ("json", BAD_JSON, GOOD_JSON_USERS, vec![2u64, 4, 6]),
     ] {
         let bad_count = bad_lines.len();
@@ -717,6 +719,15 @@ fn a_structured_stream_has_its_own_name_arrival_and_file_columns_and_event_time(
         "{}",
         stderr(&out)
     );
+    // `state` plans the query again over the recorded format and name.
+    let out = std::process::Command::new(crate::util::bin())
+        .args(["state", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .args(["--format", "csv", "SELECT page, n FROM state ORDER BY page"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(crate::util::csv_rows(&out), ["about|1", "home|2"]);
 }
 
 #[test]

@@ -97,6 +97,22 @@ fn a_changed_table_is_used_from_the_next_batch_and_a_replay_uses_the_version_it_
         .collect();
     assert_ne!(recorded[0], recorded[1]);
     assert_ne!(recorded[1], recorded[2]);
+    // `state` plans the query again with the kept table: the state is the result.
+    let out = std::process::Command::new(crate::util::bin())
+        .args(["state", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .args([
+            "--format",
+            "csv",
+            "SELECT word, count FROM state ORDER BY word",
+        ])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    assert_eq!(
+        crate::util::csv_rows(&out),
+        sorted_rows(&read_parquet(&ws.output))
+    );
     // verify cannot join with three versions at once, and says so.
     let out = verify(&ws, &query);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
