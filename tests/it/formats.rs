@@ -720,14 +720,10 @@ fn a_structured_stream_has_its_own_name_arrival_and_file_columns_and_event_time(
         stderr(&out)
     );
     // `state` plans the query again over the recorded format and name.
-    let out = std::process::Command::new(crate::util::bin())
-        .args(["state", "--checkpoint"])
-        .arg(&ws.checkpoint)
-        .args(["--format", "csv", "SELECT page, n FROM state ORDER BY page"])
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    assert_eq!(crate::util::csv_rows(&out), ["about|1", "home|2"]);
+    assert_eq!(
+        crate::util::state_rows(&ws, "SELECT page, n FROM state ORDER BY page"),
+        ["about|1", "home|2"]
+    );
 }
 
 #[test]
@@ -757,20 +753,7 @@ fn verify_reads_the_recorded_format_and_checks_a_csv_job() {
         ],
     );
     assert_ok(&out);
-    let verify = |ws: &Workspace| {
-        std::process::Command::new(crate::util::bin())
-            .arg("verify")
-            .arg(&query)
-            .arg("--input")
-            .arg(&ws.input)
-            .arg("--output")
-            .arg(&ws.output)
-            .arg("--checkpoint")
-            .arg(&ws.checkpoint)
-            .output()
-            .unwrap()
-    };
-    let checked = verify(&ws);
+    let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
     assert_eq!(
         checked.status.code(),
         Some(0),
@@ -781,7 +764,7 @@ fn verify_reads_the_recorded_format_and_checks_a_csv_job() {
     assert!(crate::util::stdout(&checked).contains("OK"));
     // A changed result is caught (the oracle reads the files, not the output).
     std::fs::write(ws.input.join("a.csv"), "page,n\nhome,100\nabout,2\n").unwrap();
-    let checked = verify(&ws);
+    let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
     assert_eq!(
         checked.status.code(),
         Some(1),
@@ -913,17 +896,8 @@ fn csv_and_json_output_in_each_mode_is_read_back_by_datafusion() {
                 assert!(files.contains(&format!("result.{format}")), "{files:?}");
                 assert_eq!(rows, ["a|2", "b|2", "c|1"], "{format} {mode}");
                 // verify reads the files in their format.
-                let checked = std::process::Command::new(crate::util::bin())
-                    .arg("verify")
-                    .arg(repo("sql/wordcount.sql"))
-                    .arg("--input")
-                    .arg(&ws.input)
-                    .arg("--output")
-                    .arg(&ws.output)
-                    .arg("--checkpoint")
-                    .arg(&ws.checkpoint)
-                    .output()
-                    .unwrap();
+                let checked =
+                    crate::crash::verify_over(&ws, &repo("sql/wordcount.sql"), &ws.input, &[]);
                 assert_eq!(
                     checked.status.code(),
                     Some(0),

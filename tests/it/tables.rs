@@ -14,20 +14,6 @@ fn replace(path: &Path, text: &str) {
     std::fs::rename(&aside, path).unwrap();
 }
 
-fn verify(ws: &Workspace, query: &Path) -> std::process::Output {
-    std::process::Command::new(crate::util::bin())
-        .arg("verify")
-        .arg(query)
-        .arg("--input")
-        .arg(&ws.input)
-        .arg("--output")
-        .arg(&ws.output)
-        .arg("--checkpoint")
-        .arg(&ws.checkpoint)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_changed_table_is_used_from_the_next_batch_and_a_replay_uses_the_version_it_recorded() {
     let ws = Workspace::new();
@@ -98,23 +84,12 @@ fn a_changed_table_is_used_from_the_next_batch_and_a_replay_uses_the_version_it_
     assert_ne!(recorded[0], recorded[1]);
     assert_ne!(recorded[1], recorded[2]);
     // `state` plans the query again with the kept table: the state is the result.
-    let out = std::process::Command::new(crate::util::bin())
-        .args(["state", "--checkpoint"])
-        .arg(&ws.checkpoint)
-        .args([
-            "--format",
-            "csv",
-            "SELECT word, count FROM state ORDER BY word",
-        ])
-        .output()
-        .unwrap();
-    assert_ok(&out);
     assert_eq!(
-        crate::util::csv_rows(&out),
+        crate::util::state_rows(&ws, "SELECT word, count FROM state ORDER BY word"),
         sorted_rows(&read_parquet(&ws.output))
     );
     // verify cannot join with three versions at once, and says so.
-    let out = verify(&ws, &query);
+    let out = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(
         stderr(&out).contains("changed during the job"),
@@ -194,7 +169,7 @@ fn joins_with_static_tables_give_the_batch_answer() {
         let out = ws.run(&query, &args);
         assert_ok(&out);
         assert!(!read_parquet(&ws.output).is_empty(), "{sql}");
-        let checked = verify(&ws, &query);
+        let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
         assert_eq!(
             checked.status.code(),
             Some(0),

@@ -235,6 +235,18 @@ fn try_read_parquet(dir: &Path) -> datafusion::common::Result<Vec<RecordBatch>> 
     })
 }
 
+/// `dfstream state --checkpoint` of the workspace running `sql`: its rows as `a|b`.
+pub fn state_rows(ws: &Workspace, sql: &str) -> Vec<String> {
+    let out = Command::new(bin())
+        .args(["state", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .args(["--format", "csv", sql])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    csv_rows(&out)
+}
+
 /// Each row as `a|b|c`, in the batches' order.
 pub fn rows(batches: &[RecordBatch]) -> Vec<String> {
     dfstream::commands::verify::rows_as_text(batches, "|")
