@@ -211,6 +211,17 @@ impl<'a> RecordDecoder<'a> {
         let mut corrupt: Vec<Option<String>> = Vec::new();
         let schema = self.format.decoder(1).schema();
         while pos < bytes.len() {
+            // Line ends before a record (a `\n` left after a `\r`, blank lines) are not
+            // part of it: its line and offset are where it begins.
+            let blank = bytes[pos..]
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            if blank > 0 {
+                self.advance(&bytes[pos..pos + blank]);
+                pos += blank;
+                continue;
+            }
             let Some(len) = self.format.record_len(&bytes[pos..], at_end) else {
                 break;
             };
@@ -277,7 +288,15 @@ impl<'a> RecordDecoder<'a> {
             match self.fast.decode(&region[pos..]) {
                 Ok(n) => {
                     pos += n;
-                    if self.fast.is_full() {
+                    if self.fast.is_full() && region[pos - 1] != b'\n' && pos < region.len() {
+                        // The batch filled inside a line (two objects on it): that line is
+                        // not one record, so the batch is taken one by one to its end.
+                        let end = memchr::memchr(b'\n', &region[pos..])
+                            .map_or(region.len(), |nl| pos + nl + 1);
+                        self.fast = self.format.decoder(self.batch_rows);
+                        self.one_by_one(&region[start..end], true, false)?;
+                        (start, pos) = (end, end);
+                    } else if self.fast.is_full() {
                         self.flush_lines(&region[start..pos], at_end)?;
                         start = pos;
                     } else if n == 0 {
@@ -300,12 +319,21 @@ impl<'a> RecordDecoder<'a> {
         self.flush_lines(&region[start..pos], at_end)
     }
 
-    /// Emits the decoder's batch of the lines `batch`, or takes them one by one.
+    /// Emits the decoder's batch of the lines `batch`, or takes them one by one: also when
+    /// its rows are not one per line (two objects on a line, one over several lines, a blank
+    /// line), so that what is a record never depends on where reads split the file.
     fn flush_lines(&mut self, batch: &[u8], at_end: bool) -> Result<()> {
+        let newlines = count_newlines(batch);
+        let lines = newlines + usize::from(!batch.is_empty() && !batch.ends_with(b"\n"));
         match self.fast.flush() {
-            Ok(Some(rows)) => {
+            Ok(Some(rows)) if rows.num_rows() == lines => {
                 self.emit(rows, None)?;
-                self.advance(batch);
+                self.raw_line += newlines as u64;
+                self.raw_offset += batch.len() as u64;
+            }
+            Ok(Some(_)) => {
+                self.fast = self.format.decoder(self.batch_rows);
+                self.one_by_one(batch, at_end || batch.ends_with(b"\n"), false)?;
             }
             Ok(None) => self.advance(batch),
             Err(_) => {
@@ -580,15 +608,21 @@ mod tests {
                     text.push_str("n,s\n");
                 }
                 let mut good = 0;
+                // Line ends: \n, or \r\n for one file in two.
+                let end = if rng.random_bool(0.5) { "\r\n" } else { "\n" };
                 for i in 0..3_000 {
                     let bad = rng.random_bool(0.01);
                     good += usize::from(!bad);
                     let n = if bad { "x".to_string() } else { i.to_string() };
                     match kind {
-                        FormatKind::Csv => text.push_str(&format!("{n},\"a,{i}\"\n")),
+                        FormatKind::Csv => text.push_str(&format!("{n},\"a,{i}\"{end}")),
+                        // Two objects on one line are one bad record, wherever reads split.
+                        _ if bad && i % 2 == 0 => {
+                            text.push_str(&format!("{{\"n\":1,\"x\":0}}{{\"n\":2}}{end}"))
+                        }
                         _ => {
                             let n = if bad { "\"x\"".to_string() } else { n };
-                            text.push_str(&format!("{{\"n\":{n},\"s\":\"a{i}\"}}\n"))
+                            text.push_str(&format!("{{\"n\":{n},\"s\":\"a{i}\"}}{end}"))
                         }
                     }
                 }

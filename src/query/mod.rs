@@ -451,6 +451,16 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
                 return Ok(TreeNodeRecursion::Stop);
             }
             LogicalPlan::Aggregate(_) => analysis.aggregates += 1,
+            LogicalPlan::Join(_) if !below_aggregate && stream_aggregate_below(node, stream) => {
+                problem = Some(
+                    "a join above the GROUP BY: dfstream keeps the aggregation's result as its \
+                     state and joins only the stream's rows below it. Join below the GROUP BY \
+                     (the static table's columns can be grouped by), or join the output with \
+                     `dfstream sql`"
+                        .to_string(),
+                );
+                return Ok(TreeNodeRecursion::Stop);
+            }
             LogicalPlan::Join(join) => {
                 let sides = (
                     reads_table(&join.left, stream),
@@ -488,6 +498,15 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
                      SELECT ...)`)"
                         .to_string(),
                 );
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            LogicalPlan::Union(union) if union.inputs.iter().any(|i| !reads_table(i, stream)) => {
+                problem = Some(format!(
+                    "a part of the UNION reads no rows of `{stream}` (a VALUES list, a static \
+                     table): it would give its rows again in every trigger. Keep such rows out \
+                     of the streaming query (join a static table instead, or add them when \
+                     reading the output)"
+                ));
                 return Ok(TreeNodeRecursion::Stop);
             }
             LogicalPlan::RecursiveQuery(_) => {
@@ -638,6 +657,12 @@ pub fn groups_by_session(plan: &LogicalPlan) -> bool {
             ..
         })) | Err(_)
     )
+}
+
+/// Whether an aggregation over rows of the stream `stream` is below `node`.
+fn stream_aggregate_below(node: &LogicalPlan, stream: &str) -> bool {
+    node.exists(|n| Ok(matches!(n, LogicalPlan::Aggregate(a) if reads_table(&a.input, stream))))
+        .unwrap_or(false)
 }
 
 /// Whether `plan` (subqueries included) scans the table `name`.

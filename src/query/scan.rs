@@ -201,7 +201,12 @@ pub(super) fn partitioned_file(unit: &InputUnit) -> PartitionedFile {
             .to_string(),
         Place::Object { path, .. } => path.to_string(),
     };
-    let mut file = PartitionedFile::new(location, unit.size.unwrap_or(0))
+    let mut file = PartitionedFile::new(location, unit.size.unwrap_or(0));
+    if let Place::Object { path, .. } = &unit.place {
+        // The object's path as the store has it (`new` would escape it again).
+        file.object_meta.location = path.clone();
+    }
+    let mut file = file
         .with_partition_values(vec![
             ScalarValue::TimestampMicrosecond(Some(unit.ts_micros), Some("UTC".into())),
             ScalarValue::Utf8(Some(unit.display.clone())),

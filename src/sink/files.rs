@@ -453,11 +453,20 @@ fn encode(
     }
 }
 
+/// The object of the output file `name`: its segments are already escaped (partition
+/// directories), so they are taken as they are, not escaped again.
+fn object_path(remote: &Remote, name: &str) -> object_store::path::Path {
+    object_store::path::Path::parse(format!("{}/{name}", remote.prefix))
+        .unwrap_or_else(|_| remote.child(name))
+}
+
 /// Uploads `bytes` as `name` under `remote`, whole or not at all.
 async fn put_object(remote: &Remote, name: &str, bytes: Vec<u8>) -> Result<()> {
     use tokio::io::AsyncWriteExt;
-    let mut writer =
-        object_store::buffered::BufWriter::new(Arc::clone(&remote.store), remote.child(name));
+    let mut writer = object_store::buffered::BufWriter::new(
+        Arc::clone(&remote.store),
+        object_path(remote, name),
+    );
     let url = remote.url_of(name);
     writer
         .write_all(&bytes)
@@ -546,7 +555,8 @@ fn partitions(
 fn escape_partition(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
-        if c.is_control() || "\"#%'*/:=?\\{}[]^".contains(c) {
+        // Hive's set, and what object-store paths do not take as they are.
+        if c.is_control() || "\"#%'*/:=?\\{}[]^<>|~`".contains(c) {
             let mut bytes = [0u8; 4];
             for b in c.encode_utf8(&mut bytes).bytes() {
                 out.push_str(&format!("%{b:02X}"));
@@ -584,8 +594,10 @@ async fn write_object(
         };
         Error::io(format!("writing {url}"), e)
     };
-    let writer =
-        object_store::buffered::BufWriter::new(Arc::clone(&remote.store), remote.child(name));
+    let writer = object_store::buffered::BufWriter::new(
+        Arc::clone(&remote.store),
+        object_path(remote, name),
+    );
     let mut writer =
         AsyncArrowWriter::try_new(writer, Arc::clone(schema), Some(properties(batch_id)))
             .map_err(failed)?;

@@ -1059,7 +1059,8 @@ fn partitioned_csv_output_on_s3_is_written_once_per_batch() {
     let bucket = Bucket::new();
     bucket.put(
         "in/a.json",
-        "{\"word\":\"cat\",\"n\":1}\n{\"word\":\"dog\",\"n\":2}\n{\"word\":\"cat\",\"n\":3}\n",
+        "{\"word\":\"cat\",\"n\":1}\n{\"word\":\"dog\",\"n\":2}\n{\"word\":\"cat\",\"n\":3}\n\
+         {\"word\":\"12:30\",\"n\":4}\n",
     );
     let ws = Workspace::new();
     let query = ws.dir.path().join("q.sql");
@@ -1094,4 +1095,11 @@ fn partitioned_csv_output_on_s3_is_written_once_per_batch() {
     let dog =
         String::from_utf8(bucket.get("out/word=dog/batch-000000000000.csv").unwrap()).unwrap();
     assert_eq!(dog, "n\n2\n");
+    // A value with a `:` is escaped once, as on a local disk.
+    let key = ObjectPath::parse("out/word=12%3A30/batch-000000000000.csv").unwrap();
+    let time = runtime().block_on(async {
+        let found = bucket.client.get(&key).await.unwrap();
+        found.bytes().await.unwrap()
+    });
+    assert_eq!(&time[..], b"n\n4\n");
 }

@@ -206,6 +206,17 @@ fn joins_that_cannot_run_per_trigger_are_refused_with_the_reason() {
             "SELECT d.word FROM dims AS d WHERE d.word IN (SELECT value FROM lines)".to_string(),
             "answers for the static table's rows",
         ),
+        (
+            "SELECT value FROM lines UNION ALL SELECT word FROM dims".to_string(),
+            "reads no rows of `lines`",
+        ),
+        (
+            format!(
+                "SELECT c.word, c.n, d.category FROM (SELECT word, count(*) AS n FROM {words} \
+                 GROUP BY word) AS c JOIN dims AS d ON c.word = d.word"
+            ),
+            "a join above the GROUP BY",
+        ),
     ] {
         let query = ws.dir.path().join("q.sql");
         std::fs::write(&query, &sql).unwrap();
