@@ -96,15 +96,17 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         }
     }
     let format = crate::format::StreamFormat::recorded(meta.format.clone()).await?;
-    if format.kind() == crate::format::FormatKind::Parquet {
-        return Err(Error::Usage(
-            "verify rebuilds the input by reading each file taken; it reads text, CSV and JSON \
-             files, not Parquet yet"
-                .into(),
-        ));
-    }
+    let parquet = format.kind() == crate::format::FormatKind::Parquet;
     let all_columns: Vec<usize> = (0..format.file_schema.fields().len()).collect();
-    let decoding = crate::format::Decoding::new(&format, &all_columns, args.max_line_bytes)?;
+    let decoding = if parquet {
+        None
+    } else {
+        Some(crate::format::Decoding::new(
+            &format,
+            &all_columns,
+            args.max_line_bytes,
+        )?)
+    };
     let counters = TextCounters::default();
     let ctx = crate::query::session(2);
     let event_time = meta
@@ -131,9 +133,24 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             version: None,
         });
         let mut failed = None;
+        let Some(decoding) = &decoding else {
+            // Parquet: the file's rows, cast to the recorded columns.
+            for b in parquet_rows(&file, &format, &counters).await? {
+                let b = format.with_unit_columns(&b, &file)?;
+                match &event_time {
+                    Some(event_time) => lines.push(
+                        event_time
+                            .apply(b, &counters)
+                            .context(|| format!("event times of {name}"))?,
+                    ),
+                    None => lines.push(b),
+                }
+            }
+            continue;
+        };
         // Objects are read with blocking calls into the runtime.
         tokio::task::block_in_place(|| {
-            read_file(&file, &decoding, &counters, |b| {
+            read_file(&file, decoding, &counters, |b| {
                 let b = match format.with_unit_columns(&b, &file) {
                     Ok(b) => b,
                     Err(e) => {
@@ -299,6 +316,88 @@ fn calls_trigger_time(plan: &datafusion::logical_expr::LogicalPlan) -> bool {
         })
     });
     calls
+}
+
+/// The rows of a Parquet input file as the job read them: each recorded column by name, cast
+/// to its type (a missing one NULL, as DataFusion's reader gives it); a vanished file none.
+async fn parquet_rows(
+    unit: &crate::source::InputUnit,
+    format: &crate::format::StreamFormat,
+    counters: &TextCounters,
+) -> Result<Vec<RecordBatch>> {
+    use crate::source::Place;
+    use object_store::ObjectStoreExt;
+    let bytes = match &unit.place {
+        Place::File(path) => match std::fs::read(path) {
+            Ok(bytes) => bytes::Bytes::from(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bytes::Bytes::new(),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        },
+        Place::Object { store, path, .. } => match store.get(path).await {
+            Ok(found) => found
+                .bytes()
+                .await
+                .map_err(|e| Error::io(format!("reading {path}"), crate::storage::io_error(e)))?,
+            Err(object_store::Error::NotFound { .. }) => bytes::Bytes::new(),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("reading {path}"),
+                    crate::storage::io_error(e),
+                ));
+            }
+        },
+    };
+    if bytes.is_empty() {
+        counters
+            .vanished_files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok(Vec::new());
+    }
+    let reader =
+        datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| {
+                Error::io(
+                    format!("reading {}", unit.display),
+                    std::io::Error::other(e),
+                )
+            })?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            Error::io(
+                format!("reading {}", unit.display),
+                std::io::Error::other(e),
+            )
+        })?;
+        let columns = format
+            .file_schema
+            .fields()
+            .iter()
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) => datafusion::arrow::compute::cast(column, field.data_type()),
+                None => Ok(datafusion::arrow::array::new_null_array(
+                    field.data_type(),
+                    batch.num_rows(),
+                )),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| {
+                Error::io(
+                    format!("reading {}", unit.display),
+                    std::io::Error::other(e),
+                )
+            })?;
+        let batch =
+            RecordBatch::try_new(Arc::clone(&format.file_schema), columns).map_err(|e| {
+                Error::io(
+                    format!("reading {}", unit.display),
+                    std::io::Error::other(e),
+                )
+            })?;
+        batches.push(batch);
+    }
+    Ok(batches)
 }
 
 /// Registers each static table (`--table`) as the job joined with it: the one version every
