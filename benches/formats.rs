@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{column_as, parquet_files_in, read_parquet};
+use common::{column_as, parquet_files_in, read_parquet, size_mb_arg};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::datasource::file_format::options::JsonReadOptions;
@@ -31,16 +31,7 @@ const FILES: u64 = 8;
 const ROUNDS: usize = 3;
 
 fn main() {
-    let mut size_mb = 200u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--size-mb" {
-            size_mb = args
-                .next()
-                .and_then(|v| v.parse().ok())
-                .expect("--size-mb N");
-        }
-    }
+    let size_mb = size_mb_arg(200);
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dfstream-bench");
     println!("| format | MB | dfstream MB/s | DataFusion batch MB/s | ratio |");
     println!("|---|---|---|---|---|");

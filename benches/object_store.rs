@@ -22,19 +22,10 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 
-use common::{Counts, check_word_counts, count_words_in_files, read_parquet};
+use common::{Counts, check_word_counts, count_words_in_files, read_parquet, size_mb_arg};
 
 fn main() {
-    let mut size_mb = 200u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "--size-mb" {
-            size_mb = args
-                .next()
-                .and_then(|v| v.parse().ok())
-                .expect("--size-mb N");
-        }
-    }
+    let size_mb = size_mb_arg(200);
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dfstream-bench-s3");
     let corpus = root.join(format!("corpus-{size_mb}mb"));
     if !corpus.join("_done").exists() {

@@ -65,9 +65,9 @@ pub struct TextCounters {
     pub event_times: std::sync::Mutex<EventTimeStats>,
     /// What each source's units gave since they were last taken, by source name.
     pub by_source: std::sync::Mutex<std::collections::BTreeMap<Arc<str>, SourceCounts>>,
-    /// The source of each unit of the current trigger, by what its rows' `file` column says
-    /// (for counts taken after the scan, where a row knows its file but not its source).
-    pub source_of_file: std::sync::Mutex<std::collections::HashMap<String, Arc<str>>>,
+    /// The current trigger's units (shared with its trigger slot, not copied): for counts
+    /// taken after the scan, where a row knows its file but not its source.
+    pub trigger_units: std::sync::Mutex<Arc<Vec<crate::source::InputUnit>>>,
 }
 
 /// What one source's input gave: the part of [`TextCounters`] that belongs to a unit.
@@ -137,30 +137,23 @@ impl TextCounters {
         }
     }
 
-    /// Notes which source each of the trigger's files (as its rows' `file` column names it)
-    /// came from, forgetting the previous trigger's.
-    pub fn set_sources_of_files<'a>(
-        &self,
-        files: impl IntoIterator<Item = (&'a str, &'a Arc<str>)>,
-    ) {
-        if let Ok(mut map) = self.source_of_file.lock() {
-            map.clear();
-            map.extend(
-                files
-                    .into_iter()
-                    .map(|(f, s)| (f.to_string(), Arc::clone(s))),
-            );
+    /// Makes `units` the current trigger's (see [`TextCounters::add_for_file`]).
+    pub fn set_trigger_units(&self, units: Arc<Vec<crate::source::InputUnit>>) {
+        if let Ok(mut current) = self.trigger_units.lock() {
+            *current = units;
         }
     }
 
-    /// Adds `counts` to the source of the unit whose rows' `file` column says `file` (to
-    /// none, when no unit of the trigger says so).
+    /// Adds `counts` to the source of the trigger's unit whose rows' `file` column says
+    /// `file` (to none, when no unit of the trigger says so). Only rows dropped after the
+    /// scan come here, a few times per batch: a search of the units is enough.
     pub fn add_for_file(&self, file: &str, counts: SourceCounts) {
-        let source = self
-            .source_of_file
-            .lock()
-            .ok()
-            .and_then(|map| map.get(file).cloned());
+        let source = self.trigger_units.lock().ok().and_then(|units| {
+            units
+                .iter()
+                .find(|u| u.display == file)
+                .map(|u| Arc::clone(&u.source))
+        });
         if let Some(source) = source {
             self.add_source(&source, counts);
         }

@@ -202,47 +202,67 @@ impl StaticTables {
     }
 }
 
+/// The version of each static table every kept batch of `checkpoint` recorded, by table,
+/// in batch order.
+pub async fn recorded_versions(
+    checkpoint: &Checkpoint,
+) -> Result<BTreeMap<String, Vec<(u64, String)>>> {
+    let mut versions: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+    for batch in checkpoint.kept_batches().await? {
+        if let Some(tables) = checkpoint.offsets(batch).await.and_then(|o| o.tables) {
+            for (name, version) in tables {
+                versions.entry(name).or_default().push((batch, version));
+            }
+        }
+    }
+    Ok(versions)
+}
+
+/// Version `version` of static table `name` as the checkpoint keeps it, as a table.
+pub async fn kept_version(
+    checkpoint: &Checkpoint,
+    name: &str,
+    version: &str,
+) -> Result<Arc<dyn TableProvider>> {
+    let rows = checkpoint
+        .table_version(name, version)
+        .await?
+        .ok_or_else(|| {
+            Error::Checkpoint(format!("the copy of {name} version {version} is missing"))
+        })?;
+    let schema = rows
+        .first()
+        .map(|b| b.schema())
+        .ok_or_else(|| Error::Checkpoint(format!("the copy of {name} is empty")))?;
+    Ok(Arc::new(StaticTableProvider {
+        name: name.to_string(),
+        schema,
+        rows: Arc::new(RwLock::new(Arc::new(rows))),
+    }))
+}
+
 /// The static tables a checkpoint's job joined with, as the newest kept batch that records
 /// each joined with it: for planning the job's query again (`dfstream state`).
 pub async fn recorded_providers(
     checkpoint: &Checkpoint,
     names: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, Arc<dyn TableProvider>)>> {
-    let mut providers = Vec::new();
     if names.is_empty() {
-        return Ok(providers);
+        return Ok(Vec::new());
     }
-    let mut kept = checkpoint.kept_batches().await?;
-    kept.reverse();
+    let mut versions = recorded_versions(checkpoint).await?;
+    let mut providers = Vec::new();
     for name in names.keys() {
-        let mut found = None;
-        for &batch in &kept {
-            let version = checkpoint
-                .offsets(batch)
-                .await
-                .and_then(|o| o.tables)
-                .and_then(|t| t.get(name).cloned());
-            if let Some(version) = version {
-                found = checkpoint.table_version(name, &version).await?;
-                break;
-            }
-        }
-        let rows = found.ok_or_else(|| {
-            Error::Checkpoint(format!(
+        let Some((_, version)) = versions.remove(name).and_then(|mut v| v.pop()) else {
+            return Err(Error::Checkpoint(format!(
                 "no kept batch of {} records the version of the static table {name}",
                 checkpoint.describe()
-            ))
-        })?;
-        let schema = rows
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| Error::Checkpoint(format!("the copy of {name} is empty")))?;
-        let provider: Arc<dyn TableProvider> = Arc::new(StaticTableProvider {
-            name: name.clone(),
-            schema,
-            rows: Arc::new(RwLock::new(Arc::new(rows))),
-        });
-        providers.push((name.clone(), provider));
+            )));
+        };
+        providers.push((
+            name.clone(),
+            kept_version(checkpoint, name, &version).await?,
+        ));
     }
     Ok(providers)
 }

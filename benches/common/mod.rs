@@ -59,6 +59,21 @@ pub type Counts = HashMap<Vec<u8>, u64, FxBuild>;
 
 /// Whether `b` belongs to a word: ASCII letters, digits and `_` (what `\w` matches in ASCII
 /// text), and every byte of a multi-byte character (kept whole, never split on).
+/// `--size-mb N` from the bench's arguments, or `default` (cargo bench passes others too).
+pub fn size_mb_arg(default: u64) -> u64 {
+    let mut size_mb = default;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--size-mb" {
+            size_mb = args
+                .next()
+                .and_then(|v| v.parse().ok())
+                .expect("--size-mb N");
+        }
+    }
+    size_mb
+}
+
 pub fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
 }

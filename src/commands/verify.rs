@@ -412,16 +412,15 @@ async fn register_static_tables(
     if meta.tables.is_empty() {
         return Ok(());
     }
-    let mut versions: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for batch_id in 0..=last {
-        if let Some(tables) = checkpoint.offsets(batch_id).await.and_then(|o| o.tables) {
-            for (name, version) in tables {
-                versions.entry(name).or_default().insert(version);
-            }
-        }
-    }
+    let mut versions = crate::tables::recorded_versions(checkpoint).await?;
     for name in meta.tables.keys() {
-        let seen = versions.remove(name).unwrap_or_default();
+        let seen: std::collections::BTreeSet<String> = versions
+            .remove(name)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(batch, _)| *batch <= last)
+            .map(|(_, version)| version)
+            .collect();
         let [version] = seen.iter().collect::<Vec<_>>()[..] else {
             return Err(Error::Usage(format!(
                 "the static table {name} {}: one batch query cannot join with what each batch \
@@ -433,19 +432,8 @@ async fn register_static_tables(
                 }
             )));
         };
-        let batches = checkpoint
-            .table_version(name, version)
-            .await?
-            .ok_or_else(|| {
-                Error::Checkpoint(format!("the copy of {name} version {version} is missing"))
-            })?;
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| Error::Checkpoint(format!("the copy of {name} is empty")))?;
-        let table = MemTable::try_new(schema, vec![batches])
-            .context(|| format!("the static table {name}"))?;
-        ctx.register_table(name.as_str(), Arc::new(table))
+        let table = crate::tables::kept_version(checkpoint, name, version).await?;
+        ctx.register_table(name.as_str(), table)
             .context(|| format!("registering the static table {name}"))?;
     }
     Ok(())

@@ -342,11 +342,6 @@ impl TriggerSlot {
         self.watermark
             .trigger_max
             .store(i64::MIN, Ordering::Relaxed);
-        self.counters.set_sources_of_files(
-            files
-                .iter()
-                .map(|unit| (unit.display.as_str(), &unit.source)),
-        );
         if self.format.kind() == crate::format::FormatKind::Parquet {
             // DataFusion's Parquet reader reads what it needs of each file: count the files'
             // bytes (as taken) as the input's.
@@ -360,7 +355,9 @@ impl TriggerSlot {
                 self.counters.add_source(&unit.source, counts);
             }
         }
-        *self.units.lock().expect("trigger slot poisoned") = Arc::new(files);
+        let files = Arc::new(files);
+        self.counters.set_trigger_units(Arc::clone(&files));
+        *self.units.lock().expect("trigger slot poisoned") = files;
     }
 
     /// The input units of the next execution.

@@ -60,6 +60,19 @@ fn verify_query(ws: &Workspace, query: &str, params: &[&str]) -> Output {
     verify_over(ws, &repo(query), &ws.input, params)
 }
 
+/// `dfstream verify QUERY` over the workspace says OK (exit 0); `what` names the case.
+pub(crate) fn assert_verified(ws: &Workspace, query: &Path, what: &str) -> Output {
+    let checked = verify_over(ws, query, &ws.input, &[]);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{what}\n{}{}",
+        crate::util::stdout(&checked),
+        crate::util::stderr(&checked)
+    );
+    checked
+}
+
 /// `dfstream verify QUERY` over `input` with the workspace's output and checkpoint.
 pub(crate) fn verify_over(ws: &Workspace, query: &Path, input: &Path, params: &[&str]) -> Output {
     Command::new(bin())

@@ -709,20 +709,8 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
     );
     // A run killed inside the set-aside batch, then one that finishes: it stays set aside.
     ws.add_file("c.txt", "more words\n");
-    let started = std::time::SystemTime::now();
-    let mut killed = ws
-        .quiet(&query, &args)
-        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "400")
-        .spawn()
-        .unwrap();
     // Killed once it has begun re-running the batch (its offsets written again).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ws.offsets_written_since(started) {
-        assert!(Instant::now() < deadline, "the batch was never re-run");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    killed.kill().unwrap();
-    killed.wait().unwrap();
+    ws.kill_once_a_batch_begins(&query, &args);
     assert!(!ws.commits().contains(&1), "the kill fell after the batch");
     let show = checkpoint_command(&["show"]);
     assert!(

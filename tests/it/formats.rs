@@ -753,14 +753,7 @@ fn verify_reads_the_recorded_format_and_checks_a_csv_job() {
         ],
     );
     assert_ok(&out);
-    let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
-    assert_eq!(
-        checked.status.code(),
-        Some(0),
-        "{}{}",
-        crate::util::stdout(&checked),
-        stderr(&checked)
-    );
+    let checked = crate::crash::assert_verified(&ws, &query, "");
     assert!(crate::util::stdout(&checked).contains("OK"));
     // A changed result is caught (the oracle reads the files, not the output).
     std::fs::write(ws.input.join("a.csv"), "page,n\nhome,100\nabout,2\n").unwrap();
@@ -896,15 +889,7 @@ fn csv_and_json_output_in_each_mode_is_read_back_by_datafusion() {
                 assert!(files.contains(&format!("result.{format}")), "{files:?}");
                 assert_eq!(rows, ["a|2", "b|2", "c|1"], "{format} {mode}");
                 // verify reads the files in their format.
-                let checked =
-                    crate::crash::verify_over(&ws, &repo("sql/wordcount.sql"), &ws.input, &[]);
-                assert_eq!(
-                    checked.status.code(),
-                    Some(0),
-                    "{format}: {}{}",
-                    crate::util::stdout(&checked),
-                    stderr(&checked)
-                );
+                crate::crash::assert_verified(&ws, &repo("sql/wordcount.sql"), format);
             } else {
                 assert_eq!(
                     files.iter().filter(|f| f.starts_with("batch-")).count(),
@@ -1049,14 +1034,7 @@ fn verify_reads_parquet_input_as_the_job_did() {
         ],
     );
     assert_ok(&out);
-    let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
-    assert_eq!(
-        checked.status.code(),
-        Some(0),
-        "{}{}",
-        crate::util::stdout(&checked),
-        stderr(&checked)
-    );
+    crate::crash::assert_verified(&ws, &query, "");
     // A file replaced under its name after the job read it: verify sees the difference.
     ws.add_file("f0.parquet", parquet_bytes(&random_clicks(&mut rng, 5)));
     let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);

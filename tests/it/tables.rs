@@ -3,7 +3,6 @@
 //! the version it recorded, and the join shapes that cannot run per trigger refused.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::util::{Workspace, assert_ok, read_parquet, repo, sorted_rows, stderr, stdout};
 
@@ -39,19 +38,7 @@ fn a_changed_table_is_used_from_the_next_batch_and_a_replay_uses_the_version_it_
     // The list changes; a batch begins with it and is killed before it commits.
     replace(&stopwords, "word\nand\n");
     ws.add_file("b.txt", "the and cat\n");
-    let started = std::time::SystemTime::now();
-    let mut killed = ws
-        .quiet(&query, &args)
-        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "400")
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ws.offsets_written_since(started) {
-        assert!(Instant::now() < deadline, "batch 1 never began");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    killed.kill().unwrap();
-    killed.wait().unwrap();
+    let started = ws.kill_once_a_batch_begins(&query, &args);
     assert!(ws.mid_batch_since(started), "the kill fell after the batch");
     // It changes again before the restart: the replay still joins with the version batch 1
     // recorded (`and` a stopword, `cat` not).
@@ -169,14 +156,7 @@ fn joins_with_static_tables_give_the_batch_answer() {
         let out = ws.run(&query, &args);
         assert_ok(&out);
         assert!(!read_parquet(&ws.output).is_empty(), "{sql}");
-        let checked = crate::crash::verify_over(&ws, &query, &ws.input, &[]);
-        assert_eq!(
-            checked.status.code(),
-            Some(0),
-            "{sql}\n{}{}",
-            stdout(&checked),
-            stderr(&checked)
-        );
+        crate::crash::assert_verified(&ws, &query, sql);
     }
 }
 

@@ -109,6 +109,25 @@ impl Workspace {
         written && Some(&newest) > self.commits().last()
     }
 
+    /// Runs `query` with `args`, its steps 400 ms apart, and SIGKILLs it once a batch has
+    /// begun (its offsets written, again for a re-run one); returns when it started.
+    pub fn kill_once_a_batch_begins(&self, query: &Path, args: &[&str]) -> std::time::SystemTime {
+        let started = std::time::SystemTime::now();
+        let mut killed = self
+            .quiet(query, args)
+            .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "400")
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.offsets_written_since(started) {
+            assert!(Instant::now() < deadline, "no batch began");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        killed.kill().unwrap();
+        killed.wait().unwrap();
+        started
+    }
+
     /// Whether offsets were written at or after `started` (a batch began).
     pub fn offsets_written_since(&self, started: std::time::SystemTime) -> bool {
         self.batch_ids("offsets").iter().any(|id| {
