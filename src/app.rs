@@ -175,13 +175,17 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()>) -> Resul
                     if let Some(idle) = idle_timeout {
                         next = next.min((last_input + idle).max(started));
                     }
-                    let commit_at = job.commit_deadline();
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(next.into()) => {}
-                        _ = wake.notified(), if interval.is_zero() => {}
-                        _ = stopped.notified() => {}
-                        _ = tokio::time::sleep_until(commit_at.unwrap_or(next).into()), if commit_at.is_some() => {
-                            job.commit().await?;
+                    // Wait for the next trigger; a commit falling due meanwhile is written
+                    // without starting a batch early.
+                    loop {
+                        let commit_at = job.commit_deadline();
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(next.into()) => break,
+                            _ = wake.notified(), if interval.is_zero() => break,
+                            _ = stopped.notified() => break,
+                            _ = tokio::time::sleep_until(commit_at.unwrap_or(next).into()), if commit_at.is_some() => {
+                                job.commit().await?;
+                            }
                         }
                     }
                 }
@@ -255,6 +259,8 @@ struct Job {
     previous_trigger: Option<Instant>,
     /// How long the latest taking of input took.
     take_time: Duration,
+    /// When the latest taking of input began: the trigger time of the batch it feeds.
+    taken_at: Option<i64>,
     /// Whether an idle event was written since the last batch.
     idle_reported: bool,
     /// Each source's part of its latest batch: the next batch's `startOffset`.
@@ -402,6 +408,7 @@ impl Job {
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             previous_trigger: None,
             take_time: Duration::ZERO,
+            taken_at: None,
             idle_reported: false,
             end_offsets,
             latest_offsets: SourceParts::new(),
@@ -448,6 +455,7 @@ impl Job {
     async fn take(&mut self, limited: bool) -> Result<SourceParts> {
         let started = Instant::now();
         let now = crate::time::now_micros();
+        self.taken_at = Some(now);
         let mut parts = SourceParts::new();
         for source in &mut self.sources {
             if let Some(part) = source.take(limited, now).await? {
@@ -497,12 +505,13 @@ impl Job {
     /// input, so a replay does the same) moves the watermark first: idle time, or a final
     /// flush.
     async fn run_batch(&mut self, parts: SourceParts, force_watermark: Option<i64>) -> Result<()> {
+        let trigger_micros = self.taken_at.take().unwrap_or_else(crate::time::now_micros);
         self.run(Offsets {
             batch_id: self.next_batch,
             sources: parts,
             force_watermark,
             skipped: false,
-            trigger_micros: Some(crate::time::now_micros()),
+            trigger_micros: Some(trigger_micros),
             tables: None,
         })
         .await

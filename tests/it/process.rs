@@ -312,7 +312,8 @@ fn watches_the_directory_and_updates_the_result_as_files_arrive() {
 fn an_interval_trigger_batches_what_arrived_during_the_interval() {
     // A 2 s interval: two files landing just after batch 0 form batch 1, which runs an
     // interval after batch 0 (a trigger that fired on each file would split them, or run
-    // sooner). The files must land within batch 0's interval; on a machine too loaded for
+    // sooner). Batch 0's commit falls due half-way through the interval and must not start a
+    // batch early. The files must land within batch 0's interval; on a machine too loaded for
     // that, the attempt is repeated.
     let interval = Duration::from_secs(2);
     for attempt in 1..=3 {
@@ -320,12 +321,22 @@ fn an_interval_trigger_batches_what_arrived_during_the_interval() {
         let child = ws
             .quiet(
                 &repo("sql/wordcount.sql"),
-                &["--trigger", "2s", "--no-console"],
+                &[
+                    "--trigger",
+                    "2s",
+                    "--checkpoint-interval",
+                    "1s",
+                    "--no-console",
+                ],
             )
             .spawn()
             .unwrap();
         ws.add_file("1.txt", "a\n");
-        assert!(ws.wait_for_commit(0, Duration::from_secs(20)));
+        // Batch 0 planned (its commit comes up to a second later).
+        assert!(crate::util::wait_for(
+            &ws.checkpoint.join("offsets").join("0"),
+            Duration::from_secs(20)
+        ));
         ws.add_file("2.txt", "b\n");
         std::thread::sleep(Duration::from_millis(100));
         ws.add_file("3.txt", "c\n");
