@@ -341,13 +341,24 @@ impl Job {
             None => SourceParts::new(),
         };
         check_output(config, &query)?;
-        let mut sinks = crate::sink::build(config).await?;
+        let mut sinks = crate::sink::build(&crate::sink::Job {
+            config,
+            query_id: checkpoint.query_id(),
+            schema: query.output_schema(),
+            mode: query.mode(),
+            key: query.output_key(),
+        })
+        .await?;
         // Anything after the restored and replayable batches cannot be reproduced: drop it.
         let first_unrecoverable = next_batch + recovered.replay.len() as u64;
         checkpoint.discard_from(first_unrecoverable).await?;
         checkpoint.uncommit_from(next_batch).await?;
         for sink in &mut sinks {
             sink.discard_from(first_unrecoverable).await?;
+            // A crash can come between the checkpoint's commit and a sink's: finish it.
+            if let Some(last) = recovered.last_commit {
+                sink.commit(last).await?;
+            }
         }
         let monitor = match args.ui {
             Some(address) => {
@@ -732,6 +743,7 @@ impl Job {
             let mut record = batch.progress;
             record.duration_ms.commit_offsets = writing.elapsed().into();
             committed.push(record);
+            pause(self.step_pause).await;
             for sink in &mut self.sinks {
                 sink.commit(batch_id).await?;
             }

@@ -304,6 +304,13 @@ pub struct RunArgs {
         requires = "output"
     )]
     pub partition_by: Vec<String>,
+    /// Also write results to a database table:
+    /// `postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB?table=[SCHEMA.]TABLE` (missing parts from
+    /// the PGHOST, PGPORT, PGUSER, PGPASSWORD and PGDATABASE variables). Append mode inserts;
+    /// update mode upserts by the GROUP BY key; complete mode replaces the rows. Each batch
+    /// is written exactly once, with its id in the table `dfstream_commits`.
+    #[arg(long, value_name = "URL")]
+    pub sink: Option<String>,
     /// Where to keep progress and state, so that a restart continues (a local path or a
     /// URL: on an object store, commits are conditional PUTs and the lock is a lease).
     #[arg(long, default_value = "checkpoint")]

@@ -94,6 +94,8 @@ pub struct StreamingQuery {
     shape: Shape,
     mode: OutputMode,
     output_schema: SchemaRef,
+    /// The result columns that identify a row (the GROUP BY key as it reaches the output).
+    output_key: Option<Vec<usize>>,
 }
 
 /// Everything needed to plan a query.
@@ -176,6 +178,7 @@ impl StreamingQuery {
             datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
         );
         let output_schema = physical.schema();
+        let output_key = output_key(&optimized);
         let shape = if analysis.aggregates == 0 {
             Shape::Stateless(physical)
         } else {
@@ -194,6 +197,7 @@ impl StreamingQuery {
             shape,
             mode,
             output_schema,
+            output_key,
         })
     }
 
@@ -203,6 +207,13 @@ impl StreamingQuery {
 
     pub fn output_schema(&self) -> &SchemaRef {
         &self.output_schema
+    }
+
+    /// The result columns whose values identify a row, as an upserting sink keys them: the
+    /// GROUP BY columns the SELECT list keeps (a window's start, a word). `None` when the
+    /// result has no such key (no GROUP BY, or a key column left out of the SELECT list).
+    pub fn output_key(&self) -> Option<&[usize]> {
+        self.output_key.as_deref()
     }
 
     /// The slot the app fills with each trigger's files.
@@ -427,6 +438,28 @@ fn volatile_function(plan: &LogicalPlan) -> Option<String> {
         })
     });
     found
+}
+
+/// The smallest set of result columns that determines every other and occurs once per row,
+/// from the functional dependencies DataFusion derives through GROUP BY and projections.
+fn output_key(plan: &LogicalPlan) -> Option<Vec<usize>> {
+    let schema = plan.schema();
+    let width = schema.fields().len();
+    schema
+        .functional_dependencies()
+        .iter()
+        .filter(|d| {
+            d.mode == datafusion::common::Dependency::Single
+                && !d.source_indices.is_empty()
+                && (0..width)
+                    .all(|i| d.target_indices.contains(&i) || d.source_indices.contains(&i))
+        })
+        .map(|d| {
+            let mut key = d.source_indices.clone();
+            key.sort_unstable();
+            key
+        })
+        .min_by_key(|key| key.len())
 }
 
 /// Walks the optimized plan from the root and refuses what cannot be maintained incrementally.

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 /// The console sink among the kinds of sink: on unless `--no-console`.
 pub const KIND: super::Kind = super::Kind {
     name: "console",
-    build: |config| {
+    build: |job| {
+        let config = job.config;
         let sink = (!config.args.no_console).then(|| {
             Box::new(ConsoleSink::new(std::io::stdout(), config.args.num_rows)) as Box<dyn Sink>
         });

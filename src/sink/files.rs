@@ -40,8 +40,9 @@ use crate::storage::{Location, Remote, io_error};
 /// The file sink among the kinds of sink: on with `--output`.
 pub const KIND: super::Kind = super::Kind {
     name: "files",
-    build: |config| {
+    build: |job| {
         async move {
+            let config = job.config;
             Ok(match &config.output {
                 Some(output) => {
                     let sink = FileSink::open(output)

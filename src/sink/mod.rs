@@ -8,6 +8,7 @@
 
 pub mod console;
 pub mod files;
+pub mod postgres;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -59,20 +60,31 @@ pub trait Sink: Send {
 /// What building a kind of sink gives: the sink, if the run's arguments ask for it.
 pub type Built<'a> = futures::future::BoxFuture<'a, Result<Option<Box<dyn Sink>>>>;
 
+/// What a sink may need to know of the job when it is built.
+pub struct Job<'a> {
+    pub config: &'a RunConfig,
+    /// The checkpoint's query id: a sink that keeps its own commit record names the query.
+    pub query_id: &'a str,
+    pub schema: &'a SchemaRef,
+    pub mode: OutputMode,
+    /// The result columns that identify a row (the GROUP BY key), if the result has them.
+    pub key: Option<&'a [usize]>,
+}
+
 /// A kind of sink: built when the run's arguments ask for it.
 pub struct Kind {
     pub name: &'static str,
-    pub build: for<'a> fn(&'a RunConfig) -> Built<'a>,
+    pub build: for<'a> fn(&'a Job<'a>) -> Built<'a>,
 }
 
 /// Every kind of sink. A new kind is one line here.
-const KINDS: &[Kind] = &[console::KIND, files::KIND];
+const KINDS: &[Kind] = &[console::KIND, files::KIND, postgres::KIND];
 
 /// Builds the sinks the run's arguments ask for.
-pub async fn build(config: &RunConfig) -> Result<Vec<Box<dyn Sink>>> {
+pub async fn build(job: &Job<'_>) -> Result<Vec<Box<dyn Sink>>> {
     let mut sinks = Vec::new();
     for kind in KINDS {
-        if let Some(sink) = (kind.build)(config).await? {
+        if let Some(sink) = (kind.build)(job).await? {
             log::debug!("writing to the {} sink", kind.name);
             sinks.push(sink);
         }

@@ -131,7 +131,7 @@ fn every_batch_committed() -> Vec<&'static str> {
 
 /// How a run that was to be killed at a random moment ended.
 #[derive(Clone, Copy, PartialEq)]
-enum Run {
+pub(crate) enum Run {
     /// It finished before the kill.
     Completed,
     /// Killed outside a batch (starting up, recovering, idle).
@@ -141,11 +141,11 @@ enum Run {
 }
 
 impl Run {
-    fn killed(self) -> bool {
+    pub(crate) fn killed(self) -> bool {
         self != Run::Completed
     }
 
-    fn mid_batch(self) -> bool {
+    pub(crate) fn mid_batch(self) -> bool {
         self == Run::KilledMidBatch
     }
 }
@@ -155,7 +155,7 @@ impl Run {
 /// written), so that a slow start-up on a loaded machine does not take every kill; otherwise
 /// at the start, so that kills land in start-up and recovery too. The steps of a batch
 /// (offsets, query, sink, state, commit) are spread apart so that kills land inside each.
-fn run_and_kill_at_random(
+pub(crate) fn run_and_kill_at_random(
     ws: &Workspace,
     query: &Path,
     args: &[&str],

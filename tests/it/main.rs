@@ -7,6 +7,7 @@ mod formats;
 mod functions;
 mod golden;
 mod oracle;
+mod postgres;
 mod process;
 mod progress;
 mod restore;

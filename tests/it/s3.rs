@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,8 +19,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::util::{
-    Line, Workspace, assert_logged, assert_ok, batch_query, bin, csv_rows, lines_of, repo, runtime,
-    signal, sorted_rows, stderr, stdout,
+    Line, Workspace, assert_logged, assert_ok, batch_query, bin, csv_rows, free_port, lines_of,
+    repo, runtime, signal, sorted_rows, stderr, stdout,
 };
 
 /// The moto server all tests share.
@@ -33,33 +32,13 @@ fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(|| {
         let port = free_port();
-        // Started from a thread that lives as long as the test process: the server is
-        // killed when the thread that started it ends (PR_SET_PDEATHSIG), and so dies with
-        // the tests however they end, not with the first test that used it.
-        let (started, result) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut command = Command::new(crate::util::python_tool("moto_server"));
-            command
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            // SAFETY: only an async-signal-safe call between fork and exec.
-            unsafe {
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            let child = command.spawn().map_err(|e| e.to_string());
-            let failed = child.is_err();
-            started.send(child.map(|_| ())).unwrap();
-            if !failed {
-                loop {
-                    std::thread::park();
-                }
-            }
-        });
-        if let Err(e) = result.recv().unwrap() {
+        let mut command = Command::new(crate::util::python_tool("moto_server"));
+        command
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let result = crate::util::spawn_for_the_test_process(command, libc::SIGKILL, None);
+        if let Err(e) = result {
             panic!(
                 "cannot start moto_server ({e}): the S3 tests need it; install it as the README's \
                  test command does: python3 -m venv .venv && .venv/bin/pip install \
@@ -73,14 +52,6 @@ fn moto() -> &'static Moto {
         }
         Moto { port }
     })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A fresh bucket on the shared server, and a client for it.
