@@ -347,6 +347,7 @@ impl Job {
             schema: query.output_schema(),
             mode: query.mode(),
             key: query.output_key(),
+            last_commit: recovered.last_commit,
         })
         .await?;
         // Anything after the restored and replayable batches cannot be reproduced: drop it.

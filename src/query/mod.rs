@@ -442,7 +442,21 @@ fn volatile_function(plan: &LogicalPlan) -> Option<String> {
 
 /// The smallest set of result columns that determines every other and occurs once per row,
 /// from the functional dependencies DataFusion derives through GROUP BY and projections.
+/// Only plans whose nodes above the GROUP BY keep one row per group are trusted (DataFusion
+/// carries the dependencies through an UNNEST unchanged, though it multiplies rows).
 fn output_key(plan: &LogicalPlan) -> Option<Vec<usize>> {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Aggregate(_) => break,
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_) => node = node.inputs()[0],
+            _ => return None,
+        }
+    }
     let schema = plan.schema();
     let width = schema.fields().len();
     schema

@@ -69,6 +69,8 @@ pub struct Job<'a> {
     pub mode: OutputMode,
     /// The result columns that identify a row (the GROUP BY key), if the result has them.
     pub key: Option<&'a [usize]>,
+    /// The checkpoint's last committed batch, if it has one.
+    pub last_commit: Option<u64>,
 }
 
 /// A kind of sink: built when the run's arguments ask for it.

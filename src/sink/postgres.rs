@@ -78,22 +78,35 @@ impl Target {
         }
         let mut table = None;
         let mut key = None;
-        let mut options = Vec::new();
         for (name, value) in parsed.query_pairs() {
             match name.as_ref() {
                 "table" => table = Some(value.into_owned()),
                 "key" => {
-                    key = Some(
-                        value
-                            .split(',')
-                            .map(|c| c.trim().to_string())
-                            .filter(|c| !c.is_empty())
-                            .collect::<Vec<_>>(),
-                    )
+                    let columns: Vec<String> = value
+                        .split(',')
+                        .map(|c| c.trim().to_string())
+                        .filter(|c| !c.is_empty())
+                        .collect();
+                    if columns.is_empty() {
+                        return Err(usage("?key= names no column".into()));
+                    }
+                    key = Some(columns);
                 }
-                _ => options.push((name.into_owned(), value.into_owned())),
+                _ => {}
             }
         }
+        // The other options go to tokio-postgres as written (a re-encoding would turn
+        // spaces into '+', which it does not read back).
+        let options: Vec<&str> = parsed
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| {
+                let name = pair.split('=').next().unwrap_or("");
+                !pair.is_empty() && name != "table" && name != "key"
+            })
+            .collect();
+        let options = options.join("&");
         let table = table.filter(|t| !t.is_empty()).ok_or_else(|| {
             usage("name the table to write: add ?table=NAME (or SCHEMA.NAME)".into())
         })?;
@@ -101,15 +114,29 @@ impl Target {
             Some((schema, table)) => (Some(schema.to_string()), table.to_string()),
             None => (None, table),
         };
-        if options.is_empty() {
-            parsed.set_query(None);
-        } else {
-            parsed.query_pairs_mut().clear().extend_pairs(&options);
+        // PostgreSQL cuts names to 63 bytes: the staging table's name must stay distinct.
+        if table.len() > MAX_NAME_BYTES - STAGED_SUFFIX.len() {
+            return Err(usage(format!(
+                "the table name {table} is longer than {} bytes (PostgreSQL keeps {MAX_NAME_BYTES}, \
+                 and the staging table adds {STAGED_SUFFIX})",
+                MAX_NAME_BYTES - STAGED_SUFFIX.len()
+            )));
         }
+        parsed.set_query((!options.is_empty()).then_some(options.as_str()));
         let mut config: Config = parsed
             .as_str()
             .parse()
             .map_err(|e| usage(format!("{e} (in the connection options)")))?;
+        if matches!(
+            config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Require
+        ) {
+            return Err(usage(
+                "sslmode=require: the sink connects without TLS (sslmode=disable or prefer); \
+                 reach a TLS-only server through a local tunnel"
+                    .into(),
+            ));
+        }
         if config.get_hosts().is_empty() {
             let host = env("PGHOST").unwrap_or_else(|| "localhost".into());
             if host.starts_with('/') {
@@ -182,6 +209,12 @@ impl Target {
     }
 }
 
+/// The longest name PostgreSQL keeps (longer ones are cut).
+const MAX_NAME_BYTES: usize = 63;
+
+/// The staging table's name: the target's with this added.
+const STAGED_SUFFIX: &str = "__dfstream_staged";
+
 /// An identifier as PostgreSQL reads it back unchanged: in double quotes.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -212,7 +245,26 @@ fn column_type(data_type: &DataType) -> Option<String> {
 /// How a PostgreSQL failure is reported: what dfstream was doing, and the server's message.
 fn failed(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let action = action.into();
-    move |e| Error::io(action, std::io::Error::other(e))
+    move |e| Error::io(action, std::io::Error::other(describe_error(&e)))
+}
+
+/// The server's message with its detail and hint, or the client's error with its cause
+/// (tokio-postgres shows only the kind: "db error").
+fn describe_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut text = format!("{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            text.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 pub struct PostgresSink {
@@ -245,6 +297,13 @@ impl PostgresSink {
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut types = Vec::with_capacity(names.len());
         for field in schema.fields() {
+            if field.name().len() > MAX_NAME_BYTES {
+                return Err(Error::Usage(format!(
+                    "--sink postgres: the result column {} has a name longer than PostgreSQL \
+                     keeps ({MAX_NAME_BYTES} bytes): give it a shorter alias in the query",
+                    field.name()
+                )));
+            }
             types.push(column_type(field.data_type()).ok_or_else(|| {
                 Error::Usage(format!(
                     "--sink postgres: the result column {} is {}, which the sink does not \
@@ -280,6 +339,7 @@ impl PostgresSink {
                     .into(),
             ));
         }
+        let mut target = target;
         let server = target.server();
         let (client, connection) = target
             .config
@@ -288,9 +348,33 @@ impl PostgresSink {
             .map_err(failed(format!("connecting to PostgreSQL at {server}")))?;
         let connection = tokio::spawn(async move {
             if let Err(e) = connection.await {
-                log::error!("the PostgreSQL connection failed: {e}");
+                log::error!("the PostgreSQL connection failed: {}", describe_error(&e));
             }
         });
+        // The server notices a vanished client within half a minute (and frees its lock), not
+        // the two hours of the system's default; the table's name is spelled one way (with
+        // its schema), so that one lock and one commit record stand for one table.
+        client
+            .batch_execute(
+                "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; \
+                 SET tcp_keepalives_count = 3",
+            )
+            .await
+            .map_err(failed(format!("setting up the session at {server}")))?;
+        if target.schema.is_none() {
+            let schema: Option<String> = client
+                .query_one("SELECT current_schema()", &[])
+                .await
+                .map_err(failed("reading the current schema"))?
+                .get(0);
+            target.schema = Some(schema.ok_or_else(|| {
+                Error::Usage(
+                    "--sink: the connection has no current schema (search_path): name the \
+                     table as SCHEMA.TABLE"
+                        .into(),
+                )
+            })?);
+        }
         let commits = match &target.schema {
             Some(s) => format!("{}.dfstream_commits", quote_ident(s)),
             None => "dfstream_commits".to_string(),
@@ -300,7 +384,7 @@ impl PostgresSink {
             mode: job.mode,
             layout: Layout {
                 table: target.qualified(""),
-                staged: target.qualified("__dfstream_staged"),
+                staged: target.qualified(STAGED_SUFFIX),
                 columns: names.iter().map(|n| quote_ident(n)).collect(),
                 key: key
                     .iter()
@@ -312,7 +396,7 @@ impl PostgresSink {
             target,
             connection,
         };
-        sink.prepare(&types, job.query_id).await?;
+        sink.prepare(&types, job).await?;
         log::info!(
             "writing the result to PostgreSQL at {server}, table {}",
             sink.target.name()
@@ -320,23 +404,11 @@ impl PostgresSink {
         Ok(sink)
     }
 
-    async fn prepare(&self, types: &[String], query_id: &str) -> Result<()> {
+    async fn prepare(&self, types: &[String], job: &super::Job<'_>) -> Result<()> {
+        let query_id = job.query_id;
         let name = self.target.name();
         let table = self.target.qualified("");
-        let locked: bool = self
-            .client
-            .query_one(
-                "SELECT pg_try_advisory_lock(hashtextextended($1, 7))",
-                &[&format!("dfstream {name}")],
-            )
-            .await
-            .map_err(failed(format!("locking {name}")))?
-            .get(0);
-        if !locked {
-            return Err(Error::Usage(format!(
-                "--sink: another job writes the PostgreSQL table {name} (it holds its lock)"
-            )));
-        }
+        self.lock(&name).await?;
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (target TEXT PRIMARY KEY, query_id TEXT NOT \
@@ -370,6 +442,18 @@ impl PostgresSink {
             }
             None => true,
         };
+        if fresh
+            && let Some(last) = job.last_commit
+            && self.mode != OutputMode::Complete
+        {
+            return Err(Error::Usage(format!(
+                "--sink: this checkpoint has run batches 0 to {last} without the PostgreSQL \
+                 table {name}, whose rows the sink in --mode {} cannot write again; start \
+                 with a new --checkpoint, or use --mode complete (each batch writes the whole \
+                 result)",
+                self.mode
+            )));
+        }
         let columns: Vec<(String, String)> = self
             .client
             .query(
@@ -390,7 +474,8 @@ impl PostgresSink {
             .map(|(column, ty)| format!("{column} {ty}"))
             .collect();
         if columns.is_empty() {
-            let unique = if self.layout.key.is_empty() {
+            // Update mode's upserts need a unique key; other modes have none to keep.
+            let unique = if self.layout.key.is_empty() || self.mode != OutputMode::Update {
                 String::new()
             } else {
                 let version: i32 = self
@@ -426,21 +511,89 @@ impl PostgresSink {
         if fresh {
             // Nothing staged belongs to this query yet: start the staging table afresh (an
             // earlier query's may have other columns).
+            let creating = || format!("creating the staging table of {name}");
             self.client
                 .batch_execute(&format!(
                     "DROP TABLE IF EXISTS {staged}; CREATE TABLE {staged} (dfstream_batch_id \
-                     BIGINT NOT NULL, {}); INSERT INTO {} (target, query_id, batch_id, \
-                     staged_through) VALUES ({}, {}, -1, -1)",
+                     BIGINT NOT NULL, {})",
                     definitions.join(", "),
-                    self.commits,
-                    quote_literal(&name),
-                    quote_literal(query_id),
                     staged = self.layout.staged,
                 ))
                 .await
-                .map_err(failed(format!("creating the staging table of {name}")))?;
+                .map_err(failed(creating()))?;
+            self.client
+                .execute(
+                    &format!(
+                        "INSERT INTO {} (target, query_id, batch_id, staged_through) VALUES \
+                         ($1, $2, -1, -1)",
+                        self.commits
+                    ),
+                    &[&name, &query_id],
+                )
+                .await
+                .map_err(failed(creating()))?;
+        }
+        // What phase two will run, planned now: a column of another type, a missing
+        // constraint or a key the table cannot upsert by fails here, before any batch (a
+        // failure after the checkpoint's commit would recur at every start).
+        for statement in apply_sql(&self.layout, self.mode, 0, 1) {
+            self.client
+                .batch_execute(&format!("EXPLAIN {statement}"))
+                .await
+                .map_err(|e| {
+                    Error::Usage(format!(
+                        "--sink: the PostgreSQL table {name} cannot take this query's rows: {}",
+                        describe_error(&e)
+                    ))
+                })?;
         }
         Ok(())
+    }
+
+    /// Takes the table's lock (a session advisory lock, freed when the connection ends). A
+    /// job killed a moment ago may still hold it while the server notices: a few retries.
+    async fn lock(&self, name: &str) -> Result<()> {
+        let key = format!("dfstream {name}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let locked: bool = self
+                .client
+                .query_one(
+                    "SELECT pg_try_advisory_lock(hashtextextended($1, 7))",
+                    &[&key],
+                )
+                .await
+                .map_err(failed(format!("locking {name}")))?
+                .get(0);
+            if locked {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let holder = self
+            .client
+            .query_opt(
+                "SELECT a.pid, coalesce(host(a.client_addr), 'local'), a.application_name \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = \
+                 'advisory' AND l.granted AND l.objid = (hashtextextended($1, 7) & \
+                 4294967295)::bigint::oid LIMIT 1",
+                &[&key],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|row| {
+                let (pid, address, application): (i32, String, String) =
+                    (row.get(0), row.get(1), row.get(2));
+                format!(" (server process {pid}, client {address}, {application})")
+            })
+            .unwrap_or_default();
+        Err(Error::Usage(format!(
+            "--sink: another job writes the PostgreSQL table {name}: it holds its lock{holder}"
+        )))
     }
 
     /// A table that was there: it must have the result's columns, and for update mode a
@@ -482,10 +635,10 @@ impl PostgresSink {
             .client
             .query_opt(
                 "SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique \
-                 AND i.indpred IS NULL AND (SELECT array_agg(a.attname::text ORDER BY \
-                 a.attname::text) FROM pg_attribute a WHERE a.attrelid = i.indrelid AND \
-                 a.attnum = ANY(i.indkey)) = $2::text[] AND cardinality(i.indkey::int2[]) = \
-                 cardinality($2::text[])",
+                 AND i.indisvalid AND i.indimmediate AND i.indpred IS NULL AND (SELECT \
+                 array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a WHERE \
+                 a.attrelid = i.indrelid AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts \
+                 - 1])) = $2::text[] AND i.indnkeyatts = cardinality($2::text[])",
                 &[&self.target.qualified(""), &key],
             )
             .await
@@ -494,7 +647,7 @@ impl PostgresSink {
             return Err(Error::Usage(format!(
                 "--sink: update mode upserts by ({}), but the PostgreSQL table {name} has no \
                  unique index on exactly those columns: create one (CREATE UNIQUE INDEX ON \
-                 {} ({})), or let dfstream create the table",
+                 {} ({}) NULLS NOT DISTINCT), or let dfstream create the table",
                 self.layout.key.join(", "),
                 self.target.qualified(""),
                 self.layout.key.join(", ")
@@ -550,11 +703,6 @@ fn apply_sql(layout: &Layout, mode: OutputMode, after: i64, through: i64) -> Vec
     }
 }
 
-/// A string as an SQL literal.
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// Appends `value` to a `COPY ... FROM STDIN` text-format line, escaped.
 fn put_escaped(out: &mut BytesMut, value: &str) {
     for byte in value.bytes() {
@@ -586,7 +734,9 @@ fn copy_lines(batch_id: u64, batch: &RecordBatch, chunks: &mut Vec<Bytes>) -> Re
     let mut text = String::new();
     for row in 0..batch.num_rows() {
         buffer.put_slice(lead.as_bytes());
-        for (column, formatter) in batch.columns().iter().zip(&formatters) {
+        for (column_index, (column, formatter)) in
+            batch.columns().iter().zip(&formatters).enumerate()
+        {
             buffer.put_u8(b'\t');
             if column.is_null(row) {
                 buffer.put_slice(b"\\N");
@@ -597,9 +747,19 @@ fn copy_lines(batch_id: u64, batch: &RecordBatch, chunks: &mut Vec<Bytes>) -> Re
                 DataType::Binary => put_hex(&mut text, column.as_binary::<i32>().value(row)),
                 DataType::LargeBinary => put_hex(&mut text, column.as_binary::<i64>().value(row)),
                 DataType::BinaryView => put_hex(&mut text, column.as_binary_view().value(row)),
-                _ => {
-                    let _ = write!(text, "{}", formatter.value(row));
-                }
+                _ => formatter.value(row).write(&mut text).map_err(|e| {
+                    Error::io("formatting rows for PostgreSQL", std::io::Error::other(e))
+                })?,
+            }
+            if text.contains('\0') {
+                return Err(Error::io(
+                    "copying rows to PostgreSQL",
+                    std::io::Error::other(format!(
+                        "a value of column {} holds a NUL character, which PostgreSQL text \
+                         cannot store; replace it in the query (e.g. replace(col, chr(0), ''))",
+                        batch.schema().field(column_index).name()
+                    )),
+                ));
             }
             put_escaped(&mut buffer, &text);
         }
@@ -631,21 +791,32 @@ impl Sink for PostgresSink {
     async fn write(&mut self, batch: &SinkBatch<'_>) -> Result<()> {
         let id = batch.batch_id as i64;
         let name = self.target.name();
-        let transaction = self
-            .client
-            .transaction()
-            .await
-            .map_err(failed(format!("staging batch {id} for {name}")))?;
+        let staging = || format!("staging batch {id} for {name}");
+        let mut chunks = Vec::new();
+        for rows in batch.rows {
+            copy_lines(batch.batch_id, rows, &mut chunks)?;
+        }
+        let transaction = self.client.transaction().await.map_err(failed(staging()))?;
         transaction
-            .batch_execute(&format!(
-                "DELETE FROM {} WHERE dfstream_batch_id >= {id}; UPDATE {} SET staged_through \
-                 = {id} WHERE target = {}",
-                self.layout.staged,
-                self.commits,
-                quote_literal(&name)
-            ))
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE dfstream_batch_id >= $1",
+                    self.layout.staged
+                ),
+                &[&id],
+            )
             .await
-            .map_err(failed(format!("staging batch {id} for {name}")))?;
+            .map_err(failed(staging()))?;
+        transaction
+            .execute(
+                &format!(
+                    "UPDATE {} SET staged_through = $1 WHERE target = $2",
+                    self.commits
+                ),
+                &[&id, &name],
+            )
+            .await
+            .map_err(failed(staging()))?;
         if batch.num_rows() > 0 {
             let sink = transaction
                 .copy_in(&format!(
@@ -656,10 +827,6 @@ impl Sink for PostgresSink {
                 .await
                 .map_err(failed(format!("copying batch {id} to {name}")))?;
             futures::pin_mut!(sink);
-            let mut chunks = Vec::new();
-            for rows in batch.rows {
-                copy_lines(batch.batch_id, rows, &mut chunks)?;
-            }
             for chunk in chunks {
                 sink.send(chunk)
                     .await
@@ -668,11 +835,33 @@ impl Sink for PostgresSink {
             sink.finish()
                 .await
                 .map_err(failed(format!("copying batch {id} to {name}")))?;
+            if self.mode == OutputMode::Update {
+                // Two rows of one key would fail the upsert in phase two, after the
+                // checkpoint's commit, at every start; here the batch fails before it.
+                let key = self.layout.key.join(", ");
+                let twice = transaction
+                    .query_opt(
+                        &format!(
+                            "SELECT {key} FROM {} WHERE dfstream_batch_id = $1 GROUP BY {key} \
+                             HAVING count(*) > 1 LIMIT 1",
+                            self.layout.staged
+                        ),
+                        &[&id],
+                    )
+                    .await
+                    .map_err(failed(staging()))?;
+                if twice.is_some() {
+                    return Err(Error::io(
+                        staging(),
+                        std::io::Error::other(format!(
+                            "two rows of the batch have the same key ({key}): the key does not \
+                             identify a row, so an upsert cannot keep both"
+                        )),
+                    ));
+                }
+            }
         }
-        transaction
-            .commit()
-            .await
-            .map_err(failed(format!("staging batch {id} for {name}")))
+        transaction.commit().await.map_err(failed(staging()))
     }
 
     async fn commit(&mut self, batch_id: u64) -> Result<()> {
@@ -703,13 +892,20 @@ impl Sink for PostgresSink {
                 self.layout.staged
             ));
         }
-        statements.push(format!(
-            "UPDATE {} SET batch_id = {id}, updated_at = now() WHERE target = {}",
-            self.commits,
-            quote_literal(&name)
-        ));
+        if !statements.is_empty() {
+            transaction
+                .batch_execute(&statements.join(";\n"))
+                .await
+                .map_err(failed(action()))?;
+        }
         transaction
-            .batch_execute(&statements.join(";\n"))
+            .execute(
+                &format!(
+                    "UPDATE {} SET batch_id = $1, updated_at = now() WHERE target = $2",
+                    self.commits
+                ),
+                &[&id, &name],
+            )
             .await
             .map_err(failed(action()))?;
         transaction.commit().await.map_err(failed(action()))
@@ -718,17 +914,52 @@ impl Sink for PostgresSink {
     async fn discard_from(&mut self, first: u64) -> Result<()> {
         let first = first as i64;
         let name = self.target.name();
-        self.client
-            .batch_execute(&format!(
-                "BEGIN; DELETE FROM {} WHERE dfstream_batch_id >= {first}; UPDATE {} SET \
-                 staged_through = LEAST(staged_through, {}) WHERE target = {}; COMMIT",
-                self.layout.staged,
-                self.commits,
-                first - 1,
-                quote_literal(&name)
-            ))
+        let action = || format!("discarding staged batches of {name}");
+        let transaction = self.client.transaction().await.map_err(failed(action()))?;
+        let applied: i64 = transaction
+            .query_one(
+                &format!(
+                    "SELECT batch_id FROM {} WHERE target = $1 FOR UPDATE",
+                    self.commits
+                ),
+                &[&name],
+            )
             .await
-            .map_err(failed(format!("discarding staged batches of {name}")))
+            .map_err(failed(action()))?
+            .get(0);
+        if applied >= first {
+            // The table has rows of batches the checkpoint will number again with other
+            // input: they cannot be taken out of it.
+            return Err(Error::Checkpoint(format!(
+                "the PostgreSQL table {name} holds batches up to {applied}, but the checkpoint \
+                 can only reproduce batches before {first} (the later ones were lost or \
+                 damaged): the table is ahead of the checkpoint. Write to a new table, or \
+                 restore the table to batch {} (see {})",
+                first - 1,
+                self.commits
+            )));
+        }
+        transaction
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE dfstream_batch_id >= $1",
+                    self.layout.staged
+                ),
+                &[&first],
+            )
+            .await
+            .map_err(failed(action()))?;
+        transaction
+            .execute(
+                &format!(
+                    "UPDATE {} SET staged_through = LEAST(staged_through, $1) WHERE target = $2",
+                    self.commits
+                ),
+                &[&(first - 1), &name],
+            )
+            .await
+            .map_err(failed(action()))?;
+        transaction.commit().await.map_err(failed(action()))
     }
 
     async fn close(self: Box<Self>) {

@@ -1,12 +1,8 @@
-//! The PostgreSQL sink against a real server: the system's PostgreSQL binaries, `initdb` into a
-//! temp folder (as the `postgres` user when the tests run as root), one
-//! server on a loopback port for the test process, one database per test. Queried back with
-//! the real `psql`.
+//! The PostgreSQL sink against a real server (`util::servers::Postgres`: the system's binaries,
+//! one server on a loopback port for the test process), one database per test, queried back
+//! with the real `psql`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -14,169 +10,25 @@ use rand::{Rng, SeedableRng};
 
 use crate::crash::{oracle, random_text, run_and_kill_at_random, seed};
 use crate::util::{
-    Line, Workspace, assert_ok, batch_query, free_port, lines_of, repo, runtime, sorted_rows,
-    stderr,
+    Line, Workspace, assert_ok, batch_query, lines_of, repo, runtime, sorted_rows, stderr,
 };
 
-struct Postgres {
-    bin: PathBuf,
-    port: u16,
-}
+use crate::util::servers::Postgres;
 
 /// The server of this test process, started on first use.
 fn server() -> &'static Postgres {
     static SERVER: OnceLock<Postgres> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let bin = server_binaries();
-        // Under the system's temp folder: the server's user must reach it (a home folder
-        // such as /root is closed to it).
-        let root = std::env::temp_dir().join("dfstream-postgres-tests");
-        remove_stale(&root);
-        let dir = root.join(std::process::id().to_string());
-        std::fs::create_dir_all(&dir).unwrap();
-        let user = as_user();
-        if let Some((uid, gid)) = user {
-            // The server refuses to run as root: its folder belongs to `postgres`.
-            use std::os::unix::fs::PermissionsExt;
-            for folder in [&root, &dir] {
-                std::fs::set_permissions(folder, std::fs::Permissions::from_mode(0o755)).unwrap();
-            }
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-        }
-        let data = dir.join("data");
-        let mut initdb = Command::new(bin.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .stdout(Stdio::null());
-        let out = run_as(initdb, user).output().unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let mut postgres = Command::new(bin.join("postgres"));
-        postgres
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("log")).unwrap());
-        // SIGQUIT: PostgreSQL's immediate shutdown, which also ends its backends.
-        if let Err(e) = crate::util::spawn_for_the_test_process(postgres, libc::SIGQUIT, user) {
-            panic!("cannot start PostgreSQL: {e}");
-        }
-        let server = Postgres { bin, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while server.psql("postgres", "SELECT 1").is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL did not start; its log: {}",
-                std::fs::read_to_string(dir.join("log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
-    })
+    SERVER.get_or_init(Postgres::start)
 }
 
-/// The newest `/usr/lib/postgresql/VERSION/bin` with a server in it.
-fn server_binaries() -> PathBuf {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found.pop().map(|(_, bin)| bin).expect(
-        "no PostgreSQL server under /usr/lib/postgresql: the PostgreSQL sink's tests need one \
-         (apt-get install postgresql, as .ci/run does)",
-    )
-}
-
-/// Running as root: the `postgres` user's ids, to run the server as.
-fn as_user() -> Option<(u32, u32)> {
-    // SAFETY: plain libc calls; getpwnam's result is read before any other call.
-    unsafe {
-        if libc::geteuid() != 0 {
-            return None;
-        }
-        let entry = libc::getpwnam(c"postgres".as_ptr());
-        assert!(
-            !entry.is_null(),
-            "running as root without a postgres user to run PostgreSQL as"
-        );
-        Some(((*entry).pw_uid, (*entry).pw_gid))
-    }
-}
-
-fn run_as(mut command: Command, user: Option<(u32, u32)>) -> Command {
-    if let Some((uid, gid)) = user {
-        use std::os::unix::process::CommandExt;
-        command.uid(uid).gid(gid);
-    }
-    command
-}
-
-/// Folders of earlier test processes that are gone (their servers died with them).
-fn remove_stale(root: &Path) {
-    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
-        let alive = entry
-            .file_name()
-            .to_str()
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-impl Postgres {
-    /// Runs `sql` with psql; rows as tab-separated lines.
-    fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-U", "postgres", "-d", db, "-c", sql])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8(out.stdout).unwrap())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    /// A new database: its name, and the URL that reaches it.
-    fn database(&self) -> Database<'_> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let name = format!("t{}", NEXT.fetch_add(1, Ordering::SeqCst));
-        self.psql("postgres", &format!("CREATE DATABASE {name}"))
-            .unwrap();
-        Database {
-            url: format!("postgres://postgres@127.0.0.1:{}/{name}", self.port),
-            name,
-            server: self,
-        }
+/// A new database on the server.
+fn database() -> Database<'static> {
+    let server = server();
+    let name = server.new_database();
+    Database {
+        url: server.url(&name),
+        name,
+        server,
     }
 }
 
@@ -213,6 +65,23 @@ fn args_with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
     base.iter().chain(extra).copied().collect()
 }
 
+const PER_FILE_WORDCOUNT: &str = "SELECT file, word, count(*) AS count FROM (SELECT file, \
+                                  unnest(words(lower(value))) AS word FROM lines) GROUP BY \
+                                  file, word";
+
+/// `sql` run once as a batch query over every file of the input directory.
+fn batch_answer(ws: &Workspace, sql: &str) -> Vec<String> {
+    let mut lines: Vec<Line> = Vec::new();
+    for entry in std::fs::read_dir(&ws.input).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if !name.starts_with('.') {
+            let text = std::fs::read(ws.input.join(&name)).unwrap();
+            lines.extend(lines_of(&text, &ws.file_column(&name), 0));
+        }
+    }
+    sorted_rows(&runtime().block_on(batch_query(sql, &lines, &[], 2)))
+}
+
 const EVERY_FILE_A_BATCH: &[&str] = &[
     "--trigger",
     "available-now",
@@ -225,16 +94,18 @@ const EVERY_FILE_A_BATCH: &[&str] = &[
 
 #[test]
 fn update_mode_with_sigkills_during_writes_leaves_each_word_counted_once() {
-    // Word counts upserted batch by batch while the job is killed at random moments (the
-    // steps of a batch spread apart, so kills land between staging, the checkpoint's commit
-    // and the table's); after a last clean run the table is the batch answer over every file.
-    let db = server().database();
+    // Word counts per file upserted batch by batch while the job is killed at random moments
+    // (the steps of a batch spread apart, so kills land between staging, the checkpoint's
+    // commit and the table's); after a last clean run the table is the batch answer over
+    // every file. Each file's keys are its own, so a batch lost or applied twice would show.
+    let db = database();
     let sink = db.sink("word_counts");
     let args = args_with(EVERY_FILE_A_BATCH, &["--mode", "update", "--sink", &sink]);
     let seed = seed() + 11;
     let mut rng = StdRng::seed_from_u64(seed);
     let ws = Workspace::new();
-    let wordcount = repo("sql/wordcount.sql");
+    let wordcount = ws.dir.path().join("per_file.sql");
+    std::fs::write(&wordcount, PER_FILE_WORDCOUNT).unwrap();
     let mut kills = 0;
     let mut mid_batch = 0;
     for n in 0..60 {
@@ -255,16 +126,15 @@ fn update_mode_with_sigkills_during_writes_leaves_each_word_counted_once() {
         "only {mid_batch} of {kills} kills inside a batch (seed {seed})"
     );
     assert_ok(&ws.run(&wordcount, &args));
-    let expected = oracle(&ws);
     assert_eq!(
-        db.rows("SELECT word, count FROM word_counts"),
-        expected,
+        db.rows("SELECT file, word, count FROM word_counts"),
+        batch_answer(&ws, PER_FILE_WORDCOUNT),
         "after {kills} SIGKILLs, seed {seed}"
     );
     // The commit record names the last batch; nothing is left staged.
     let last = ws.commits().last().copied().unwrap();
     assert_eq!(
-        db.query("SELECT batch_id FROM dfstream_commits WHERE target = 'word_counts'")
+        db.query("SELECT batch_id FROM dfstream_commits WHERE target = 'public.word_counts'")
             .trim(),
         last.to_string()
     );
@@ -279,7 +149,7 @@ fn update_mode_with_sigkills_during_writes_leaves_each_word_counted_once() {
 fn a_crash_between_the_checkpoints_commit_and_the_tables_is_finished_at_start() {
     // The batch is committed in the checkpoint but not yet applied to the table (only
     // staged) when the job dies: the next start applies it before anything else.
-    let db = server().database();
+    let db = database();
     let sink = db.sink("counts");
     let ws = Workspace::new();
     let wordcount = repo("sql/wordcount.sql");
@@ -313,7 +183,7 @@ fn a_crash_between_the_checkpoints_commit_and_the_tables_is_finished_at_start() 
 fn append_mode_inserts_every_line_once_across_crashes() {
     // A query without state: every line becomes one row. Kills at random moments, then the
     // table holds each line exactly once (no duplicates from a batch written twice).
-    let db = server().database();
+    let db = database();
     let sink = db.sink("public.lines_out");
     let args = args_with(EVERY_FILE_A_BATCH, &["--sink", &sink]);
     let ws = Workspace::new();
@@ -329,23 +199,9 @@ fn append_mode_inserts_every_line_once_across_crashes() {
         kills += usize::from(run_and_kill_at_random(&ws, &query, &args, &mut rng, 120).killed());
     }
     assert_ok(&ws.run(&query, &args));
-    let mut lines: Vec<Line> = Vec::new();
-    for entry in std::fs::read_dir(&ws.input).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if !name.starts_with('.') {
-            let text = std::fs::read(ws.input.join(&name)).unwrap();
-            lines.extend(lines_of(&text, &ws.file_column(&name), 0));
-        }
-    }
-    let expected = sorted_rows(&runtime().block_on(batch_query(
-        "SELECT value, file FROM lines",
-        &lines,
-        &[],
-        2,
-    )));
     assert_eq!(
         db.rows("SELECT value, file FROM lines_out"),
-        expected,
+        batch_answer(&ws, "SELECT value, file FROM lines"),
         "{kills} kills"
     );
 }
@@ -354,7 +210,7 @@ fn append_mode_inserts_every_line_once_across_crashes() {
 fn complete_mode_replaces_the_rows_and_drops_keys_that_left_the_result() {
     // Words seen fewer than three times: a word leaves the result once it is seen a third
     // time, and must leave the table too.
-    let db = server().database();
+    let db = database();
     let sink = db.sink("rare");
     let ws = Workspace::new();
     let query = ws.dir.path().join("rare.sql");
@@ -377,7 +233,7 @@ fn complete_mode_replaces_the_rows_and_drops_keys_that_left_the_result() {
 #[test]
 fn update_mode_upserts_a_null_key_like_any_other() {
     // GROUP BY puts every NULL in one group: its row is updated, not inserted again.
-    let db = server().database();
+    let db = database();
     let sink = db.sink("maybe");
     let ws = Workspace::new();
     let query = ws.dir.path().join("maybe.sql");
@@ -406,10 +262,97 @@ none
 }
 
 #[test]
+fn batches_committed_together_are_applied_in_order() {
+    // --checkpoint-interval holds several batches' commits back: the table gets them in one
+    // go, each batch's upsert over the one before (the counts accumulate across files).
+    let db = database();
+    let sink = db.sink("counts");
+    let ws = Workspace::new();
+    for (n, text) in ["a b\n", "a c\n", "a\n", "b d\n"].iter().enumerate() {
+        ws.add_file(&format!("{n}.txt"), text);
+    }
+    let wordcount = repo("sql/wordcount.sql");
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--checkpoint-interval",
+        "1h",
+        "--no-console",
+        "--mode",
+        "update",
+        "--sink",
+        &sink,
+    ];
+    assert_ok(&ws.run(&wordcount, &args));
+    assert_eq!(ws.commits(), [0, 1, 2, 3]);
+    assert_eq!(db.rows("SELECT word, count FROM counts"), oracle(&ws));
+}
+
+#[test]
+fn a_key_that_does_not_identify_rows_fails_the_batch_before_its_commit() {
+    // ?key=count: two words with the same count are two rows of one key. The batch fails
+    // while staging (phase one), so it is not committed and can be set aside.
+    let db = database();
+    let ws = Workspace::new();
+    ws.add_file("1.txt", "a b\n");
+    let sink = format!("{}&key=count", db.sink("by_count"));
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &args_with(EVERY_FILE_A_BATCH, &["--mode", "update", "--sink", &sink]),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("same key (\"count\")"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(ws.commits().is_empty());
+    assert_eq!(db.rows("SELECT * FROM by_count"), Vec::<String>::new());
+}
+
+#[test]
+fn a_sink_added_to_a_running_checkpoint_must_rewrite_everything() {
+    // Batches run before the sink was there cannot be written again in update mode (their
+    // rows would be missing for good): refused. Complete mode writes the whole result.
+    let db = database();
+    let ws = Workspace::new();
+    let wordcount = repo("sql/wordcount.sql");
+    ws.add_file("1.txt", "a b\n");
+    assert_ok(&ws.run(&wordcount, EVERY_FILE_A_BATCH));
+    let out = ws.run(
+        &wordcount,
+        &args_with(EVERY_FILE_A_BATCH, &["--sink", &db.sink("late")]),
+    );
+    assert_ok(&out);
+    ws.add_file("2.txt", "a\n");
+    assert_ok(&ws.run(
+        &wordcount,
+        &args_with(EVERY_FILE_A_BATCH, &["--sink", &db.sink("late")]),
+    ));
+    assert_eq!(db.rows("SELECT word, count FROM late"), ["a|2", "b|1"]);
+    let updating = Workspace::new();
+    updating.add_file("1.txt", "a\n");
+    let update = args_with(EVERY_FILE_A_BATCH, &["--mode", "update"]);
+    assert_ok(&updating.run(&wordcount, &update));
+    let out = updating.run(
+        &wordcount,
+        &args_with(&update, &["--sink", &db.sink("late_update")]),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("new --checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn values_of_every_stored_type_read_back_as_postgresql_sees_them() {
     // Tabs, newlines and backslashes in text, NULLs, decimals, timestamps and dates survive
     // the COPY encoding; the table is created with matching column types.
-    let db = server().database();
+    let db = database();
     let sink = db.sink("typed");
     let ws = Workspace::new();
     let query = ws.dir.path().join("typed.sql");
@@ -453,7 +396,7 @@ fn values_of_every_stored_type_read_back_as_postgresql_sees_them() {
 
 #[test]
 fn sinks_that_cannot_work_are_refused_before_any_input_is_taken() {
-    let db = server().database();
+    let db = database();
     let wordcount = repo("sql/wordcount.sql");
     let refused = |args: &[&str], needle: &str| {
         let ws = Workspace::new();
@@ -489,6 +432,18 @@ fn sinks_that_cannot_work_are_refused_before_any_input_is_taken() {
         &["--mode", "update", "--sink", &db.sink("nokey")],
         "no unique index",
     );
+    // Columns of other types: found when phase two's statements are planned, at start.
+    db.query("CREATE TABLE wrong_types (word TEXT, count DATE)");
+    refused(
+        &["--sink", &db.sink("wrong_types")],
+        "cannot take this query's rows",
+    );
+    // TLS is not spoken; names PostgreSQL would cut are refused.
+    refused(
+        &["--sink", &format!("{}&sslmode=require", db.sink("t"))],
+        "without TLS",
+    );
+    refused(&["--sink", &db.sink(&"x".repeat(50))], "longer than");
     // Not a postgres URL; no table.
     refused(&["--sink", "mysql://h/db?table=t"], "unknown kind of sink");
     refused(&["--sink", &db.url], "?table=");
@@ -503,7 +458,10 @@ fn sinks_that_cannot_work_are_refused_before_any_input_is_taken() {
     );
     assert!(!out.status.success());
     let log = stderr(&out);
-    assert!(log.contains("nosuchdb"), "{log}");
+    assert!(
+        log.contains("database \"nosuchdb\" does not exist"),
+        "the server's message: {log}"
+    );
     assert!(
         !log.contains("Secret") && !log.contains("Sec%72et"),
         "{log}"
@@ -512,7 +470,7 @@ fn sinks_that_cannot_work_are_refused_before_any_input_is_taken() {
 
 #[test]
 fn a_table_belongs_to_one_query_and_one_job_at_a_time() {
-    let db = server().database();
+    let db = database();
     let sink = db.sink("counts");
     let wordcount = repo("sql/wordcount.sql");
     let args = args_with(EVERY_FILE_A_BATCH, &["--sink", &sink]);

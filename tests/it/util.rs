@@ -479,54 +479,6 @@ pub fn wait_for_output(
     }
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts a server for the whole test process: from a thread that lives as long as the
-/// process, so that the server gets `signal` when the thread that started it ends
-/// (PR_SET_PDEATHSIG), which is when the tests end however they end, not when the first test
-/// that used it does. `user`: the (uid, gid) to run it as.
-pub fn spawn_for_the_test_process(
-    mut command: Command,
-    signal: i32,
-    user: Option<(u32, u32)>,
-) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let (started, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        // SAFETY: only async-signal-safe calls between fork and exec. The death signal is set
-        // after the change of user, which clears it.
-        unsafe {
-            command.pre_exec(move || {
-                if let Some((uid, gid)) = user
-                    && (libc::setgroups(0, std::ptr::null()) != 0
-                        || libc::setgid(gid) != 0
-                        || libc::setuid(uid) != 0)
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, signal);
-                Ok(())
-            });
-        }
-        let child = command.spawn().map_err(|e| e.to_string());
-        let failed = child.is_err();
-        started.send(child.map(|_| ())).unwrap();
-        if !failed {
-            loop {
-                std::thread::park();
-            }
-        }
-    });
-    result.recv().unwrap()
-}
-
 /// A child process killed when the test holding it ends, passed or not.
 pub struct KillOnDrop(pub std::process::Child);
 
@@ -536,3 +488,7 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[path = "../support/servers.rs"]
+pub mod servers;
+pub use servers::{free_port, spawn_for_the_test_process};
