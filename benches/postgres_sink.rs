@@ -96,6 +96,7 @@ fn run_dfstream(root: &Path, query: &Path, round: usize, sink_url: Option<&str>)
         .args(["--max-files-per-trigger", "1", "--checkpoint-interval", "0"])
         .args(["--no-console", "--partitions", "2"])
         .stdout(Stdio::null())
+        .env("RUST_LOG", "warn")
         .stderr(Stdio::inherit());
     if let Some(url) = sink_url {
         command.args(["--sink", &format!("{url}?table=counts")]);
