@@ -272,8 +272,6 @@ pub struct PostgresSink {
     target: Target,
     mode: OutputMode,
     layout: Layout,
-    /// `schema.dfstream_commits`.
-    commits: String,
     /// The connection's task (stopped at close).
     connection: tokio::task::JoinHandle<()>,
 }
@@ -281,12 +279,44 @@ pub struct PostgresSink {
 /// The tables a sink writes and the result's columns, quoted for SQL.
 struct Layout {
     table: String,
+    /// The table's name as `dfstream_commits` records it (`schema.table`).
+    name: String,
+    /// `schema.dfstream_commits`.
+    commits: String,
     /// The staging table beside it.
     staged: String,
     /// The result's column names, in order.
     columns: Vec<String>,
     /// The key columns update mode upserts by.
     key: Vec<String>,
+}
+
+impl Layout {
+    /// Removes what is staged for batches `first` and later, and records that batches up to
+    /// `staged_through` are staged, in `transaction`.
+    async fn unstage_from(
+        &self,
+        transaction: &tokio_postgres::Transaction<'_>,
+        first: i64,
+        staged_through: i64,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        transaction
+            .execute(
+                &format!("DELETE FROM {} WHERE dfstream_batch_id >= $1", self.staged),
+                &[&first],
+            )
+            .await?;
+        transaction
+            .execute(
+                &format!(
+                    "UPDATE {} SET staged_through = $1 WHERE target = $2",
+                    self.commits
+                ),
+                &[&staged_through, &self.name],
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 impl PostgresSink {
@@ -384,6 +414,8 @@ impl PostgresSink {
             mode: job.mode,
             layout: Layout {
                 table: target.qualified(""),
+                name: target.name(),
+                commits,
                 staged: target.qualified(STAGED_SUFFIX),
                 columns: names.iter().map(|n| quote_ident(n)).collect(),
                 key: key
@@ -392,7 +424,6 @@ impl PostgresSink {
                     .map(|&i| quote_ident(names[i]))
                     .collect(),
             },
-            commits,
             target,
             connection,
         };
@@ -407,25 +438,28 @@ impl PostgresSink {
     async fn prepare(&self, types: &[String], job: &super::Job<'_>) -> Result<()> {
         let query_id = job.query_id;
         let name = self.target.name();
-        let table = self.target.qualified("");
+        let table = &self.layout.table;
         self.lock(&name).await?;
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (target TEXT PRIMARY KEY, query_id TEXT NOT \
                  NULL, batch_id BIGINT NOT NULL, staged_through BIGINT NOT NULL, updated_at \
                  TIMESTAMPTZ NOT NULL DEFAULT now())",
-                self.commits
+                self.layout.commits
             ))
             .await
-            .map_err(failed(format!("creating {}", self.commits)))?;
+            .map_err(failed(format!("creating {}", self.layout.commits)))?;
         let recorded = self
             .client
             .query_opt(
-                &format!("SELECT query_id FROM {} WHERE target = $1", self.commits),
+                &format!(
+                    "SELECT query_id FROM {} WHERE target = $1",
+                    self.layout.commits
+                ),
                 &[&name],
             )
             .await
-            .map_err(failed(format!("reading {}", self.commits)))?;
+            .map_err(failed(format!("reading {}", self.layout.commits)))?;
         let fresh = match recorded {
             Some(row) => {
                 let theirs: String = row.get(0);
@@ -435,7 +469,7 @@ impl PostgresSink {
                          (checkpoint query id {theirs}; this checkpoint's is {query_id}), whose \
                          batch ids do not match this one's. Write to another table, or delete \
                          its row from {} (and the table's rows) to start it over",
-                        self.commits
+                        self.layout.commits
                     )));
                 }
                 false
@@ -526,7 +560,7 @@ impl PostgresSink {
                     &format!(
                         "INSERT INTO {} (target, query_id, batch_id, staged_through) VALUES \
                          ($1, $2, -1, -1)",
-                        self.commits
+                        self.layout.commits
                     ),
                     &[&name, &query_id],
                 )
@@ -639,7 +673,7 @@ impl PostgresSink {
                  array_agg(a.attname::text ORDER BY a.attname::text) FROM pg_attribute a WHERE \
                  a.attrelid = i.indrelid AND a.attnum = ANY((i.indkey::int2[])[0:i.indnkeyatts \
                  - 1])) = $2::text[] AND i.indnkeyatts = cardinality($2::text[])",
-                &[&self.target.qualified(""), &key],
+                &[&self.layout.table, &key],
             )
             .await
             .map_err(failed(format!("reading the indexes of {name}")))?;
@@ -649,7 +683,7 @@ impl PostgresSink {
                  unique index on exactly those columns: create one (CREATE UNIQUE INDEX ON \
                  {} ({}) NULLS NOT DISTINCT), or let dfstream create the table",
                 self.layout.key.join(", "),
-                self.target.qualified(""),
+                self.layout.table,
                 self.layout.key.join(", ")
             )));
         }
@@ -664,6 +698,7 @@ fn apply_sql(layout: &Layout, mode: OutputMode, after: i64, through: i64) -> Vec
         staged,
         columns,
         key,
+        ..
     } = layout;
     let columns_list = columns.join(", ");
     match mode {
@@ -797,24 +832,8 @@ impl Sink for PostgresSink {
             copy_lines(batch.batch_id, rows, &mut chunks)?;
         }
         let transaction = self.client.transaction().await.map_err(failed(staging()))?;
-        transaction
-            .execute(
-                &format!(
-                    "DELETE FROM {} WHERE dfstream_batch_id >= $1",
-                    self.layout.staged
-                ),
-                &[&id],
-            )
-            .await
-            .map_err(failed(staging()))?;
-        transaction
-            .execute(
-                &format!(
-                    "UPDATE {} SET staged_through = $1 WHERE target = $2",
-                    self.commits
-                ),
-                &[&id, &name],
-            )
+        self.layout
+            .unstage_from(&transaction, id, id)
             .await
             .map_err(failed(staging()))?;
         if batch.num_rows() > 0 {
@@ -873,7 +892,7 @@ impl Sink for PostgresSink {
             .query_one(
                 &format!(
                     "SELECT batch_id, staged_through FROM {} WHERE target = $1 FOR UPDATE",
-                    self.commits
+                    self.layout.commits
                 ),
                 &[&name],
             )
@@ -902,7 +921,7 @@ impl Sink for PostgresSink {
             .execute(
                 &format!(
                     "UPDATE {} SET batch_id = $1, updated_at = now() WHERE target = $2",
-                    self.commits
+                    self.layout.commits
                 ),
                 &[&id, &name],
             )
@@ -916,17 +935,17 @@ impl Sink for PostgresSink {
         let name = self.target.name();
         let action = || format!("discarding staged batches of {name}");
         let transaction = self.client.transaction().await.map_err(failed(action()))?;
-        let applied: i64 = transaction
+        let row = transaction
             .query_one(
                 &format!(
-                    "SELECT batch_id FROM {} WHERE target = $1 FOR UPDATE",
-                    self.commits
+                    "SELECT batch_id, staged_through FROM {} WHERE target = $1 FOR UPDATE",
+                    self.layout.commits
                 ),
                 &[&name],
             )
             .await
-            .map_err(failed(action()))?
-            .get(0);
+            .map_err(failed(action()))?;
+        let (applied, staged): (i64, i64) = (row.get(0), row.get(1));
         if applied >= first {
             // The table has rows of batches the checkpoint will number again with other
             // input: they cannot be taken out of it.
@@ -936,27 +955,11 @@ impl Sink for PostgresSink {
                  damaged): the table is ahead of the checkpoint. Write to a new table, or \
                  restore the table to batch {} (see {})",
                 first - 1,
-                self.commits
+                self.layout.commits
             )));
         }
-        transaction
-            .execute(
-                &format!(
-                    "DELETE FROM {} WHERE dfstream_batch_id >= $1",
-                    self.layout.staged
-                ),
-                &[&first],
-            )
-            .await
-            .map_err(failed(action()))?;
-        transaction
-            .execute(
-                &format!(
-                    "UPDATE {} SET staged_through = LEAST(staged_through, $1) WHERE target = $2",
-                    self.commits
-                ),
-                &[&(first - 1), &name],
-            )
+        self.layout
+            .unstage_from(&transaction, first, staged.min(first - 1))
             .await
             .map_err(failed(action()))?;
         transaction.commit().await.map_err(failed(action()))

@@ -37,7 +37,7 @@ fn moto() -> &'static Moto {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let result = crate::util::spawn_for_the_test_process(command, libc::SIGKILL, None);
+        let result = crate::util::spawn_for_the_test_process(command, libc::SIGKILL);
         if let Err(e) = result {
             panic!(
                 "cannot start moto_server ({e}): the S3 tests need it; install it as the README's \

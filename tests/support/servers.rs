@@ -20,26 +20,15 @@ pub fn free_port() -> u16 {
 /// Starts a server for the whole test process: from a thread that lives as long as the
 /// process, so that the server gets `signal` when the thread that started it ends
 /// (PR_SET_PDEATHSIG), which is when the tests end however they end, not when the first test
-/// that used it does. `user`: the (uid, gid) to run it as.
-pub fn spawn_for_the_test_process(
-    mut command: Command,
-    signal: i32,
-    user: Option<(u32, u32)>,
-) -> Result<(), String> {
+/// that used it does.
+pub fn spawn_for_the_test_process(mut command: Command, signal: i32) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let (started, result) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        // SAFETY: only async-signal-safe calls between fork and exec. The death signal is set
-        // after the change of user, which clears it.
+        // SAFETY: only an async-signal-safe call between fork and exec. It runs after a
+        // change of user the command asks for (`Command::uid`), which clears the setting.
         unsafe {
             command.pre_exec(move || {
-                if let Some((uid, gid)) = user
-                    && (libc::setgroups(0, std::ptr::null()) != 0
-                        || libc::setgid(gid) != 0
-                        || libc::setuid(uid) != 0)
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
                 libc::prctl(libc::PR_SET_PDEATHSIG, signal);
                 Ok(())
             });
@@ -114,7 +103,7 @@ impl Postgres {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("log")).unwrap());
         // SIGQUIT: PostgreSQL's immediate shutdown, which also ends its backends.
-        if let Err(e) = spawn_for_the_test_process(postgres, libc::SIGQUIT, user) {
+        if let Err(e) = spawn_for_the_test_process(run_as(postgres, user), libc::SIGQUIT) {
             panic!("cannot start PostgreSQL: {e}");
         }
         let server = Postgres { bin, port };
