@@ -347,6 +347,7 @@ impl Job {
             schema: query.output_schema(),
             mode: query.mode(),
             key: query.output_key(),
+            changelog: query.emits_changes(),
             last_commit: recovered.last_commit,
         })
         .await?;

@@ -91,7 +91,7 @@ pub async fn state(args: StateArgs, out: &mut impl Write) -> Result<()> {
     }
     let table = query.current_result().await?;
     let ctx = crate::query::session(2);
-    let provider = MemTable::try_new(Arc::clone(query.output_schema()), vec![table])
+    let provider = MemTable::try_new(Arc::clone(query.result_schema()), vec![table])
         .context(|| "the state table".into())?;
     ctx.register_table("state", Arc::new(provider))
         .context(|| "registering the state table".into())?;
@@ -127,7 +127,7 @@ async fn changes(
     use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let mut fields = vec![Arc::new(Field::new("batch_id", DataType::Int64, false))];
-    fields.extend(query.output_schema().fields().iter().cloned());
+    fields.extend(query.result_schema().fields().iter().cloned());
     let schema = Arc::new(Schema::new(fields));
     let mut rows = Vec::new();
     for (batch_id, deltas) in checkpoint.state_deltas(state_schema).await? {

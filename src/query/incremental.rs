@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::{Result as DfResult, internal_datafusion_err};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::execution::TaskContext;
@@ -39,7 +39,7 @@ use super::functions::as_micros;
 use super::lines::TriggerSlot;
 use super::panes::{self, Panes};
 use super::session::{SessionMerge, Sessions};
-use super::{OutputMode, TriggerOutput, TriggerTimings, execute};
+use super::{OutputMode, TriggerOutput, TriggerTimings, changes, execute};
 use crate::error::{Context, Error, Result};
 use crate::state::groups::GroupState;
 use datafusion::arrow::array::{ArrayRef, AsArray, PrimitiveArray};
@@ -82,7 +82,17 @@ pub struct IncrementalAggregate {
     input_schema: SchemaRef,
     /// The nodes above the aggregation, from the root down to the aggregation's parent.
     above: Vec<Arc<dyn ExecutionPlan>>,
+    /// Set when update mode emits a changelog (rows can leave the result; see `changes`).
+    changelog: Option<Changelog>,
+    /// State columns already warned about by [`Self::warn_of_growing_states`].
+    warned_growing: Vec<usize>,
     state: GroupState,
+}
+
+/// How update mode tells rows that left the result: by these result columns, in this schema.
+struct Changelog {
+    key: Vec<usize>,
+    schema: SchemaRef,
 }
 
 impl IncrementalAggregate {
@@ -175,6 +185,8 @@ impl IncrementalAggregate {
             input_schema: partial_exec.input_schema(),
             partial,
             above,
+            changelog: None,
+            warned_growing: Vec::new(),
             state,
         })
     }
@@ -254,6 +266,11 @@ impl IncrementalAggregate {
         &self.state
     }
 
+    /// Makes update mode emit a changelog keyed by the result columns `key` (see `changes`).
+    pub fn emit_changes(&mut self, key: Vec<usize>, schema: SchemaRef) {
+        self.changelog = Some(Changelog { key, schema });
+    }
+
     /// Makes windows closed by the watermark leave the state (and, in append mode, the output).
     pub fn evict_closed_windows(&mut self, window: Option<WindowKey>) {
         self.closes_windows = window;
@@ -291,6 +308,35 @@ impl IncrementalAggregate {
                 .context(|| "forgetting closed sessions".into())?;
         }
         Ok(Some(closed))
+    }
+
+    /// Warns, once per aggregate, when a group's partial state holds more than
+    /// [`GROWING_STATE_VALUES`] values: aggregates that keep every value (count(DISTINCT),
+    /// array_agg, median, string_agg) are merged and stored whole each time their group is
+    /// touched, so such a group makes every trigger that touches it cost its history.
+    fn warn_of_growing_states(&mut self, merged: &RecordBatch) {
+        for (index, field) in merged.schema().fields().iter().enumerate() {
+            if index < self.state.num_keys() || self.warned_growing.contains(&index) {
+                continue;
+            }
+            let column = merged.column(index);
+            let largest = match field.data_type() {
+                DataType::List(_) => column.as_list::<i32>().offsets().lengths().max(),
+                DataType::LargeList(_) => column.as_list::<i64>().offsets().lengths().max(),
+                _ => None,
+            };
+            if let Some(values) = largest.filter(|&n| n > GROWING_STATE_VALUES) {
+                self.warned_growing.push(index);
+                log::warn!(
+                    "a group's state for {} holds {values} values: an aggregate that keeps \
+                     every value is merged and stored whole each time its group is touched, \
+                     so triggers that touch this group cost as much as its history (see \
+                     \"State that grows\" in the README: approx_distinct or a window key \
+                     keeps it small)",
+                    field.name()
+                );
+            }
+        }
     }
 
     /// Notes the windows of rows entering the state (they may end before any open one).
@@ -356,13 +402,14 @@ impl IncrementalAggregate {
             }
             None => new_rows,
         };
-        let (merge_input, session_merge) = self.merge_input(new_rows)?;
+        let (merge_input, session_merge, old_rows) = self.merge_input(new_rows)?;
         let merged = self
             .aggregate_state_rows(AggregateMode::PartialReduce, merge_input, Arc::clone(&task))
             .await?;
         let merged = concat_batches(self.state.schema(), &merged)
             .context(|| "collecting the merged groups".into())?;
         self.note_windows(&merged)?;
+        self.warn_of_growing_states(&merged);
         if let Some(absorbed) = session_merge.as_ref().and_then(|m| m.absorbed.as_ref()) {
             self.state
                 .remove(absorbed)
@@ -399,7 +446,18 @@ impl IncrementalAggregate {
                         Arc::clone(&task),
                     )
                     .await?;
-                self.run_above(changed, task).await?
+                let after = self.run_above(changed, Arc::clone(&task)).await?;
+                match &self.changelog {
+                    None => after,
+                    Some(changelog) => {
+                        let before = match old_rows {
+                            Some(old) => self.finalize(old, task).await?,
+                            None => Vec::new(),
+                        };
+                        changes::changelog(&changelog.schema, &changelog.key, &after, &before)
+                            .context(|| "telling the rows that left the result".into())?
+                    }
+                }
             }
         };
         Ok(TriggerOutput {
@@ -416,17 +474,19 @@ impl IncrementalAggregate {
 
     /// The rows to merge: the trigger's partial rows and the current rows of the groups they
     /// touch. With sessions, both carry the bounds of the merged sessions they now belong to.
+    /// Also the touched groups' rows before the merge (without sessions), for a changelog.
     fn merge_input(
         &mut self,
         new_rows: Vec<RecordBatch>,
-    ) -> Result<(Vec<RecordBatch>, Option<SessionMerge>)> {
+    ) -> Result<(Vec<RecordBatch>, Option<SessionMerge>, Option<RecordBatch>)> {
         let lookup = || "looking up the touched groups".to_string();
         let Some(sessions) = &self.sessions else {
             if self.state.is_empty() {
-                return Ok((new_rows, None)); // nothing to look up (a first backlog)
+                return Ok((new_rows, None, None)); // nothing to look up (a first backlog)
             }
             let old_rows = self.state.existing_rows(&new_rows).context(lookup)?;
-            return Ok((old_rows.into_iter().chain(new_rows).collect(), None));
+            let input = old_rows.iter().cloned().chain(new_rows).collect();
+            return Ok((input, None, old_rows));
         };
         let new_rows = concat_batches(self.state.schema(), &new_rows)
             .context(|| "collecting the trigger's partial aggregates".into())?;
@@ -446,7 +506,7 @@ impl IncrementalAggregate {
             input.push(old_rows);
         }
         input.push(merge.new_rows.clone()); // columns are shared, not copied
-        Ok((input, Some(merge)))
+        Ok((input, Some(merge), None))
     }
 
     /// The whole result table: `Final` over every group, then the plan above the aggregation.
@@ -549,6 +609,10 @@ impl IncrementalAggregate {
         execute(node, task).await
     }
 }
+
+/// A group state with more values than this is warned about (see
+/// [`IncrementalAggregate::warn_of_growing_states`]).
+const GROWING_STATE_VALUES: usize = 100_000;
 
 /// Below this many state rows a merge runs on one thread (spreading costs more than it saves).
 const PARALLEL_MERGE_ROWS: usize = 64 * 1024;

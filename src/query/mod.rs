@@ -6,6 +6,7 @@
 //! above it (run over the merged groups); see [`incremental`]. A query without aggregation is
 //! stateless: its whole plan runs over each trigger's rows.
 
+pub mod changes;
 pub mod clock;
 pub mod codec;
 pub mod functions;
@@ -93,9 +94,14 @@ pub struct StreamingQuery {
     slot: TriggerSlot,
     shape: Shape,
     mode: OutputMode,
+    /// The result table's columns (complete mode's rows).
+    result_schema: SchemaRef,
+    /// The rows each trigger emits: the result's, or in a changelog with the operation first.
     output_schema: SchemaRef,
     /// The result columns that identify a row (the GROUP BY key as it reaches the output).
     output_key: Option<Vec<usize>>,
+    /// Update mode's output is a changelog (see [`changes`]).
+    changelog: bool,
 }
 
 /// Everything needed to plan a query.
@@ -177,8 +183,21 @@ impl StreamingQuery {
             "physical plan:\n{}",
             datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
         );
-        let output_schema = physical.schema();
-        let output_key = output_key(&optimized);
+        let result_schema = physical.schema();
+        let result_key = output_key(&optimized);
+        let changelog = mode == OutputMode::Update
+            && analysis.aggregates > 0
+            && filter_above_aggregate(&optimized);
+        let (output_schema, output_key) = if changelog {
+            check_changelog(&analysis, &result_schema, result_key.as_deref())
+                .map_err(unsupported)?;
+            let shifted = result_key
+                .as_ref()
+                .map(|k| k.iter().map(|i| i + 1).collect());
+            (changes::with_op_column(&result_schema), shifted)
+        } else {
+            (Arc::clone(&result_schema), result_key.clone())
+        };
         let shape = if analysis.aggregates == 0 {
             Shape::Stateless(physical)
         } else {
@@ -189,6 +208,9 @@ impl StreamingQuery {
             if spec.watermark.is_some() && mode != OutputMode::Complete {
                 aggregate.evict_closed_windows(analysis.window);
             }
+            if let (true, Some(key)) = (changelog, result_key) {
+                aggregate.emit_changes(key, Arc::clone(&output_schema));
+            }
             Shape::Aggregate(Box::new(aggregate))
         };
         Ok(Self {
@@ -196,8 +218,10 @@ impl StreamingQuery {
             slot,
             shape,
             mode,
+            result_schema,
             output_schema,
             output_key,
+            changelog,
         })
     }
 
@@ -205,8 +229,15 @@ impl StreamingQuery {
         self.mode
     }
 
+    /// The columns of the rows each trigger emits.
     pub fn output_schema(&self) -> &SchemaRef {
         &self.output_schema
+    }
+
+    /// The columns of the result table ([`Self::current_result`]); the output's, less the
+    /// operation column of a changelog.
+    pub fn result_schema(&self) -> &SchemaRef {
+        &self.result_schema
     }
 
     /// The result columns whose values identify a row, as an upserting sink keys them: the
@@ -214,6 +245,12 @@ impl StreamingQuery {
     /// result has no such key (no GROUP BY, or a key column left out of the SELECT list).
     pub fn output_key(&self) -> Option<&[usize]> {
         self.output_key.as_deref()
+    }
+
+    /// Whether each output row starts with the operation column of update mode's changelog
+    /// (see [`changes`]).
+    pub fn emits_changes(&self) -> bool {
+        self.changelog
     }
 
     /// The slot the app fills with each trigger's files.
@@ -241,6 +278,13 @@ impl StreamingQuery {
             .map(|f| format!("{} {}", f.name(), f.data_type()))
             .collect();
         text.push_str(&format!("output         {}\n", columns.join(", ")));
+        if self.changelog {
+            text.push_str(&format!(
+                "changelog      {}: upsert, or delete (with the row's earlier values) for a \
+                 row whose key left the result (a HAVING or filter above the GROUP BY)\n",
+                changes::OP_COLUMN
+            ));
+        }
         match &self.shape {
             Shape::Stateless(plan) => {
                 text.push_str(
@@ -440,6 +484,51 @@ fn volatile_function(plan: &LogicalPlan) -> Option<String> {
     found
 }
 
+/// Whether a filter (HAVING, or a WHERE over a GROUP BY subquery) sits between the result and
+/// the aggregation, so that a group's row can leave the result when its values change.
+fn filter_above_aggregate(plan: &LogicalPlan) -> bool {
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Aggregate(_) => return false,
+            LogicalPlan::Filter(_) => return true,
+            _ => match node.inputs().as_slice() {
+                [input] => node = input,
+                _ => return false,
+            },
+        }
+    }
+}
+
+/// Why update mode cannot tell rows that leave this query's result, if it cannot.
+fn check_changelog(
+    analysis: &Analysis,
+    result: &SchemaRef,
+    key: Option<&[usize]>,
+) -> std::result::Result<(), String> {
+    let reason = if matches!(
+        analysis.window,
+        Some(incremental::WindowKey {
+            kind: incremental::WindowKind::Session,
+            ..
+        })
+    ) {
+        "a HAVING or a filter above a GROUP BY session(): a session's key changes as it \
+         grows, so update mode cannot tell which earlier rows left the result. Filter in \
+         --mode complete, or in --mode append with a --watermark (each session once, final)"
+    } else if key.is_none() {
+        "its result can lose rows (a HAVING or a filter above the GROUP BY), and update mode \
+         tells such rows by their GROUP BY key, which this SELECT list leaves out. Keep the \
+         GROUP BY columns in the SELECT list, or use --mode complete"
+    } else if result.column_with_name(changes::OP_COLUMN).is_some() {
+        "its result has a column named _op, the name of update mode's operation column \
+         (upsert or delete) for a query whose rows can leave the result: rename it"
+    } else {
+        return Ok(());
+    };
+    Err(format!("cannot run this query in --mode update: {reason}"))
+}
+
 /// The smallest set of result columns that determines every other and occurs once per row,
 /// from the functional dependencies DataFusion derives through GROUP BY and projections.
 /// Only plans whose nodes above the GROUP BY keep one row per group are trusted (DataFusion
@@ -483,10 +572,17 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
     let mut reads_lines = false;
     plan.apply_with_subqueries(|node| {
         let below_aggregate = analysis.aggregates > 0;
+        if let Some(p) = subquery_problem(node, stream, below_aggregate) {
+            problem = Some(p);
+            return Ok(TreeNodeRecursion::Stop);
+        }
         match node {
             LogicalPlan::TableScan(scan) if scan.table_name.table() == stream => {
                 reads_lines = true;
             }
+            // An aggregation of static tables alone (a subquery, a side of a join): the same
+            // in every trigger, not state.
+            LogicalPlan::Aggregate(aggregate) if !reads_table(&aggregate.input, stream) => {}
             LogicalPlan::Aggregate(_) if below_aggregate => {
                 problem = Some(
                     "the query aggregates the result of another aggregation (for example an \
@@ -498,7 +594,11 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
                 return Ok(TreeNodeRecursion::Stop);
             }
             LogicalPlan::Aggregate(_) => analysis.aggregates += 1,
-            LogicalPlan::Join(_) if !below_aggregate && stream_aggregate_below(node, stream) => {
+            LogicalPlan::Join(join)
+                if !below_aggregate
+                    && stream_aggregate_below(node, stream)
+                    && !(reads_table(&join.left, stream) && reads_table(&join.right, stream)) =>
+            {
                 problem = Some(
                     "a join above the GROUP BY: dfstream keeps the aggregation's result as its \
                      state and joins only the stream's rows below it. Join below the GROUP BY \
@@ -565,6 +665,14 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| e.to_string())?;
+    if problem.is_none() && analysis.aggregates > 0 && has_scalar_subquery(plan) {
+        problem = Some(
+            "a scalar subquery in a query with a GROUP BY over the stream: DataFusion runs it \
+             above the whole plan, which dfstream splits at the GROUP BY. Join its table \
+             instead, e.g. CROSS JOIN (SELECT min(x) AS m FROM t) below the GROUP BY"
+                .to_string(),
+        );
+    }
     if problem.is_none() && !reads_lines {
         problem = Some(format!(
             "it never reads the stream's table `{stream}`, so every trigger would give the same \
@@ -578,6 +686,68 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
     analysis.window = window_key(plan).map_err(|e| format!("cannot run this query: {e}"))?;
     analysis.window_in_grouping_set = window_in_grouping_set(plan);
     Ok(analysis)
+}
+
+/// Why a subquery in `node`'s expressions (a scalar subquery, IN or EXISTS that the optimizer
+/// left as one) cannot run per trigger, if it cannot: one over the stream compares each row
+/// with the stream's other rows; one above the GROUP BY would need a plan of its own beside
+/// the merged groups.
+fn subquery_problem(node: &LogicalPlan, stream: &str, below_aggregate: bool) -> Option<String> {
+    let mut problem = None;
+    let _ = node.apply_expressions(|expr| {
+        expr.apply(|e| {
+            let subquery = match e {
+                Expr::ScalarSubquery(s) => s,
+                Expr::Exists(exists) => &exists.subquery,
+                Expr::InSubquery(in_subquery) => &in_subquery.subquery,
+                _ => return Ok(TreeNodeRecursion::Continue),
+            };
+            let is_test = !matches!(e, Expr::ScalarSubquery(_));
+            if is_test && !matches!(node, LogicalPlan::Filter(_)) {
+                problem = Some(
+                    "IN (subquery) and EXISTS as a value (in the SELECT list, not in WHERE): \
+                     DataFusion runs them only as filters. LEFT JOIN the table and test its \
+                     column for NULL instead"
+                        .to_string(),
+                );
+            } else if reads_table(&subquery.subquery, stream) {
+                problem = Some(format!(
+                    "a subquery over `{stream}` (such as WHERE x > (SELECT avg(x) FROM \
+                     {stream})) compares each row with the stream's other rows, which dfstream \
+                     does not keep across triggers. Run the aggregate as its own query and \
+                     pass its value as a --param, or compare with a static table (--table)"
+                ));
+            } else if !below_aggregate && stream_aggregate_below(node, stream) {
+                problem = Some(
+                    "a subquery above the GROUP BY (in HAVING, or in the SELECT list over the \
+                     groups): dfstream re-runs the plan above the GROUP BY over the merged \
+                     groups only. Compare with a literal or a --param, or join the static \
+                     table below the GROUP BY"
+                        .to_string(),
+                );
+            }
+            Ok(if problem.is_some() {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })
+    });
+    problem
+}
+
+/// Whether any expression of the plan holds a scalar subquery.
+fn has_scalar_subquery(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            found |= expr
+                .exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))
+                .unwrap_or(false);
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    found
 }
 
 /// Whether the first GROUP BY has ROLLUP, CUBE or GROUPING SETS over a window key.
@@ -806,10 +976,12 @@ fn choose_mode(
              emits only some rows, so there is nothing to order or cut); remove them or use \
              --mode complete"
         )),
-        (OutputMode::Update, _) if analysis.window_above_aggregate => Err(
-            "window functions (OVER) rank the whole result table, so they need --mode complete"
-                .to_string(),
-        ),
+        (OutputMode::Update | OutputMode::Append, _) if analysis.window_above_aggregate => {
+            Err(format!(
+                "window functions (OVER) rank the whole result table, so they need --mode \
+                 complete (in --mode {mode} they would rank only the rows one trigger emits)"
+            ))
+        }
         _ => Ok(mode),
     }
 }

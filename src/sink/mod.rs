@@ -69,6 +69,9 @@ pub struct Job<'a> {
     pub mode: OutputMode,
     /// The result columns that identify a row (the GROUP BY key), if the result has them.
     pub key: Option<&'a [usize]>,
+    /// Each row starts with the operation column of update mode's changelog (upsert or
+    /// delete; see `query::changes`).
+    pub changelog: bool,
     /// The checkpoint's last committed batch, if it has one.
     pub last_commit: Option<u64>,
 }

@@ -289,6 +289,16 @@ struct Layout {
     columns: Vec<String>,
     /// The key columns update mode upserts by.
     key: Vec<String>,
+    /// Rows are staged with their changelog operation in `dfstream_op` (upsert or delete).
+    changelog: bool,
+}
+
+impl Layout {
+    /// The staging table's columns after `dfstream_batch_id`, as COPY writes them.
+    fn staged_columns(&self) -> String {
+        let op = if self.changelog { "dfstream_op, " } else { "" };
+        format!("{op}{}", self.columns.join(", "))
+    }
 }
 
 impl Layout {
@@ -323,10 +333,12 @@ impl PostgresSink {
     /// Connects, takes the table's lock, and creates what is missing: the commit table, the
     /// target table (with a unique key for upserts), the staging table.
     pub async fn open(target: Target, job: &super::Job<'_>) -> Result<PostgresSink> {
-        let schema = job.schema;
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        // A changelog's operation column is staged, not stored: it says what to do.
+        let skip = usize::from(job.changelog);
+        let fields = &job.schema.fields()[skip..];
+        let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
         let mut types = Vec::with_capacity(names.len());
-        for field in schema.fields() {
+        for field in fields {
             if field.name().len() > MAX_NAME_BYTES {
                 return Err(Error::Usage(format!(
                     "--sink postgres: the result column {} has a name longer than PostgreSQL \
@@ -359,7 +371,7 @@ impl PostgresSink {
                     })
                     .collect::<Result<_>>()?,
             ),
-            None => job.key.map(<[usize]>::to_vec),
+            None => job.key.map(|key| key.iter().map(|i| i - skip).collect()),
         };
         if job.mode == OutputMode::Update && key.is_none() {
             return Err(Error::Usage(
@@ -423,6 +435,7 @@ impl PostgresSink {
                     .flatten()
                     .map(|&i| quote_ident(names[i]))
                     .collect(),
+                changelog: job.changelog,
             },
             target,
             connection,
@@ -549,8 +562,13 @@ impl PostgresSink {
             self.client
                 .batch_execute(&format!(
                     "DROP TABLE IF EXISTS {staged}; CREATE TABLE {staged} (dfstream_batch_id \
-                     BIGINT NOT NULL, {})",
+                     BIGINT NOT NULL, {op}{})",
                     definitions.join(", "),
+                    op = if self.layout.changelog {
+                        "dfstream_op TEXT NOT NULL, "
+                    } else {
+                        ""
+                    },
                     staged = self.layout.staged,
                 ))
                 .await
@@ -698,6 +716,7 @@ fn apply_sql(layout: &Layout, mode: OutputMode, after: i64, through: i64) -> Vec
         staged,
         columns,
         key,
+        changelog,
         ..
     } = layout;
     let columns_list = columns.join(", ");
@@ -724,18 +743,52 @@ fn apply_sql(layout: &Layout, mode: OutputMode, after: i64, through: i64) -> Vec
             } else {
                 format!("UPDATE SET {}", values.join(", "))
             };
-            // One statement per batch: an upsert may touch a row once.
-            (after + 1..=through)
-                .map(|batch| {
-                    format!(
-                        "INSERT INTO {table} ({columns_list}) SELECT {columns_list} FROM \
-                         {staged} WHERE dfstream_batch_id = {batch} ON CONFLICT ({}) DO {action}",
-                        key.join(", ")
-                    )
-                })
-                .collect()
+            let upserts = if *changelog {
+                " AND dfstream_op = 'upsert'"
+            } else {
+                ""
+            };
+            // Statements per batch, in batch order: an upsert may touch a row once.
+            let mut statements = Vec::new();
+            for batch in after + 1..=through {
+                if *changelog {
+                    statements.extend(delete_sql(layout, batch));
+                }
+                statements.push(format!(
+                    "INSERT INTO {table} ({columns_list}) SELECT {columns_list} FROM {staged} \
+                     WHERE dfstream_batch_id = {batch}{upserts} ON CONFLICT ({}) DO {action}",
+                    key.join(", ")
+                ));
+            }
+            statements
         }
     }
+}
+
+/// The statements that delete the rows a changelog's batch `batch` deletes, by key: one that
+/// matches keys with `=` (which an index or a hash join serves), one for keys with a NULL.
+fn delete_sql(layout: &Layout, batch: i64) -> [String; 2] {
+    let Layout {
+        table, staged, key, ..
+    } = layout;
+    let deletes = format!("s.dfstream_batch_id = {batch} AND s.dfstream_op = 'delete'");
+    let equal: Vec<String> = key.iter().map(|k| format!("t.{k} = s.{k}")).collect();
+    let same: Vec<String> = key
+        .iter()
+        .map(|k| format!("t.{k} IS NOT DISTINCT FROM s.{k}"))
+        .collect();
+    let has_null: Vec<String> = key.iter().map(|k| format!("s.{k} IS NULL")).collect();
+    [
+        format!(
+            "DELETE FROM {table} t USING {staged} s WHERE {deletes} AND {}",
+            equal.join(" AND ")
+        ),
+        format!(
+            "DELETE FROM {table} t USING {staged} s WHERE {deletes} AND ({}) AND {}",
+            has_null.join(" OR "),
+            same.join(" AND ")
+        ),
+    ]
 }
 
 /// Appends `value` to a `COPY ... FROM STDIN` text-format line, escaped.
@@ -841,7 +894,7 @@ impl Sink for PostgresSink {
                 .copy_in(&format!(
                     "COPY {} (dfstream_batch_id, {}) FROM STDIN",
                     self.layout.staged,
-                    self.layout.columns.join(", ")
+                    self.layout.staged_columns()
                 ))
                 .await
                 .map_err(failed(format!("copying batch {id} to {name}")))?;

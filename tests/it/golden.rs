@@ -6,18 +6,20 @@
 //! run with `--trigger available-now --max-files-per-trigger 1`. Rows of each printed table
 //! are sorted (results without ORDER BY have no order) unless the case has `-- ordered`.
 //! Every case runs twice: straight through, and stopped and restarted after each trigger;
-//! both must print the expected output. `DFSTREAM_BLESS=1 cargo test golden` rewrites the
+//! both must print the expected output. A case marked `-- refused` must be refused at start
+//! (exit 2, nothing printed on stdout, no input taken); its `.out` holds the message. `DFSTREAM_BLESS=1 cargo test golden` rewrites the
 //! `.out` files for review.
 
 use std::path::{Path, PathBuf};
 
-use crate::util::{Workspace, assert_ok, repo, stdout};
+use crate::util::{Workspace, assert_ok, repo, stderr, stdout};
 
 struct Case {
     sql_path: PathBuf,
     triggers: Vec<String>,
     args: Vec<String>,
     ordered: bool,
+    refused: bool,
 }
 
 fn parse(path: &Path) -> Case {
@@ -25,6 +27,7 @@ fn parse(path: &Path) -> Case {
     let mut triggers = vec![String::new()];
     let mut args = Vec::new();
     let mut ordered = false;
+    let mut refused = false;
     for line in text.lines() {
         if let Some(input) = line.strip_prefix("-- |") {
             let input = input.strip_prefix(' ').unwrap_or(input);
@@ -37,6 +40,8 @@ fn parse(path: &Path) -> Case {
             args.extend(a.split_whitespace().map(str::to_string));
         } else if line.trim() == "-- ordered" {
             ordered = true;
+        } else if line.trim() == "-- refused" {
+            refused = true;
         }
     }
     Case {
@@ -44,6 +49,7 @@ fn parse(path: &Path) -> Case {
         triggers,
         args,
         ordered,
+        refused,
     }
 }
 
@@ -67,6 +73,32 @@ fn normalize(console: &str) -> String {
         }
     }
     out.join("\n") + "\n"
+}
+
+/// The message of a case that must be refused, with the case's path as `NAME.sql`.
+fn refusal(case: &Case) -> String {
+    let ws = Workspace::new();
+    for (i, input) in case.triggers.iter().enumerate() {
+        ws.add_file(&format!("{i:03}.txt"), input);
+    }
+    let mut args: Vec<&str> = vec!["--trigger", "available-now"];
+    args.extend(case.args.iter().map(String::as_str));
+    let out = ws.run(&case.sql_path, &args);
+    let name = case.sql_path.file_name().unwrap().to_string_lossy();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{name}: expected a refusal, got {:?}\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{name}: {}", stdout(&out));
+    assert!(
+        ws.commits().is_empty(),
+        "{name}: a refused query committed a batch"
+    );
+    stderr(&out).replace(&case.sql_path.display().to_string(), &name)
 }
 
 fn run_case(case: &Case, restart_each_trigger: bool) -> String {
@@ -110,8 +142,22 @@ fn golden_sql_cases() {
     let mut failures = Vec::new();
     for path in &paths {
         let case = parse(path);
-        let straight = run_case(&case, false);
         let expected_path = path.with_extension("out");
+        if case.refused {
+            let message = refusal(&case);
+            if bless {
+                std::fs::write(&expected_path, &message).unwrap();
+            }
+            let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
+            if message != expected {
+                failures.push(format!(
+                    "{}: refusal differs\n--- expected\n{expected}\n--- got\n{message}",
+                    path.display()
+                ));
+            }
+            continue;
+        }
+        let straight = run_case(&case, false);
         if bless {
             std::fs::write(&expected_path, &straight).unwrap();
         }

@@ -262,6 +262,40 @@ none
 }
 
 #[test]
+fn a_changelog_deletes_the_rows_that_left_the_result() {
+    // A HAVING in update mode: rows that stop passing it are deleted from the table (a NULL
+    // key too), also when two batches' commits are applied together.
+    let db = database();
+    let sink = db.sink("rare");
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("rare.sql");
+    std::fs::write(
+        &query,
+        "SELECT NULLIF(word, 'none') AS w, count(*) AS n \
+         FROM (SELECT unnest(words(value)) AS word FROM lines) \
+         GROUP BY NULLIF(word, 'none') HAVING count(*) < 3",
+    )
+    .unwrap();
+    let table = || db.rows("SELECT coalesce(w, '<NULL>'), n FROM rare");
+    let args = args_with(EVERY_FILE_A_BATCH, &["--mode", "update", "--sink", &sink]);
+    ws.add_file("1.txt", "a a b none\n");
+    assert_ok(&ws.run(&query, &args));
+    assert_eq!(table(), ["<NULL>|1", "a|2", "b|1"]);
+    ws.add_file("2.txt", "a b b c none none\n");
+    assert_ok(&ws.run(&query, &args));
+    assert_eq!(table(), ["c|1"]);
+    ws.add_file("3.txt", "c d\n");
+    ws.add_file("4.txt", "e a c\n");
+    let held: Vec<&str> = args
+        .iter()
+        .map(|&a| if a == "0" { "1h" } else { a })
+        .collect(); // --checkpoint-interval 1h: both batches' commits at the end
+    assert_ok(&ws.run(&query, &held));
+    assert_eq!(ws.commits(), [0, 1, 2, 3]);
+    assert_eq!(table(), ["d|1", "e|1"]);
+}
+
+#[test]
 fn batches_committed_together_are_applied_in_order() {
     // --checkpoint-interval holds several batches' commits back: the table gets them in one
     // go, each batch's upsert over the one before (the counts accumulate across files).

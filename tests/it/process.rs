@@ -774,3 +774,41 @@ fn a_volatile_function_in_a_stateful_query_is_warned_about() {
     assert_ok(&out);
     assert_logged(&out, "random() gives another value each time it runs");
 }
+
+#[test]
+fn a_group_whose_state_keeps_every_value_is_warned_about_once() {
+    // count(DISTINCT) keeps each distinct value in its group's state: past 100,000 of them
+    // the job warns (once) that triggers touching the group cost its history; a count does not.
+    let ws = Workspace::new();
+    let lines: String = (0..100_001).map(|i| format!("hot v{i}\n")).collect();
+    ws.add_file("a.txt", &lines);
+    ws.add_file("b.txt", "hot w\n");
+    let query = ws.dir.path().join("distinct.sql");
+    let sql = |aggregate: &str| {
+        format!(
+            "SELECT k, {aggregate} AS n FROM (SELECT split_part(value, ' ', 1) AS k, \
+             split_part(value, ' ', 2) AS v FROM lines) GROUP BY k"
+        )
+    };
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--mode",
+        "update",
+    ];
+    std::fs::write(&query, sql("count(DISTINCT v)")).unwrap();
+    let out = ws.run(&query, &args);
+    assert_ok(&out);
+    let log = stderr(&out);
+    assert_eq!(log.matches("holds 100001 values").count(), 1, "{log}");
+    assert!(!log.contains("holds 100002 values"), "warned twice: {log}");
+    assert!(stdout(&out).contains("100002"), "{}", stdout(&out));
+    let ws = Workspace::new();
+    ws.add_file("a.txt", &lines);
+    std::fs::write(&query, sql("count(v)")).unwrap();
+    let out = ws.run(&query, &args);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("values:"), "{}", stderr(&out));
+}

@@ -1,0 +1,4 @@
+-- refused
+-- args: --mode append
+-- | a
+SELECT value, count(*) AS n FROM lines GROUP BY value

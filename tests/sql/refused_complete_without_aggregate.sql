@@ -1,0 +1,4 @@
+-- refused
+-- args: --mode complete
+-- | a
+SELECT value FROM lines

@@ -1,0 +1,3 @@
+-- refused
+-- | a
+CREATE TABLE t AS SELECT value FROM lines

@@ -1,0 +1,3 @@
+-- refused
+-- | a
+EXPLAIN SELECT value FROM lines

@@ -1,0 +1,3 @@
+-- refused
+-- | a
+INSERT INTO lines VALUES ('x')

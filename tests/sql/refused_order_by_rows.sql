@@ -1,0 +1,3 @@
+-- refused
+-- | a
+SELECT value FROM lines ORDER BY value

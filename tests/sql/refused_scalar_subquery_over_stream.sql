@@ -1,0 +1,3 @@
+-- refused
+-- | a
+SELECT value FROM lines WHERE length(value) > (SELECT avg(length(value)) FROM lines)

@@ -1,0 +1,3 @@
+-- refused
+-- | a
+SELECT a.value FROM lines a JOIN lines b ON a.value = b.value

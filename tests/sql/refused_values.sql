@@ -1,0 +1,3 @@
+-- refused
+-- | a
+SELECT * FROM (VALUES (1), (2)) AS t(x)

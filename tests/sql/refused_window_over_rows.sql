@@ -1,0 +1,3 @@
+-- refused
+-- | a
+SELECT value, row_number() OVER (ORDER BY value) AS n FROM lines

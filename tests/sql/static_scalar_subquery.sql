@@ -1,0 +1,9 @@
+-- A scalar subquery over a static table in a stateless query is the same in every trigger:
+-- it runs. (With a GROUP BY, join the table instead: see static_aggregate_join.sql.)
+-- args: --table stop=sql/stopwords.csv
+-- | a
+-- | cccccc
+-- trigger
+-- | dddddddd
+-- | bb
+SELECT value FROM lines WHERE length(value) > (SELECT min(length(word)) FROM stop)
