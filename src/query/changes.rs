@@ -138,7 +138,7 @@ mod tests {
         let before = result(&[None], &[1]);
         let after = result(&[None, Some("c")], &[2, 1]);
         let schema = with_op_column(&after.schema());
-        let out = changelog(&schema, &[0], &[after.clone()], &[before]).unwrap();
+        let out = changelog(&schema, &[0], std::slice::from_ref(&after), &[before]).unwrap();
         assert_eq!(rows(&out).len(), 2, "the NULL group stayed: no delete");
         let out = changelog(&schema, &[0], &[after], &[]).unwrap();
         assert!(rows(&out).iter().all(|r| r.0 == "upsert"));

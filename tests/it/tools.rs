@@ -625,3 +625,48 @@ fn available_now_on_a_terminal_draws_a_backlog_bar_and_not_elsewhere() {
     assert!(!stderr(&out).contains("1/1 files"), "{}", stderr(&out));
     assert!(!stderr(&out).contains('░'), "{}", stderr(&out));
 }
+
+#[test]
+fn the_readmes_sql_gives_the_current_table_from_a_changelogs_batch_files() {
+    // Update mode with a HAVING writes upserts and deletes; the README's query over the
+    // Parquet batch files must give the batch answer (what complete mode would hold).
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("rare.sql");
+    std::fs::write(
+        &query,
+        "SELECT word, count(*) AS n FROM (SELECT unnest(words(value)) AS word FROM lines) \
+         GROUP BY word HAVING count(*) < 3",
+    )
+    .unwrap();
+    for (name, text) in [
+        ("1.txt", "a a b x\n"),
+        ("2.txt", "a b b c\n"),
+        ("3.txt", "c d\n"),
+    ] {
+        ws.add_file(name, text);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--mode",
+        "update",
+        "--no-console",
+    ];
+    assert_ok(&ws.run(&query, &args));
+    let current = format!(
+        "SELECT word, n FROM (\
+           SELECT *, row_number() OVER (PARTITION BY word ORDER BY batch_id DESC) AS latest \
+           FROM '{}/') \
+         WHERE latest = 1 AND _op = 'upsert' ORDER BY word",
+        ws.output.display()
+    );
+    let out = dfstream(&["sql", &current, "--format", "csv"])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    // a: 3 and b: 3 left the result; c: 2, d: 1, x: 1 are in it.
+    assert_eq!(stdout(&out), "word,n\nc,2\nd,1\nx,1\n");
+}
