@@ -670,3 +670,37 @@ fn the_readmes_sql_gives_the_current_table_from_a_changelogs_batch_files() {
     // a: 3 and b: 3 left the result; c: 2, d: 1, x: 1 are in it.
     assert_eq!(stdout(&out), "word,n\nc,2\nd,1\nx,1\n");
 }
+
+#[test]
+fn state_reads_a_checkpoint_while_its_job_runs_a_batch() {
+    // `dfstream state` takes no lock: with the job inside batch 1 (paused between its
+    // steps, holding the checkpoint's lock), it reads the state committed by batch 0.
+    let ws = Workspace::new();
+    ws.add_file("a.txt", "one two two\n");
+    assert_ok(&ws.run(
+        &repo("sql/wordcount.sql"),
+        &["--trigger", "once", "--no-console"],
+    ));
+    let mut child = ws
+        .command(&repo("sql/wordcount.sql"), &["--no-console"])
+        .env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "3000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ws.add_file("b.txt", "two three\n");
+    assert!(wait_for(
+        &ws.checkpoint.join("offsets/1"),
+        Duration::from_secs(20)
+    ));
+    let checkpoint = ws.checkpoint.display().to_string();
+    let out = dfstream(&["state", "--checkpoint", &checkpoint, "--format", "csv"])
+        .arg("SELECT word, count FROM state ORDER BY word")
+        .output()
+        .unwrap();
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(&out);
+    assert!(running, "the job ended before the state was read");
+    assert_eq!(csv_rows(&out), ["one|1", "two|2"]);
+}
