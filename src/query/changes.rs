@@ -31,7 +31,8 @@ pub fn with_op_column(result: &SchemaRef) -> SchemaRef {
 
 /// The changelog rows of one trigger: every row of `after` (the touched groups' result rows
 /// now) as an upsert, then each row of `before` (the same groups' result rows before the
-/// trigger) whose `key` no row of `after` has, as a delete.
+/// trigger) whose `key` no row of `after` has, as a delete. An empty `key` is a query
+/// without GROUP BY (one row).
 pub fn changelog(
     schema: &SchemaRef,
     key: &[usize],
@@ -42,6 +43,17 @@ pub fn changelog(
         key.iter().map(|&i| Arc::clone(batch.column(i))).collect()
     };
     let mut out = Vec::with_capacity(after.len() + before.len());
+    if key.is_empty() {
+        // No GROUP BY: one row, which left the result when there is none now.
+        let now: usize = after.iter().map(RecordBatch::num_rows).sum();
+        for batch in after.iter().filter(|b| b.num_rows() > 0) {
+            out.push(tagged(schema, UPSERT, batch)?);
+        }
+        for batch in before.iter().filter(|b| b.num_rows() > 0 && now == 0) {
+            out.push(tagged(schema, DELETE, batch)?);
+        }
+        return Ok(out);
+    }
     let Some(first) = after.iter().chain(before).next() else {
         return Ok(out);
     };

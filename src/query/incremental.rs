@@ -310,25 +310,44 @@ impl IncrementalAggregate {
         Ok(Some(closed))
     }
 
-    /// Warns, once per aggregate, when a group's partial state holds more than
-    /// [`GROWING_STATE_VALUES`] values: aggregates that keep every value (count(DISTINCT),
-    /// array_agg, median, string_agg) are merged and stored whole each time their group is
-    /// touched, so such a group makes every trigger that touches it cost its history.
+    /// Warns, once per state column, when a group's partial state holds more than
+    /// [`GROWING_STATE_VALUES`] values (a list: count(DISTINCT), array_agg, median) or
+    /// [`GROWING_STATE_BYTES`] bytes (a string: string_agg): aggregates that keep every value
+    /// are merged and stored whole each time their group is touched, so such a group makes
+    /// every trigger that touches it cost its history.
     fn warn_of_growing_states(&mut self, merged: &RecordBatch) {
         for (index, field) in merged.schema().fields().iter().enumerate() {
             if index < self.state.num_keys() || self.warned_growing.contains(&index) {
                 continue;
             }
             let column = merged.column(index);
-            let largest = match field.data_type() {
-                DataType::List(_) => column.as_list::<i32>().offsets().lengths().max(),
-                DataType::LargeList(_) => column.as_list::<i64>().offsets().lengths().max(),
-                _ => None,
+            let (largest, limit, unit) = match field.data_type() {
+                DataType::List(_) => (
+                    column.as_list::<i32>().offsets().lengths().max(),
+                    GROWING_STATE_VALUES,
+                    "values",
+                ),
+                DataType::LargeList(_) => (
+                    column.as_list::<i64>().offsets().lengths().max(),
+                    GROWING_STATE_VALUES,
+                    "values",
+                ),
+                DataType::Utf8 => (
+                    column.as_string::<i32>().offsets().lengths().max(),
+                    GROWING_STATE_BYTES,
+                    "bytes",
+                ),
+                DataType::LargeUtf8 => (
+                    column.as_string::<i64>().offsets().lengths().max(),
+                    GROWING_STATE_BYTES,
+                    "bytes",
+                ),
+                _ => continue,
             };
-            if let Some(values) = largest.filter(|&n| n > GROWING_STATE_VALUES) {
+            if let Some(size) = largest.filter(|&n| n > limit) {
                 self.warned_growing.push(index);
                 log::warn!(
-                    "a group's state for {} holds {values} values: an aggregate that keeps \
+                    "a group's state for {} holds {size} {unit}: an aggregate that keeps \
                      every value is merged and stored whole each time its group is touched, \
                      so triggers that touch this group cost as much as its history (see \
                      \"State that grows\" in the README: approx_distinct or a window key \
@@ -613,6 +632,8 @@ impl IncrementalAggregate {
 /// A group state with more values than this is warned about (see
 /// [`IncrementalAggregate::warn_of_growing_states`]).
 const GROWING_STATE_VALUES: usize = 100_000;
+/// The same for a state held as one string (string_agg's).
+const GROWING_STATE_BYTES: usize = 1 << 20;
 
 /// Below this many state rows a merge runs on one thread (spreading costs more than it saves).
 const PARALLEL_MERGE_ROWS: usize = 64 * 1024;

@@ -188,9 +188,19 @@ impl StreamingQuery {
         let changelog = mode == OutputMode::Update
             && analysis.aggregates > 0
             && filter_above_aggregate(&optimized);
+        // The rows a changelog tells apart: by the result's key; one row without GROUP BY.
+        let changelog_key = match grouping(&optimized) {
+            Some(Grouping::Global) => Some(Vec::new()),
+            _ => result_key.clone(),
+        };
         let (output_schema, output_key) = if changelog {
-            check_changelog(&analysis, &result_schema, result_key.as_deref())
-                .map_err(unsupported)?;
+            check_changelog(
+                &analysis,
+                &optimized,
+                &result_schema,
+                changelog_key.as_deref(),
+            )
+            .map_err(unsupported)?;
             let shifted = result_key
                 .as_ref()
                 .map(|k| k.iter().map(|i| i + 1).collect());
@@ -208,7 +218,7 @@ impl StreamingQuery {
             if spec.watermark.is_some() && mode != OutputMode::Complete {
                 aggregate.evict_closed_windows(analysis.window);
             }
-            if let (true, Some(key)) = (changelog, result_key) {
+            if let (true, Some(key)) = (changelog, changelog_key) {
                 aggregate.emit_changes(key, Arc::clone(&output_schema));
             }
             Shape::Aggregate(Box::new(aggregate))
@@ -500,12 +510,80 @@ fn filter_above_aggregate(plan: &LogicalPlan) -> bool {
     }
 }
 
+/// How the stream's GROUP BY groups rows, for a changelog's key.
+enum Grouping {
+    /// No GROUP BY: one row.
+    Global,
+    /// ROLLUP, CUBE or GROUPING SETS.
+    Sets,
+    Plain,
+}
+
+/// The first aggregation's grouping (from the root), if the plan has one.
+fn grouping(plan: &LogicalPlan) -> Option<Grouping> {
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Aggregate(aggregate) = node {
+            found = Some(if aggregate.group_expr.is_empty() {
+                Grouping::Global
+            } else if aggregate
+                .group_expr
+                .iter()
+                .any(|e| matches!(e, Expr::GroupingSet(_)))
+            {
+                Grouping::Sets
+            } else {
+                Grouping::Plain
+            });
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// The name of a function above the aggregation whose value does not follow from a group's
+/// input (`now()`, `random()`), if any.
+fn volatile_above_aggregate(plan: &LogicalPlan) -> Option<String> {
+    let mut node = plan;
+    let mut found = None;
+    while !matches!(node, LogicalPlan::Aggregate(_)) {
+        let _ = node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility
+                        == datafusion::logical_expr::Volatility::Volatile
+                {
+                    found = Some(f.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        });
+        match node.inputs().as_slice() {
+            [input] if found.is_none() => node = input,
+            _ => break,
+        }
+    }
+    found
+}
+
 /// Why update mode cannot tell rows that leave this query's result, if it cannot.
 fn check_changelog(
     analysis: &Analysis,
+    plan: &LogicalPlan,
     result: &SchemaRef,
     key: Option<&[usize]>,
 ) -> std::result::Result<(), String> {
+    if let Some(function) = volatile_above_aggregate(plan) {
+        return Err(format!(
+            "cannot run this query in --mode update: its result can lose rows (a HAVING or a \
+             filter above the GROUP BY), and {function}() above the GROUP BY makes a row's \
+             place in the result change with time, not only with its group's input, so \
+             update mode cannot tell when it leaves. Use --mode complete, or move \
+             {function}() below the GROUP BY"
+        ));
+    }
     let reason = if matches!(
         analysis.window,
         Some(incremental::WindowKey {
@@ -516,13 +594,19 @@ fn check_changelog(
         "a HAVING or a filter above a GROUP BY session(): a session's key changes as it \
          grows, so update mode cannot tell which earlier rows left the result. Filter in \
          --mode complete, or in --mode append with a --watermark (each session once, final)"
+    } else if matches!(grouping(plan), Some(Grouping::Sets)) {
+        "a HAVING or a filter above ROLLUP, CUBE or GROUPING SETS: DataFusion gives their \
+         rows no key that update mode could delete them by. Use --mode complete"
     } else if key.is_none() {
         "its result can lose rows (a HAVING or a filter above the GROUP BY), and update mode \
          tells such rows by their GROUP BY key, which this SELECT list leaves out. Keep the \
          GROUP BY columns in the SELECT list, or use --mode complete"
-    } else if result.column_with_name(changes::OP_COLUMN).is_some() {
-        "its result has a column named _op, the name of update mode's operation column \
-         (upsert or delete) for a query whose rows can leave the result: rename it"
+    } else if result.column_with_name(changes::OP_COLUMN).is_some()
+        || result.column_with_name("dfstream_op").is_some()
+    {
+        "its result has a column named _op (the name of update mode's operation column, \
+         upsert or delete, for a query whose rows can leave the result) or dfstream_op (the \
+         PostgreSQL sink's): rename it"
     } else {
         return Ok(());
     };
@@ -618,7 +702,7 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
                     return Ok(TreeNodeRecursion::Stop);
                 }
             }
-            LogicalPlan::Window(_) if below_aggregate || !has_aggregate_below(node) => {
+            LogicalPlan::Window(_) if below_aggregate || !stream_aggregate_below(node, stream) => {
                 problem = Some(
                     "window functions (OVER) over the stream's rows need every earlier row; \
                      use them only on top of a GROUP BY (in complete mode)"
@@ -636,7 +720,7 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
                 return Ok(TreeNodeRecursion::Stop);
             }
             LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => analysis.sort_or_limit = true,
-            LogicalPlan::Union(_) if !below_aggregate && has_aggregate_below(node) => {
+            LogicalPlan::Union(_) if !below_aggregate && stream_aggregate_below(node, stream) => {
                 problem = Some(
                     "UNION with an aggregation in one of its parts: dfstream maintains one \
                      GROUP BY whose result is the query's result. Run the aggregation as its \
@@ -932,11 +1016,6 @@ fn join_problem(
              IN (SELECT ... FROM table)"
         )
     })
-}
-
-fn has_aggregate_below(node: &LogicalPlan) -> bool {
-    node.exists(|n| Ok(matches!(n, LogicalPlan::Aggregate(_))))
-        .unwrap_or(false)
 }
 
 /// Picks the output mode, or explains why the requested one cannot work for this query.

@@ -356,6 +356,8 @@ impl PostgresSink {
                 ))
             })?);
         }
+        let query_key: Option<Vec<usize>> =
+            job.key.map(|key| key.iter().map(|i| i - skip).collect());
         let key: Option<Vec<usize>> = match &target.key {
             Some(columns) => Some(
                 columns
@@ -371,8 +373,22 @@ impl PostgresSink {
                     })
                     .collect::<Result<_>>()?,
             ),
-            None => job.key.map(|key| key.iter().map(|i| i - skip).collect()),
+            None => query_key.clone(),
         };
+        let sorted = |key: &Option<Vec<usize>>| {
+            key.clone().map(|mut key| {
+                key.sort_unstable();
+                key
+            })
+        };
+        if job.changelog && sorted(&key) != sorted(&query_key) {
+            return Err(Error::Usage(
+                "--sink ...?key=: this query's update-mode rows are a changelog whose deletes \
+                 are by the GROUP BY key; a ?key= other than it could delete another group's \
+                 row. Leave ?key= out"
+                    .into(),
+            ));
+        }
         if job.mode == OutputMode::Update && key.is_none() {
             return Err(Error::Usage(
                 "--sink postgres in update mode upserts each changed row by the GROUP BY key, \

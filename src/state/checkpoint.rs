@@ -496,6 +496,22 @@ impl Checkpoint {
                 "it was made in --mode {}, now --mode {}",
                 stored.mode, meta.mode
             )
+        } else if stored.output_schema != meta.output_schema
+            && meta
+                .output_schema
+                .contains(crate::query::changes::OP_COLUMN)
+            && !stored
+                .output_schema
+                .contains(crate::query::changes::OP_COLUMN)
+        {
+            format!(
+                "it was made before update mode's changelog: this query's rows can leave its \
+                 result, so its update-mode rows now start with {} (upsert or delete), which \
+                 the earlier output lacks (and may hold rows that left the result). Start a \
+                 new --checkpoint and output (for a PostgreSQL table, also delete its row \
+                 from dfstream_commits and its rows)",
+                crate::query::changes::OP_COLUMN
+            )
         } else if stored.state_schema != meta.state_schema
             || stored.output_schema != meta.output_schema
         {

@@ -429,6 +429,15 @@ fn update_mode_deletes_rows_that_a_having_drops_from_the_result() {
             25,
         );
     }
+    // Without GROUP BY: the one row leaves the result.
+    check(
+        "SELECT count(*) AS lines, max(length(value)) AS longest FROM lines \
+         HAVING count(*) < 20",
+        &[],
+        Updates::Changelog(0),
+        false,
+        15,
+    );
     // A filter over a GROUP BY subquery, with a two-column key.
     check(
         "SELECT * FROM (SELECT file, word, count(*) AS count \

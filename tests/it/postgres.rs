@@ -277,6 +277,21 @@ fn a_changelog_deletes_the_rows_that_left_the_result() {
     )
     .unwrap();
     let table = || db.rows("SELECT coalesce(w, '<NULL>'), n FROM rare");
+    // Deletes are by the GROUP BY key: another ?key= could delete another group's row.
+    let other_key = format!("{sink}&key=n");
+    let refused = ws.run(
+        &query,
+        &args_with(
+            EVERY_FILE_A_BATCH,
+            &["--mode", "update", "--sink", &other_key],
+        ),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Leave ?key= out"),
+        "{}",
+        stderr(&refused)
+    );
     let args = args_with(EVERY_FILE_A_BATCH, &["--mode", "update", "--sink", &sink]);
     ws.add_file("1.txt", "a a b none\n");
     assert_ok(&ws.run(&query, &args));

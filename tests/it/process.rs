@@ -811,4 +811,15 @@ fn a_group_whose_state_keeps_every_value_is_warned_about_once() {
     let out = ws.run(&query, &args);
     assert_ok(&out);
     assert!(!stderr(&out).contains("values:"), "{}", stderr(&out));
+    // string_agg keeps one string: warned past 1 MiB of it (~1.5 MB here).
+    let ws = Workspace::new();
+    ws.add_file("a.txt", &lines);
+    std::fs::write(&query, sql("length(string_agg(v || v, ','))")).unwrap();
+    let out = ws.run(&query, &args);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains(" bytes: an aggregate"),
+        "{}",
+        stderr(&out)
+    );
 }

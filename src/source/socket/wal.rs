@@ -706,20 +706,14 @@ mod tests {
     fn segments_roll_and_committed_ones_are_deleted() {
         let (listener, dir, mut source, _) = listening(100, 8);
         let (mut conn, _) = listener.accept().unwrap();
-        // One line per read (each waits for the last to be logged), so the 7-byte lines roll
-        // the 8-byte segments after every second line: 14, 14 and 7 bytes.
-        for i in 0..5 {
-            let before = source.durable();
+        // One line per read (each written once the last is logged, and its segment rolled),
+        // so the 7-byte lines roll the 8-byte segments after every second line: 14, 14 and
+        // 7 bytes; a roll spells the log's end as the next segment's start.
+        let logged = [(0, 7), (1, 0), (1, 7), (2, 0), (2, 7)];
+        for (i, (segment, offset)) in logged.into_iter().enumerate() {
             conn.write_all(format!("line {i}\n").as_bytes()).unwrap();
-            wait_until(|| source.durable() != before);
+            wait_until(|| source.durable() == WalPosition { segment, offset });
         }
-        wait_until(|| {
-            source.durable()
-                == WalPosition {
-                    segment: 2,
-                    offset: 7,
-                }
-        });
         let ranges = source.take(None, None, 0).unwrap();
         let text: Vec<u8> = ranges
             .iter()
