@@ -34,6 +34,7 @@ use datafusion::physical_plan::Partitioning;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode, PhysicalGroupBy};
 use datafusion::physical_plan::displayable;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::scalar_subquery::ScalarSubqueryExec;
 
 use super::functions::as_micros;
 use super::lines::TriggerSlot;
@@ -104,6 +105,16 @@ impl IncrementalAggregate {
     /// Splits a physical plan with exactly one aggregation (checked by the caller); `window`
     /// is the GROUP BY key that holds a row's window, if any.
     pub fn split(plan: Arc<dyn ExecutionPlan>, window: Option<WindowKey>) -> Result<Self> {
+        // DataFusion runs uncorrelated scalar subqueries (over static tables: the analysis
+        // refuses the rest) in a ScalarSubqueryExec at the plan's root, which fills the
+        // values the expressions below read; it goes above the per-trigger part.
+        let (plan, scalar_subqueries) = match plan.downcast_ref::<ScalarSubqueryExec>() {
+            Some(exec) => (
+                Arc::clone(exec.input()),
+                Some((exec.subqueries().to_vec(), exec.results().clone())),
+            ),
+            None => (plan, None),
+        };
         let mut above = Vec::new();
         let mut node = plan;
         let aggregate = loop {
@@ -174,15 +185,25 @@ impl IncrementalAggregate {
             .map(|column| Sessions::new(state.schema(), state.num_keys(), column))
             .transpose()
             .context(|| "reading the session key".into())?;
+        let state_group_by = Arc::new(partial_exec.group_expr().as_final());
+        let aggr_expr = partial_exec.aggr_expr().to_vec();
+        let filter_expr = partial_exec.filter_expr().to_vec();
+        let input_schema = partial_exec.input_schema();
+        let partial = match scalar_subqueries {
+            Some((links, results)) => {
+                Arc::new(ScalarSubqueryExec::new(partial, links, results)) as Arc<dyn ExecutionPlan>
+            }
+            None => partial,
+        };
         Ok(Self {
             closes_windows: None,
             earliest_end: i64::MIN,
             sessions,
             panes,
-            state_group_by: Arc::new(partial_exec.group_expr().as_final()),
-            aggr_expr: partial_exec.aggr_expr().to_vec(),
-            filter_expr: partial_exec.filter_expr().to_vec(),
-            input_schema: partial_exec.input_schema(),
+            state_group_by,
+            aggr_expr,
+            filter_expr,
+            input_schema,
             partial,
             above,
             changelog: None,

@@ -749,14 +749,6 @@ fn analyze(plan: &LogicalPlan, stream: &str) -> std::result::Result<Analysis, St
         Ok(TreeNodeRecursion::Continue)
     })
     .map_err(|e| e.to_string())?;
-    if problem.is_none() && analysis.aggregates > 0 && has_scalar_subquery(plan) {
-        problem = Some(
-            "a scalar subquery in a query with a GROUP BY over the stream: DataFusion runs it \
-             above the whole plan, which dfstream splits at the GROUP BY. Join its table \
-             instead, e.g. CROSS JOIN (SELECT min(x) AS m FROM t) below the GROUP BY"
-                .to_string(),
-        );
-    }
     if problem.is_none() && !reads_lines {
         problem = Some(format!(
             "it never reads the stream's table `{stream}`, so every trigger would give the same \
@@ -818,20 +810,6 @@ fn subquery_problem(node: &LogicalPlan, stream: &str, below_aggregate: bool) -> 
         })
     });
     problem
-}
-
-/// Whether any expression of the plan holds a scalar subquery.
-fn has_scalar_subquery(plan: &LogicalPlan) -> bool {
-    let mut found = false;
-    let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            found |= expr
-                .exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_))))
-                .unwrap_or(false);
-            Ok(TreeNodeRecursion::Continue)
-        })
-    });
-    found
 }
 
 /// Whether the first GROUP BY has ROLLUP, CUBE or GROUPING SETS over a window key.

@@ -1,5 +1,5 @@
 -- A scalar subquery over a static table in a stateless query is the same in every trigger:
--- it runs. (With a GROUP BY, join the table instead: see static_aggregate_join.sql.)
+-- it runs (with a GROUP BY too: scalar_subquery_in_aggregation.sql).
 -- args: --table stop=sql/stopwords.csv
 -- | a
 -- | cccccc
