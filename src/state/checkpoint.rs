@@ -1464,6 +1464,28 @@ mod tests {
         assert!(recovered.replay.is_empty() && !recovered.damaged);
     }
 
+    #[tokio::test]
+    async fn a_checkpoint_from_before_the_changelog_is_refused_with_that_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = Metadata {
+            mode: "update".into(),
+            output_schema: "Field { name: \"word\" }, Field { name: \"n\" }".into(),
+            ..meta("SELECT word, count(*) AS n FROM lines GROUP BY word HAVING count(*) < 3")
+        };
+        open(dir.path(), &before).await.unwrap().close().await;
+        let now = Metadata {
+            output_schema: format!("Field {{ name: \"_op\" }}, {}", before.output_schema),
+            ..before.clone()
+        };
+        let Err(e) = open(dir.path(), &now).await else {
+            panic!("a checkpoint whose output had no _op was continued");
+        };
+        assert!(
+            e.to_string().contains("before update mode's changelog"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn seals_detect_torn_and_flipped_files() {
         let sealed = seal(b"{\"a\": 1}");
