@@ -769,7 +769,11 @@ impl Job {
                 log::warn!("{e}");
             }
         }
-        self.release_input().await?;
+        // The batches are committed: input that could be released but is not (the store
+        // unreachable for a moment) only waits for the next commit, which tries again.
+        if let Err(e) = self.release_input().await {
+            log::warn!("could not release input that no recovery needs any more: {e}");
+        }
         self.last_commit = Instant::now();
         Ok(())
     }
