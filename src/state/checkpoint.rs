@@ -988,7 +988,8 @@ impl Checkpoint {
                 self.store.describe()
             )));
         }
-        self.remove_old(commit.batch_id).await
+        self.remove_old(commit.batch_id).await;
+        Ok(())
     }
 
     /// Deletes the commits of batches `first` and later, which are about to be re-run from
@@ -1054,25 +1055,26 @@ impl Checkpoint {
     }
 
     /// Removes files of batches older than both the newest snapshot and `--retain-batches`.
-    async fn remove_old(&self, last: u64) -> Result<()> {
-        let Some(snapshot) = self
-            .batch_ids("sources", ".snapshot")
-            .await?
-            .into_iter()
-            .filter(|&n| n <= last)
-            .max()
-        else {
-            return Ok(());
+    /// The batch is committed: old files only cost space, so a failure (the store
+    /// unreachable for a moment) is a warning, and the next commit tries again.
+    async fn remove_old(&self, last: u64) {
+        let removed = async {
+            let Some(snapshot) = self
+                .batch_ids("sources", ".snapshot")
+                .await?
+                .into_iter()
+                .filter(|&n| n <= last)
+                .max()
+            else {
+                return Ok(());
+            };
+            let keep_from = snapshot.min(last.saturating_sub(self.retain_batches));
+            self.remove_batches(|n| n < keep_from, "older than the retained history")
+                .await
         };
-        let keep_from = snapshot.min(last.saturating_sub(self.retain_batches));
-        if let Err(e) = self
-            .remove_batches(|n| n < keep_from, "older than the retained history")
-            .await
-        {
-            // The batch is committed; old files only cost space, and the next commit retries.
+        if let Err(e) = removed.await {
             log::warn!("could not remove old checkpoint files: {e}");
         }
-        Ok(())
     }
 
     /// Batch ids of the files in `sub` named `N{suffix}`, ascending.
