@@ -85,9 +85,46 @@ pub struct IncrementalAggregate {
     above: Vec<Arc<dyn ExecutionPlan>>,
     /// Set when update mode emits a changelog (rows can leave the result; see `changes`).
     changelog: Option<Changelog>,
-    /// State columns already warned about by [`Self::warn_of_growing_states`].
-    warned_growing: Vec<usize>,
+    /// State columns whose per-group size can grow with the input, not yet warned about
+    /// (see [`Self::warn_of_growing_states`]).
+    growing: Vec<GrowingColumn>,
     state: GroupState,
+}
+
+/// A state column that holds every value of its group (a list, or one string), and the size
+/// past which [`IncrementalAggregate::warn_of_growing_states`] warns.
+struct GrowingColumn {
+    index: usize,
+    limit: usize,
+    unit: &'static str,
+}
+
+impl GrowingColumn {
+    /// The state columns (after the `num_keys` group keys) of `schema` that can grow.
+    fn of(schema: &SchemaRef, num_keys: usize) -> Vec<Self> {
+        let fields = schema.fields().iter().enumerate().skip(num_keys);
+        fields
+            .filter_map(|(index, field)| {
+                let (limit, unit) = match field.data_type() {
+                    DataType::List(_) | DataType::LargeList(_) => (GROWING_STATE_VALUES, "values"),
+                    DataType::Utf8 | DataType::LargeUtf8 => (GROWING_STATE_BYTES, "bytes"),
+                    _ => return None,
+                };
+                Some(Self { index, limit, unit })
+            })
+            .collect()
+    }
+
+    /// The largest value of this column in `rows`, in its unit.
+    fn largest(&self, rows: &RecordBatch) -> Option<usize> {
+        let column = rows.column(self.index);
+        match column.data_type() {
+            DataType::List(_) => column.as_list::<i32>().offsets().lengths().max(),
+            DataType::LargeList(_) => column.as_list::<i64>().offsets().lengths().max(),
+            DataType::Utf8 => column.as_string::<i32>().offsets().lengths().max(),
+            _ => column.as_string::<i64>().offsets().lengths().max(),
+        }
+    }
 }
 
 /// How update mode tells rows that left the result: by these result columns, in this schema.
@@ -207,7 +244,7 @@ impl IncrementalAggregate {
             partial,
             above,
             changelog: None,
-            warned_growing: Vec::new(),
+            growing: GrowingColumn::of(state.schema(), state.num_keys()),
             state,
         })
     }
@@ -337,46 +374,21 @@ impl IncrementalAggregate {
     /// are merged and stored whole each time their group is touched, so such a group makes
     /// every trigger that touches it cost its history.
     fn warn_of_growing_states(&mut self, merged: &RecordBatch) {
-        for (index, field) in merged.schema().fields().iter().enumerate() {
-            if index < self.state.num_keys() || self.warned_growing.contains(&index) {
-                continue;
-            }
-            let column = merged.column(index);
-            let (largest, limit, unit) = match field.data_type() {
-                DataType::List(_) => (
-                    column.as_list::<i32>().offsets().lengths().max(),
-                    GROWING_STATE_VALUES,
-                    "values",
-                ),
-                DataType::LargeList(_) => (
-                    column.as_list::<i64>().offsets().lengths().max(),
-                    GROWING_STATE_VALUES,
-                    "values",
-                ),
-                DataType::Utf8 => (
-                    column.as_string::<i32>().offsets().lengths().max(),
-                    GROWING_STATE_BYTES,
-                    "bytes",
-                ),
-                DataType::LargeUtf8 => (
-                    column.as_string::<i64>().offsets().lengths().max(),
-                    GROWING_STATE_BYTES,
-                    "bytes",
-                ),
-                _ => continue,
+        let schema = merged.schema();
+        self.growing.retain(|column| {
+            let Some(size) = column.largest(merged).filter(|&n| n > column.limit) else {
+                return true;
             };
-            if let Some(size) = largest.filter(|&n| n > limit) {
-                self.warned_growing.push(index);
-                log::warn!(
-                    "a group's state for {} holds {size} {unit}: an aggregate that keeps \
-                     every value is merged and stored whole each time its group is touched, \
-                     so triggers that touch this group cost as much as its history (see \
-                     \"State that grows\" in the README: approx_distinct or a window key \
-                     keeps it small)",
-                    field.name()
-                );
-            }
-        }
+            log::warn!(
+                "a group's state for {} holds {size} {}: an aggregate that keeps every value \
+                 is merged and stored whole each time its group is touched, so triggers that \
+                 touch this group cost as much as its history (see \"State that grows\" in \
+                 the README: approx_distinct or a window key keeps it small)",
+                schema.field(column.index).name(),
+                column.unit
+            );
+            false // warned once
+        });
     }
 
     /// Notes the windows of rows entering the state (they may end before any open one).

@@ -24,7 +24,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, collect, execution_plan::reset_plan_states};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -477,37 +477,61 @@ struct Analysis {
 fn volatile_function(plan: &LogicalPlan) -> Option<String> {
     let mut found = None;
     let _ = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e
-                    && f.func.signature().volatility
-                        == datafusion::logical_expr::Volatility::Volatile
-                    && !clock::is_trigger_time(&f.func)
-                {
-                    found = Some(f.name().to_string());
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
+        found = volatile_call(node, false);
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
         })
     });
     found
 }
 
+/// The name of a volatile function `node`'s expressions call (the trigger-time functions
+/// counted only with `trigger_time`: they are the same for a whole batch and its replay).
+fn volatile_call(node: &LogicalPlan, trigger_time: bool) -> Option<String> {
+    let mut found = None;
+    let _ = node.apply_expressions(|expr| {
+        expr.apply(|e| {
+            if let Expr::ScalarFunction(f) = e
+                && f.func.signature().volatility == datafusion::logical_expr::Volatility::Volatile
+                && (trigger_time || !clock::is_trigger_time(&f.func))
+            {
+                found = Some(f.name().to_string());
+                return Ok(TreeNodeRecursion::Stop);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    found
+}
+
+/// The first aggregation reached from the root through nodes of one input, and those nodes
+/// (root first): the part of the plan re-run over the merged groups. `None` when a node with
+/// another number of inputs comes first, or there is no aggregation.
+fn above_aggregate(plan: &LogicalPlan) -> Option<(Vec<&LogicalPlan>, &Aggregate)> {
+    let mut above = Vec::new();
+    let mut node = plan;
+    loop {
+        if let LogicalPlan::Aggregate(aggregate) = node {
+            return Some((above, aggregate));
+        }
+        let [input] = node.inputs()[..] else {
+            return None;
+        };
+        above.push(node);
+        node = input;
+    }
+}
+
 /// Whether a filter (HAVING, or a WHERE over a GROUP BY subquery) sits between the result and
 /// the aggregation, so that a group's row can leave the result when its values change.
 fn filter_above_aggregate(plan: &LogicalPlan) -> bool {
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Aggregate(_) => return false,
-            LogicalPlan::Filter(_) => return true,
-            _ => match node.inputs().as_slice() {
-                [input] => node = input,
-                _ => return false,
-            },
-        }
-    }
+    above_aggregate(plan).is_some_and(|(above, _)| {
+        above
+            .iter()
+            .any(|node| matches!(node, LogicalPlan::Filter(_)))
+    })
 }
 
 /// How the stream's GROUP BY groups rows, for a changelog's key.
@@ -519,53 +543,27 @@ enum Grouping {
     Plain,
 }
 
-/// The first aggregation's grouping (from the root), if the plan has one.
+/// The grouping of the aggregation below the result's nodes (see [`above_aggregate`]).
 fn grouping(plan: &LogicalPlan) -> Option<Grouping> {
-    let mut found = None;
-    let _ = plan.apply(|node| {
-        if let LogicalPlan::Aggregate(aggregate) = node {
-            found = Some(if aggregate.group_expr.is_empty() {
-                Grouping::Global
-            } else if aggregate
-                .group_expr
-                .iter()
-                .any(|e| matches!(e, Expr::GroupingSet(_)))
-            {
-                Grouping::Sets
-            } else {
-                Grouping::Plain
-            });
-            return Ok(TreeNodeRecursion::Stop);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    found
+    let (_, aggregate) = above_aggregate(plan)?;
+    Some(if aggregate.group_expr.is_empty() {
+        Grouping::Global
+    } else if aggregate
+        .group_expr
+        .iter()
+        .any(|e| matches!(e, Expr::GroupingSet(_)))
+    {
+        Grouping::Sets
+    } else {
+        Grouping::Plain
+    })
 }
 
 /// The name of a function above the aggregation whose value does not follow from a group's
 /// input (`now()`, `random()`), if any.
 fn volatile_above_aggregate(plan: &LogicalPlan) -> Option<String> {
-    let mut node = plan;
-    let mut found = None;
-    while !matches!(node, LogicalPlan::Aggregate(_)) {
-        let _ = node.apply_expressions(|expr| {
-            expr.apply(|e| {
-                if let Expr::ScalarFunction(f) = e
-                    && f.func.signature().volatility
-                        == datafusion::logical_expr::Volatility::Volatile
-                {
-                    found = Some(f.name().to_string());
-                    return Ok(TreeNodeRecursion::Stop);
-                }
-                Ok(TreeNodeRecursion::Continue)
-            })
-        });
-        match node.inputs().as_slice() {
-            [input] if found.is_none() => node = input,
-            _ => break,
-        }
-    }
-    found
+    let (above, _) = above_aggregate(plan)?;
+    above.iter().find_map(|node| volatile_call(node, true))
 }
 
 /// Why update mode cannot tell rows that leave this query's result, if it cannot.
@@ -601,12 +599,9 @@ fn check_changelog(
         "its result can lose rows (a HAVING or a filter above the GROUP BY), and update mode \
          tells such rows by their GROUP BY key, which this SELECT list leaves out. Keep the \
          GROUP BY columns in the SELECT list, or use --mode complete"
-    } else if result.column_with_name(changes::OP_COLUMN).is_some()
-        || result.column_with_name("dfstream_op").is_some()
-    {
-        "its result has a column named _op (the name of update mode's operation column, \
-         upsert or delete, for a query whose rows can leave the result) or dfstream_op (the \
-         PostgreSQL sink's): rename it"
+    } else if result.column_with_name(changes::OP_COLUMN).is_some() {
+        "its result has a column named _op, the name of update mode's operation column \
+         (upsert or delete) for a query whose rows can leave the result: rename it"
     } else {
         return Ok(());
     };
@@ -618,17 +613,19 @@ fn check_changelog(
 /// Only plans whose nodes above the GROUP BY keep one row per group are trusted (DataFusion
 /// carries the dependencies through an UNNEST unchanged, though it multiplies rows).
 fn output_key(plan: &LogicalPlan) -> Option<Vec<usize>> {
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Aggregate(_) => break,
+    let (above, _) = above_aggregate(plan)?;
+    let one_row_per_group = above.iter().all(|node| {
+        matches!(
+            node,
             LogicalPlan::Projection(_)
-            | LogicalPlan::Filter(_)
-            | LogicalPlan::SubqueryAlias(_)
-            | LogicalPlan::Sort(_)
-            | LogicalPlan::Limit(_) => node = node.inputs()[0],
-            _ => return None,
-        }
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Limit(_)
+        )
+    });
+    if !one_row_per_group {
+        return None;
     }
     let schema = plan.schema();
     let width = schema.fields().len();

@@ -299,9 +299,7 @@ impl Layout {
         let op = if self.changelog { "dfstream_op, " } else { "" };
         format!("{op}{}", self.columns.join(", "))
     }
-}
 
-impl Layout {
     /// Removes what is staged for batches `first` and later, and records that batches up to
     /// `staged_through` are staged, in `transaction`.
     async fn unstage_from(
@@ -339,6 +337,13 @@ impl PostgresSink {
         let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
         let mut types = Vec::with_capacity(names.len());
         for field in fields {
+            if ["dfstream_batch_id", "dfstream_op"].contains(&field.name().as_str()) {
+                return Err(Error::Usage(format!(
+                    "--sink postgres: the result column {} has the name of a column of the \
+                     sink's staging table: give it another alias in the query",
+                    field.name()
+                )));
+            }
             if field.name().len() > MAX_NAME_BYTES {
                 return Err(Error::Usage(format!(
                     "--sink postgres: the result column {} has a name longer than PostgreSQL \
