@@ -279,6 +279,13 @@ impl Job {
         let args = &config.args;
         let counters = Arc::new(TextCounters::default());
         let (file, mut query, tables) = plan(config, Arc::clone(&counters)).await?;
+        if args.engine != crate::query::engine::EngineChoice::Local {
+            let engine =
+                crate::query::engine::Engine::start(&args.engine, args.cluster_min_bytes as u64)
+                    .await?;
+            query.use_engine(engine)?;
+            log::info!("engine: {}", query.engine().describe());
+        }
         let wake = Arc::new(Notify::new());
         let mut sources = source::build(&source::BuildContext {
             config,

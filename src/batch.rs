@@ -71,7 +71,7 @@ pub struct TextCounters {
 }
 
 /// What one source's input gave: the part of [`TextCounters`] that belongs to a unit.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SourceCounts {
     pub rows: u64,
     pub bytes: u64,
@@ -121,6 +121,21 @@ impl EventTimeStats {
             self.count += 1;
             self.sum += value as i128;
         }
+    }
+
+    /// Adds what `other` saw.
+    pub fn merge(&mut self, other: &EventTimeStats) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = *other;
+            return;
+        }
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.count += other.count;
+        self.sum += other.sum;
     }
 
     /// Least, greatest and mean, if any rows were seen.

@@ -90,6 +90,58 @@ pub enum Command {
     /// Query a checkpoint's state as the table `state` (read-only; also while a job runs):
     /// dfstream state --checkpoint checkpoint/ "SELECT word, count FROM state ORDER BY count DESC LIMIT 10".
     State(StateArgs),
+    /// Run an Apache DataFusion Ballista scheduler or executor that knows dfstream's
+    /// functions and plan nodes, for `run --engine ballista://HOST:PORT` (built with the
+    /// `ballista` feature).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Ballista's scheduler: takes jobs from drivers and hands their tasks to executors.
+    Scheduler {
+        /// The address to listen on.
+        #[arg(long, default_value = "0.0.0.0:50050")]
+        bind: std::net::SocketAddr,
+        #[command(flatten)]
+        stores: ClusterStores,
+    },
+    /// Ballista's executor: runs tasks, reading the triggers' input itself.
+    Executor {
+        /// The scheduler, HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        scheduler: String,
+        /// The address to listen on for Arrow Flight (shuffle reads); port 0 picks one.
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        bind: std::net::SocketAddr,
+        /// The port of the executor's gRPC service (on --bind's address).
+        #[arg(long, default_value_t = 50052)]
+        grpc_port: u16,
+        /// The host name other machines reach this executor by. Default: --bind's host.
+        #[arg(long)]
+        external_host: Option<String>,
+        /// Tasks run at once. Default: the number of cores.
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Where shuffle files go. Default: a temporary directory.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        #[command(flatten)]
+        stores: ClusterStores,
+    },
+}
+
+/// The object stores a scheduler or executor reads triggers' input from.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterStores {
+    /// An object store the jobs' input may be in, as a URL (s3://bucket, gs://bucket,
+    /// az://container); repeatable. Local paths need no flag.
+    #[arg(long = "store", value_name = "URL")]
+    pub stores: Vec<String>,
+    /// A setting for the object store clients (see `dfstream run --help`); repeatable.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_param)]
+    pub storage_options: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -421,6 +473,16 @@ pub struct RunArgs {
     /// Keep checkpoint files of at least this many recent batches.
     #[arg(long, default_value_t = 100)]
     pub retain_batches: u64,
+    /// Where each trigger's reading and partial aggregation runs: local (this process),
+    /// ballista://HOST:PORT (an Apache DataFusion Ballista cluster started with `dfstream
+    /// cluster`), or ballista-standalone[:N] (a scheduler and N executors in this process).
+    /// Offsets, state, checkpoints and sinks stay here. Needs the `ballista` feature.
+    #[arg(long, default_value = "local", value_name = "ENGINE")]
+    pub engine: crate::query::engine::EngineChoice,
+    /// With a cluster engine: triggers with less input than this run locally (a cluster
+    /// job costs scheduling and a shuffle write).
+    #[arg(long, default_value = "32MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    pub cluster_min_bytes: usize,
 }
 
 /// The input's format and columns (see `format`).

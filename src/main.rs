@@ -97,6 +97,7 @@ fn main() -> ExitCode {
             Command::State(args) => dfstream::commands::state(args, &mut stdout)
                 .await
                 .map(|_| true),
+            Command::Cluster(command) => dfstream::commands::cluster(command).await.map(|_| true),
         }
     });
     match result {

@@ -67,6 +67,31 @@ pub fn is_trigger_time(udf: &ScalarUDF) -> bool {
     udf.inner().downcast_ref::<TriggerTimeFunc>().is_some()
 }
 
+/// The time `udf` answers now, if it is one of the functions above: what a plan shipped to
+/// another process carries for it (see [`fixed`]).
+pub fn answer_of(udf: &ScalarUDF) -> Option<i64> {
+    udf.inner()
+        .downcast_ref::<TriggerTimeFunc>()
+        .map(|f| f.clock.micros())
+}
+
+/// The function `name` (one of the above) answering `micros`: a shipped plan's, decoded.
+pub fn fixed(name: &str, micros: i64) -> Option<ScalarUDF> {
+    let what = match name {
+        "now" | "current_timestamp" => What::Timestamp,
+        "current_date" | "today" => What::Date,
+        "current_time" => What::Time,
+        _ => return None,
+    };
+    let clock = TriggerClock::default();
+    clock.set(micros);
+    Some(ScalarUDF::from(TriggerTimeFunc {
+        what,
+        clock,
+        signature: Signature::nullary(Volatility::Volatile),
+    }))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum What {
     Timestamp,

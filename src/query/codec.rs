@@ -32,6 +32,7 @@ use datafusion_proto::physical_plan::{
 use datafusion_proto::protobuf::{FileScanExecConf, PhysicalExprNode};
 use prost::Message;
 
+use super::engine::report::ReportExec;
 use super::functions::WindowFunc;
 use super::lines::TableColumns;
 use super::lines::{EventTime, Watermark};
@@ -56,7 +57,7 @@ impl PlanCodec {
 /// One encoded node.
 #[derive(Clone, PartialEq, Message)]
 struct NodeProto {
-    #[prost(oneof = "Node", tags = "1, 2")]
+    #[prost(oneof = "Node", tags = "1, 2, 3")]
     node: Option<Node>,
 }
 
@@ -66,7 +67,13 @@ enum Node {
     Lines(LinesScanProto),
     #[prost(message, tag = "2")]
     EventTime(EventTimeProto),
+    /// [`ReportExec`]: nothing but its input.
+    #[prost(message, tag = "3")]
+    Report(ReportProto),
 }
+
+#[derive(Clone, PartialEq, Message)]
+struct ReportProto {}
 
 /// A `lines` scan: DataFusion's part, and the input unit of each file in group order.
 #[derive(Clone, PartialEq, Message)]
@@ -214,17 +221,37 @@ impl PhysicalExtensionCodec for PlanCodec {
                     Arc::new(stage),
                 )?))
             }
+            Some(Node::Report(_)) => {
+                let [input] = inputs else {
+                    return Err(internal_datafusion_err!("ReportExec needs one input"));
+                };
+                Ok(Arc::new(ReportExec::counting_below(Arc::clone(input))?))
+            }
             None => Err(internal_datafusion_err!("an empty dfstream plan node")),
         }
     }
 
     /// `hop_pane`, which `query::panes` puts into a trigger's plan, is not registered in a
     /// session: it is made here (every other function decodes by name from the registry).
-    fn try_decode_udf(&self, name: &str, _buf: &[u8]) -> Result<Arc<ScalarUDF>> {
-        match name {
-            "hop_pane" => Ok(Arc::new(ScalarUDF::from(WindowFunc::pane()))),
-            _ => not_impl_err!("dfstream does not know the function {name}"),
+    /// The trigger-time functions (`now()` and its kin, see [`super::clock`]) decode with the
+    /// time they answered where the plan was bound.
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        if name == "hop_pane" {
+            return Ok(Arc::new(ScalarUDF::from(WindowFunc::pane())));
         }
+        if let Ok(bytes) = <[u8; 8]>::try_from(buf)
+            && let Some(udf) = super::clock::fixed(name, i64::from_le_bytes(bytes))
+        {
+            return Ok(Arc::new(udf));
+        }
+        not_impl_err!("dfstream does not know the function {name}")
+    }
+
+    fn try_encode_udf(&self, udf: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(micros) = super::clock::answer_of(udf) {
+            buf.extend_from_slice(&micros.to_le_bytes());
+        }
+        Ok(())
     }
 
     fn try_encode(
@@ -278,6 +305,8 @@ impl PhysicalExtensionCodec for PlanCodec {
                 format: Some(encode_format(&stage.format)?),
                 input: stage.input.iter().map(|&i| i as u32).collect(),
             })
+        } else if node.downcast_ref::<ReportExec>().is_some() {
+            Node::Report(ReportProto {})
         } else {
             return not_impl_err!("dfstream cannot encode the plan node {}", node.name());
         };
@@ -290,6 +319,13 @@ impl PhysicalExtensionCodec for PlanCodec {
 }
 
 impl PlanCodec {
+    /// Whether `node` is one of the nodes this codec writes.
+    pub fn encodes(node: &dyn ExecutionPlan) -> bool {
+        lines_scan(node).is_some()
+            || node.downcast_ref::<EventTimeExec>().is_some()
+            || node.downcast_ref::<ReportExec>().is_some()
+    }
+
     fn decode_scan(
         &self,
         scan: LinesScanProto,

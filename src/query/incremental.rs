@@ -426,11 +426,12 @@ impl IncrementalAggregate {
         mode: OutputMode,
         task: Arc<TaskContext>,
         slot: &TriggerSlot,
+        engine: &super::engine::Engine,
     ) -> Result<TriggerOutput> {
         let started = Instant::now();
-        let new_rows =
-            super::execute_over(Arc::clone(&self.partial), Arc::clone(&task), &slot.units())
-                .await?;
+        let new_rows = engine
+            .run(Arc::clone(&self.partial), Arc::clone(&task), slot)
+            .await?;
         let watermark = slot.advance_watermark();
         let aggregated = Instant::now();
         let new_rows = match &self.panes {

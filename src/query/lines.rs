@@ -321,6 +321,19 @@ impl TriggerSlot {
     }
 
     /// Moves the watermark after a trigger: the largest `ts` it read minus the delay.
+    /// Where the trigger's scans count (a shipped plan's reports are added here).
+    pub fn counters(&self) -> &Arc<TextCounters> {
+        &self.counters
+    }
+
+    /// Notes an event time a trigger's rows reached where the slot's scans did not see them
+    /// (a shipped plan's, as its reports tell).
+    pub fn note_event_time(&self, micros: i64) {
+        self.watermark
+            .trigger_max
+            .fetch_max(micros, Ordering::Relaxed);
+    }
+
     pub fn advance_watermark(&self) -> Option<i64> {
         let delay = *self.watermark.delay.get()?;
         let max = self.watermark.trigger_max.load(Ordering::Relaxed);

@@ -9,6 +9,7 @@
 pub mod changes;
 pub mod clock;
 pub mod codec;
+pub mod engine;
 pub mod functions;
 pub mod incremental;
 pub mod lines;
@@ -102,6 +103,8 @@ pub struct StreamingQuery {
     output_key: Option<Vec<usize>>,
     /// Update mode's output is a changelog (see [`changes`]).
     changelog: bool,
+    /// Where the trigger plan runs.
+    engine: engine::Engine,
 }
 
 /// Everything needed to plan a query.
@@ -232,6 +235,7 @@ impl StreamingQuery {
             output_schema,
             output_key,
             changelog,
+            engine: engine::Engine::default(),
         })
     }
 
@@ -272,6 +276,17 @@ impl StreamingQuery {
             Shape::Stateless(plan) => Arc::clone(plan),
             Shape::Aggregate(agg) => agg.partial_plan(),
         }
+    }
+
+    /// Runs the trigger plan on `engine` from now on, if it can run there.
+    pub fn use_engine(&mut self, engine: engine::Engine) -> Result<()> {
+        engine.check(&self.trigger_plan())?;
+        self.engine = engine;
+        Ok(())
+    }
+
+    pub fn engine(&self) -> &engine::Engine {
+        &self.engine
     }
 
     pub fn slot(&self) -> &TriggerSlot {
@@ -344,7 +359,7 @@ impl StreamingQuery {
         match &mut self.shape {
             Shape::Stateless(plan) => {
                 let started = std::time::Instant::now();
-                let rows = execute_over(Arc::clone(plan), task, &self.slot.units()).await?;
+                let rows = self.engine.run(Arc::clone(plan), task, &self.slot).await?;
                 self.slot.advance_watermark();
                 Ok(TriggerOutput {
                     rows,
@@ -356,7 +371,10 @@ impl StreamingQuery {
                     },
                 })
             }
-            Shape::Aggregate(agg) => agg.run_trigger(self.mode, task, &self.slot).await,
+            Shape::Aggregate(agg) => {
+                agg.run_trigger(self.mode, task, &self.slot, &self.engine)
+                    .await
+            }
         }
     }
 

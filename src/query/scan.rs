@@ -257,6 +257,13 @@ impl LinesSource {
     pub(super) fn reading(&self) -> &Reading {
         &self.reading
     }
+
+    /// The same scan, counting into `counters`.
+    pub(super) fn counting_into(&self, counters: Arc<TextCounters>) -> Self {
+        let mut source = self.clone();
+        source.reading.counters = counters;
+        source
+    }
 }
 
 impl FileSource for LinesSource {
@@ -389,6 +396,18 @@ pub(super) struct EventTimeStage {
 }
 
 impl EventTimeStage {
+    /// The same stage, counting into `counters`.
+    pub(super) fn counting_into(&self, counters: Arc<TextCounters>) -> Self {
+        Self {
+            event_time: self.event_time.clone(),
+            watermark: self.watermark.clone(),
+            counters,
+            input: self.input.clone(),
+            keep: self.keep.clone(),
+            format: Arc::clone(&self.format),
+        }
+    }
+
     fn apply(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let mut batch = batch;
         if self.format.kind() == FormatKind::Parquet {

@@ -1,6 +1,8 @@
 //! The one integration-test binary (see STYLE: one binary links DataFusion once).
 
 mod bad_input;
+#[cfg(feature = "ballista")]
+mod ballista;
 mod crash;
 mod faults;
 mod formats;

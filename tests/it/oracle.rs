@@ -43,7 +43,7 @@ const SEPARATORS: &[&str] = &[" ", " ", " ", "  ", "\t", ", ", ". ", "!", " -- "
 
 /// A random input: a few files of random lines (empty lines, CRLF, invalid UTF-8, no final
 /// newline included). Returns (file name, bytes).
-fn random_files(rng: &mut StdRng) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn random_files(rng: &mut StdRng) -> Vec<(String, Vec<u8>)> {
     let files = rng.random_range(1..12);
     (0..files)
         .map(|f| {
@@ -73,7 +73,7 @@ fn random_files(rng: &mut StdRng) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Splits `n` items into consecutive non-empty groups at random.
-fn random_split(rng: &mut StdRng, n: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn random_split(rng: &mut StdRng, n: usize) -> Vec<std::ops::Range<usize>> {
     let mut groups = Vec::new();
     let mut start = 0;
     while start < n {
@@ -118,7 +118,7 @@ async fn stream(
 }
 
 /// Plans `sql` over a fresh trigger slot (whose counters are returned too).
-async fn plan(
+pub(crate) async fn plan(
     sql: &str,
     params: &Params,
     mode: OutputMode,
@@ -145,14 +145,14 @@ async fn plan(
     (query, slot, counters)
 }
 
-fn params_of(params: &[(&str, &str)]) -> Params {
+pub(crate) fn params_of(params: &[(&str, &str)]) -> Params {
     params
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn ts_of(file_index: usize) -> i64 {
+pub(crate) fn ts_of(file_index: usize) -> i64 {
     1_700_000_000_000_000 + file_index as i64 * 7_000_000
 }
 

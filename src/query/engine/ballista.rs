@@ -1,0 +1,411 @@
+//! The Ballista engine: a trigger's plan as a job on an Apache DataFusion Ballista cluster.
+//!
+//! The driver binds the trigger plan to its input units, puts a [`ReportExec`] on top and
+//! submits the physical plan as it is (`execute_physical_plan`: no re-planning on the
+//! scheduler, so the job computes exactly the partial rows the local engine would). The plan
+//! travels as `datafusion-proto` bytes through [`ClusterCodec`]: Ballista's own nodes (shuffle
+//! writers and readers) as Ballista writes them, dfstream's (the scans, the event-time stage,
+//! the report) as [`PlanCodec`] does, each in an envelope with the dfstream version, so that a
+//! cluster of another version refuses the plan with a message instead of misreading it.
+//!
+//! The scheduler and executors must know dfstream's functions and nodes: [`cluster_state`] is
+//! the session they run with, in `ballista-standalone` and in `dfstream cluster scheduler|
+//! executor`. Executors read the trigger's input themselves: local paths must be the same files
+//! on every machine (a shared file system), objects must be in stores the executors have
+//! (`dfstream cluster executor --store URL`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::config::BallistaConfig;
+use ballista_core::execution_plans::execute_physical_plan;
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::{Result as DfResult, internal_datafusion_err};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::TryStreamExt;
+use prost::Message;
+
+use super::EngineChoice;
+use super::report::{ReportExec, split_reports};
+use crate::error::{Context, Error, Result};
+use crate::query::codec::PlanCodec;
+use crate::query::lines::TriggerSlot;
+use crate::source::{InputUnit, Place};
+
+/// The version a plan's envelope carries; scheduler and executors must run the same.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long a scheduler may stay unreachable (retried with backoff) before a trigger fails.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(20);
+
+/// A connected cluster.
+pub struct Cluster {
+    /// `http://HOST:PORT`.
+    scheduler: String,
+    label: String,
+    min_bytes: u64,
+    codec: ClusterCodec,
+    config: SessionConfig,
+    session_id: String,
+    /// `ballista-standalone`: the executors' runtime, where the units' stores are registered.
+    runtime: Option<Arc<RuntimeEnv>>,
+}
+
+impl Cluster {
+    pub async fn start(choice: &EngineChoice, min_bytes: u64) -> Result<Self> {
+        let (scheduler, runtime) = match choice {
+            EngineChoice::Standalone { executors } => {
+                let (scheduler, runtime) = start_standalone(*executors).await?;
+                (scheduler, Some(runtime))
+            }
+            EngineChoice::Ballista { scheduler } => (scheduler.clone(), None),
+            EngineChoice::Local => unreachable!("the local engine is not a cluster"),
+        };
+        let cluster = Cluster {
+            scheduler,
+            label: choice.to_string(),
+            min_bytes,
+            codec: ClusterCodec::default(),
+            config: SessionConfig::new_with_ballista().with_target_partitions(1),
+            session_id: format!("dfstream-{}", std::process::id()),
+            runtime,
+        };
+        cluster.probe().await?;
+        log::info!("engine {}: connected", cluster.label);
+        Ok(cluster)
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (triggers of at least {} bytes; smaller ones run here)",
+            self.label, self.min_bytes
+        )
+    }
+
+    /// Whether a trigger over `units` is big enough to be worth a cluster job.
+    pub fn takes(&self, units: &[InputUnit]) -> bool {
+        !units.is_empty() && super::input_bytes(units) >= self.min_bytes
+    }
+
+    /// Checks that the trigger plan can be shipped: every node encodes.
+    pub fn check(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+        let shipped: Arc<dyn ExecutionPlan> = Arc::new(ReportExec::new(Arc::clone(plan)));
+        let cannot = |e: &dyn std::fmt::Display| {
+            Error::Usage(format!(
+                "--engine {}: this query's trigger plan cannot run on a cluster: {e}",
+                self.label
+            ))
+        };
+        if let Some(exchange) = exchange_in(plan) {
+            return Err(cannot(&format!(
+                "it moves rows between partitions ({exchange}), which would split it into \
+                 stages whose counts the driver cannot collect"
+            )));
+        }
+        datafusion_proto::physical_plan::AsExecutionPlan::try_from_physical_plan(
+            shipped,
+            &self.codec,
+        )
+        .map(|_: PhysicalPlanNode| ())
+        .map_err(|e| cannot(&e))
+    }
+
+    /// Runs `plan` over `units` as a job; what its scans counted goes into `slot`.
+    pub async fn run(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        units: &[InputUnit],
+        slot: &TriggerSlot,
+    ) -> Result<Vec<RecordBatch>> {
+        if let Some(runtime) = &self.runtime {
+            for unit in units {
+                if let Place::Object {
+                    store, store_url, ..
+                } = &unit.place
+                {
+                    runtime.register_object_store(store_url.as_ref(), Arc::clone(store));
+                }
+            }
+        }
+        let plan = crate::query::scan::bind(plan, units).context(|| "preparing the plan".into())?;
+        let schema = plan.schema();
+        let batches = self.submit(Arc::new(ReportExec::new(plan))).await?;
+        let (rows, max_event_time) = split_reports(batches, &schema, slot.counters())
+            .context(|| "reading the cluster job's reports".into())?;
+        if let Some(max) = max_event_time {
+            slot.note_event_time(max);
+        }
+        Ok(rows)
+    }
+
+    /// Submits `plan` and collects its output; an unreachable scheduler is retried with
+    /// backoff for [`UNREACHABLE_FOR`].
+    async fn submit(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<RecordBatch>> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let result = async {
+                let stream = execute_physical_plan::<PhysicalPlanNode>(
+                    self.scheduler.clone(),
+                    &BallistaConfig::default(),
+                    Arc::clone(&plan),
+                    &self.codec,
+                    self.session_id.clone(),
+                    self.config.clone(),
+                )
+                .await?;
+                stream.try_collect::<Vec<_>>().await
+            }
+            .await;
+            match result {
+                Ok(batches) => return Ok(batches),
+                Err(e) if unreachable(&e) && started.elapsed() < UNREACHABLE_FOR => {
+                    log::warn!(
+                        "the Ballista scheduler at {} is unreachable ({}); retrying in {:?}",
+                        self.scheduler,
+                        first_line(&e),
+                        pause
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) if unreachable(&e) => {
+                    return Err(Error::Usage(format!(
+                        "--engine {}: the Ballista scheduler at {} has been unreachable for \
+                         {:?}: {}",
+                        self.label,
+                        self.scheduler,
+                        UNREACHABLE_FOR,
+                        first_line(&e)
+                    )));
+                }
+                Err(e) => {
+                    return Err(e).context(|| format!("running the trigger on {}", self.label));
+                }
+            }
+        }
+    }
+
+    /// One small job at start, so that a cluster without dfstream's functions, of another
+    /// version or without executors is an error now, not at the first big trigger.
+    async fn probe(&self) -> Result<()> {
+        let ctx = crate::query::session(1);
+        let plan = ctx
+            .sql("SELECT words('probe job') AS w")
+            .await
+            .and_then(|df| Ok(df.logical_plan().clone()))
+            .context(|| "planning the probe job".into())?;
+        let plan = ctx
+            .state()
+            .create_physical_plan(&plan)
+            .await
+            .context(|| "planning the probe job".into())?;
+        let job = self.submit(Arc::new(ReportExec::new(plan)));
+        match tokio::time::timeout(Duration::from_secs(60), job).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let text = e.to_string();
+                let hint = if text.contains("words") {
+                    " (its scheduler and executors do not know dfstream's functions: run them \
+                     as `dfstream cluster scheduler` and `dfstream cluster executor`)"
+                } else if text.contains("dfstream") && text.contains("version") {
+                    ""
+                } else {
+                    " (is it a dfstream cluster of the same version?)"
+                };
+                Err(Error::Usage(format!(
+                    "--engine {}: a first job on the cluster failed{hint}: {text}",
+                    self.label
+                )))
+            }
+            Err(_) => Err(Error::Usage(format!(
+                "--engine {}: a first job on the cluster did not finish in 60 s: has the \
+                 scheduler any executors?",
+                self.label
+            ))),
+        }
+    }
+}
+
+/// The first node of `plan` that exchanges rows between partitions, if any.
+fn exchange_in(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = None;
+    let _ = plan.apply(|node| {
+        let name = node.name();
+        if matches!(
+            name,
+            "RepartitionExec" | "CoalescePartitionsExec" | "SortPreservingMergeExec"
+        ) || node.children().len() > 1
+        {
+            found = Some(name.to_string());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
+}
+
+/// Whether `e` says the scheduler could not be reached (rather than that the job failed).
+fn unreachable(e: &datafusion::common::DataFusionError) -> bool {
+    let text = format!("{e:?}");
+    text.contains("transport error")
+        || text.contains("Connection refused")
+        || text.contains("tcp connect error")
+        || text.contains("Unavailable")
+}
+
+fn first_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
+}
+
+/// Starts a scheduler and `executors` executors in this process; their address and the
+/// executors' runtime.
+async fn start_standalone(executors: usize) -> Result<(String, Arc<RuntimeEnv>)> {
+    let state = cluster_state(None);
+    let runtime = Arc::clone(state.runtime_env());
+    let failed = |e: &dyn std::fmt::Display| {
+        Error::Usage(format!(
+            "--engine ballista-standalone: cannot start Ballista: {e}"
+        ))
+    };
+    let address = ballista_scheduler::standalone::new_standalone_scheduler_from_state(&state)
+        .await
+        .map_err(|e| failed(&e))?;
+    let url = format!("http://localhost:{}", address.port());
+    let vcores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for _ in 0..executors {
+        // The scheduler just started: it may not listen yet.
+        let mut tries = 0;
+        let client = loop {
+            match SchedulerGrpcClient::connect(url.clone()).await {
+                Ok(client) => break client,
+                Err(e) if tries == 50 => return Err(failed(&e)),
+                Err(_) => tries += 1,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        ballista_executor::new_standalone_executor_from_state(client, vcores, &state)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok((url, runtime))
+}
+
+/// The session a dfstream scheduler or executor runs with: dfstream's functions, its plan
+/// nodes (through [`ClusterCodec`]) and `runtime` (with the object stores it may read), or a
+/// default runtime.
+pub fn cluster_state(runtime: Option<Arc<RuntimeEnv>>) -> SessionState {
+    let config = SessionConfig::new_with_ballista()
+        .with_ballista_physical_extension_codec(Arc::new(ClusterCodec::default()));
+    let mut builder = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features();
+    if let Some(runtime) = runtime {
+        builder = builder.with_runtime_env(runtime);
+    }
+    let ctx = SessionContext::new_with_state(builder.build());
+    crate::query::functions::register(&ctx);
+    ctx.state()
+}
+
+/// Ballista's plan nodes and dfstream's, each in a versioned envelope.
+#[derive(Debug, Default)]
+pub struct ClusterCodec {
+    dfstream: PlanCodec,
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Envelope {
+    /// The dfstream version that wrote the node.
+    #[prost(string, tag = "1")]
+    version: String,
+    #[prost(oneof = "Payload", tags = "2, 3")]
+    payload: Option<Payload>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum Payload {
+    #[prost(bytes, tag = "2")]
+    Dfstream(Vec<u8>),
+    #[prost(bytes, tag = "3")]
+    Ballista(Vec<u8>),
+}
+
+impl PhysicalExtensionCodec for ClusterCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let envelope = Envelope::decode(buf).map_err(|e| {
+            internal_datafusion_err!(
+                "a plan node that is not dfstream's ({e}): is the client dfstream {VERSION}?"
+            )
+        })?;
+        if envelope.version != VERSION {
+            return Err(internal_datafusion_err!(
+                "a plan from dfstream {}, and this is dfstream {VERSION}: run the same \
+                 version on the driver, the scheduler and the executors",
+                envelope.version
+            ));
+        }
+        match envelope.payload {
+            Some(Payload::Dfstream(bytes)) => {
+                self.dfstream
+                    .try_decode(&bytes, inputs, ctx, proto_converter)
+            }
+            Some(Payload::Ballista(bytes)) => {
+                self.ballista
+                    .try_decode(&bytes, inputs, ctx, proto_converter)
+            }
+            None => Err(internal_datafusion_err!("an empty plan node")),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        let mut bytes = Vec::new();
+        let payload = if PlanCodec::encodes(node.as_ref()) {
+            self.dfstream
+                .try_encode(node, &mut bytes, proto_converter)?;
+            Payload::Dfstream(bytes)
+        } else {
+            self.ballista
+                .try_encode(node, &mut bytes, proto_converter)?;
+            Payload::Ballista(bytes)
+        };
+        Envelope {
+            version: VERSION.to_string(),
+            payload: Some(payload),
+        }
+        .encode(buf)
+        .map_err(|e| internal_datafusion_err!("encoding a plan node: {e}"))
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        self.dfstream.try_decode_udf(name, buf)
+    }
+
+    fn try_encode_udf(&self, udf: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.dfstream.try_encode_udf(udf, buf)
+    }
+}

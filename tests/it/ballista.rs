@@ -1,0 +1,174 @@
+//! `--engine ballista`: a trigger's plan as a job on an Apache DataFusion Ballista cluster
+//! (scheduler and executors in the test process, or `dfstream cluster` processes) gives the
+//! local engine's answer, counts and watermark, trigger by trigger; jobs switch engines on one
+//! checkpoint; a cluster that is not dfstream's is a clear error. Built with `--features
+//! ballista` only.
+
+use std::sync::Arc;
+
+use dfstream::query::OutputMode;
+use dfstream::query::engine::{Engine, EngineChoice};
+use dfstream::source::{InputUnit, Place};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::oracle::{params_of, plan, random_files, random_split, ts_of};
+use crate::util::{ReplayHint, runtime, seeds, sorted_rows};
+
+/// The queries compared, with their parameters, output mode and watermark.
+fn queries() -> Vec<(String, Vec<(&'static str, &'static str)>, OutputMode, bool)> {
+    let sql = |name: &str| std::fs::read_to_string(crate::util::repo(name)).unwrap();
+    vec![
+        (sql("sql/wordcount.sql"), vec![], OutputMode::Update, false),
+        (
+            sql("sql/tumbling_wordcount.sql"),
+            vec![("size", "20 seconds")],
+            OutputMode::Append,
+            true,
+        ),
+        (
+            sql("sql/window_wordcount.sql"),
+            vec![("size", "25 seconds"), ("slide", "10 seconds")],
+            OutputMode::Complete,
+            true,
+        ),
+        (
+            sql("sql/session_wordcount.sql"),
+            vec![("gap", "10 seconds")],
+            OutputMode::Update,
+            false,
+        ),
+        (
+            "SELECT upper(value) AS v, file FROM lines WHERE length(value) > 3 AND ts < now()"
+                .into(),
+            vec![],
+            OutputMode::Append,
+            false,
+        ),
+    ]
+}
+
+/// Each trigger's sorted rows and counts, for `sql` run over `files` split by `split` on
+/// `engine` (event times `ts`, a 20 s watermark when `watermark`).
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    engine: &Engine,
+    (sql, params, mode, watermark): &(String, Vec<(&str, &str)>, OutputMode, bool),
+    partitions: usize,
+    dir: &std::path::Path,
+    files: &[(String, Vec<u8>)],
+    ts: &[i64],
+    split: &[std::ops::Range<usize>],
+) -> Vec<(Vec<String>, String, Option<i64>)> {
+    let delay = watermark.then(|| std::time::Duration::from_secs(20));
+    let (mut query, slot, counters) = plan(sql, &params_of(params), *mode, partitions, delay).await;
+    query.use_engine(engine.clone()).unwrap();
+    let mut out = Vec::new();
+    for range in split {
+        slot.set(
+            range
+                .clone()
+                .map(|i| InputUnit {
+                    place: Place::File(dir.join(&files[i].0)),
+                    display: files[i].0.clone(),
+                    ts_micros: ts[i],
+                    range: None,
+                    size: Some(files[i].1.len() as u64),
+                    version: None,
+                    source: Arc::from(if i % 2 == 0 { "even" } else { "odd" }),
+                })
+                .collect(),
+        );
+        let before = counters.snapshot();
+        let rows = sorted_rows(&query.run_trigger().await.unwrap().rows);
+        let mut counts = counters.snapshot() - before;
+        counts.read_nanos = 0;
+        let by_source = counters.take_by_source();
+        let times = counters.take_event_times();
+        let counts = format!("{counts:?} {by_source:?} {:?}", times.summary());
+        out.push((rows, counts, slot.watermark()));
+    }
+    out
+}
+
+#[test]
+fn the_cluster_engine_gives_the_local_engines_rows_counts_and_watermarks() {
+    let rt = runtime();
+    rt.block_on(async {
+        let choice = EngineChoice::Standalone { executors: 2 };
+        let cluster = Engine::start(&choice, 0).await.unwrap();
+        for seed in seeds(12) {
+            let _hint = ReplayHint(seed);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let files = random_files(&mut rng);
+            let split = random_split(&mut rng, files.len());
+            let partitions = rng.random_range(1..=3);
+            // Out of order by up to 40 s: some rows are late.
+            let ts: Vec<i64> = (0..files.len())
+                .map(|i| ts_of(i) - rng.random_range(0..40) * 1_000_000)
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            for (name, bytes) in &files {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            for query in queries() {
+                let args = (partitions, dir.path(), &files[..], &ts[..], &split[..]);
+                let local = run(
+                    &Engine::Local,
+                    &query,
+                    args.0,
+                    args.1,
+                    args.2,
+                    args.3,
+                    args.4,
+                );
+                let local = local.await;
+                let shipped = run(&cluster, &query, args.0, args.1, args.2, args.3, args.4);
+                let shipped = shipped.await;
+                for (k, (local, shipped)) in local.iter().zip(&shipped).enumerate() {
+                    assert_eq!(
+                        local, shipped,
+                        "seed {seed}, trigger {k} of {split:?}, {partitions} partitions, \
+                         query {}",
+                        query.0
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn a_cluster_without_dfstreams_codec_is_a_clear_error_at_start() {
+    let rt = runtime();
+    rt.block_on(async {
+        // Ballista's own standalone cluster: no dfstream functions, codec or version.
+        let address = ballista_scheduler::standalone::new_standalone_scheduler()
+            .await
+            .unwrap();
+        let url = format!("http://localhost:{}", address.port());
+        let client = loop {
+            match ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient::connect(url.clone()).await {
+                Ok(client) => break client,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        };
+        ballista_executor::new_standalone_executor(client, 1, Default::default())
+            .await
+            .unwrap();
+        let choice: EngineChoice = format!("ballista://localhost:{}", address.port())
+            .parse()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let error = match Engine::start(&choice, 0).await {
+            Ok(_) => panic!("a plain Ballista cluster was taken for dfstream's"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("a first job on the cluster failed")
+                && error.contains("dfstream cluster"),
+            "{error}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    });
+}
