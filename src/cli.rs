@@ -481,7 +481,7 @@ pub struct RunArgs {
     pub engine: crate::query::engine::EngineChoice,
     /// With a cluster engine: triggers with less input than this run locally (a cluster
     /// job costs scheduling and a shuffle write).
-    #[arg(long, default_value = "32MiB", value_parser = parse_bytes, value_name = "BYTES")]
+    #[arg(long, default_value = "32MiB", value_parser = parse_byte_count, value_name = "BYTES")]
     pub cluster_min_bytes: usize,
 }
 
@@ -874,6 +874,14 @@ pub fn parse_param(text: &str) -> Result<(String, String), String> {
 
 /// `1000`, `64KiB`, `16MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
 pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    match parse_byte_count(text)? {
+        0 => Err("must be at least 1 byte".to_string()),
+        n => Ok(n),
+    }
+}
+
+/// A byte count as [`parse_bytes`] reads it, 0 allowed.
+pub fn parse_byte_count(text: &str) -> Result<usize, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -892,11 +900,9 @@ pub fn parse_bytes(text: &str) -> Result<usize, String> {
         "GB" => 1_000_000_000,
         other => return Err(format!("unknown unit '{other}' in '{text}'")),
     };
-    match number.checked_mul(factor) {
-        Some(0) => Err("must be at least 1 byte".to_string()),
-        Some(n) => Ok(n),
-        None => Err(format!("'{text}' is too large")),
-    }
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("'{text}' is too large"))
 }
 
 #[cfg(test)]

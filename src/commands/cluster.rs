@@ -70,6 +70,8 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
                 external_host,
                 scheduler_host,
                 scheduler_port,
+                // A scheduler started at the same time may not listen yet.
+                scheduler_connect_timeout_seconds: 30,
                 vcores: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
                 work_dir: work_dir.map(|d| d.display().to_string()),

@@ -14,7 +14,7 @@
 //! own), and the largest event time a shipped plan reads (its watermark is fixed at the value
 //! it was shipped with); a cluster engine brings those back as metrics.
 
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::sync::Arc;
 
 use datafusion::common::{Result, internal_datafusion_err, not_impl_err};
@@ -381,7 +381,11 @@ fn lines_scan(node: &dyn ExecutionPlan) -> Option<&FileScanConfig> {
 
 fn encode_unit(unit: &InputUnit) -> UnitProto {
     let (local_path, store_url, object_path) = match &unit.place {
-        Place::File(path) => (Some(path.as_os_str().as_bytes().to_vec()), None, None),
+        // Absolute: the process that reads it may run in another directory.
+        Place::File(path) => {
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            (Some(path.into_os_string().into_vec()), None, None)
+        }
         Place::Object {
             store_url, path, ..
         } => (

@@ -172,3 +172,136 @@ fn a_cluster_without_dfstreams_codec_is_a_clear_error_at_start() {
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     });
 }
+
+/// Lines of `n` words from a small vocabulary, deterministic in `seed`.
+fn text(seed: u64, lines: usize) -> String {
+    const VOCABULARY: &[&str] = &["alpha", "beta", "gamma", "delta", "epsilon", "zeta"];
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..lines)
+        .map(|_| {
+            let words: Vec<&str> = (0..rng.random_range(1..6))
+                .map(|_| VOCABULARY[rng.random_range(0..VOCABULARY.len())])
+                .collect();
+            words.join(" ") + "\n"
+        })
+        .collect()
+}
+
+/// `word|count` of every word in `texts`, sorted.
+fn counts_of<'a>(texts: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+    for text in texts {
+        for word in text.split_whitespace() {
+            *counts.entry(word).or_default() += 1;
+        }
+    }
+    counts.iter().map(|(w, n)| format!("{w}|{n}")).collect()
+}
+
+#[test]
+fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exactly() {
+    use crate::util::{KillOnDrop, Workspace, assert_ok, bin, free_port, state_rows};
+    use std::process::{Command, Stdio};
+
+    let (scheduler_port, flight_port, grpc_port) = (free_port(), free_port(), free_port());
+    let scheduler = format!("127.0.0.1:{scheduler_port}");
+    let quiet = |command: &mut Command| {
+        command
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let _scheduler = KillOnDrop(quiet(Command::new(bin()).args([
+        "cluster",
+        "scheduler",
+        "--bind",
+        &scheduler,
+    ])));
+    let _executor = KillOnDrop(quiet(Command::new(bin()).args([
+        "cluster",
+        "executor",
+        "--scheduler",
+        &scheduler,
+        "--bind",
+        &format!("127.0.0.1:{flight_port}"),
+        "--grpc-port",
+        &grpc_port.to_string(),
+        "--concurrency",
+        "2",
+    ])));
+
+    let ws = Workspace::new();
+    let query = crate::util::repo("sql/wordcount.sql");
+    let progress = ws.dir.path().join("progress.jsonl");
+    let cluster = format!("ballista://{scheduler}");
+    let run = |engine: &str| {
+        let mut command = ws.command(
+            &query,
+            &[
+                "--engine",
+                engine,
+                "--cluster-min-bytes",
+                "0",
+                "--trigger",
+                "available-now",
+                "--max-files-per-trigger",
+                "2",
+                "--no-console",
+                "--progress",
+            ],
+        );
+        command.arg(&progress);
+        command
+    };
+    let mut texts = Vec::new();
+    let add = |texts: &mut Vec<String>, round: u64, files: u64| {
+        for f in 0..files {
+            let contents = text(round * 100 + f, 40);
+            ws.add_file(&format!("r{round}-{f}.txt"), &contents);
+            texts.push(contents);
+        }
+    };
+
+    // A cluster, then the local engine, on one checkpoint.
+    add(&mut texts, 1, 5);
+    assert_ok(&run(&cluster).output().unwrap());
+    add(&mut texts, 2, 3);
+    assert_ok(&run("local").output().unwrap());
+    assert_eq!(
+        state_rows(&ws, "SELECT word, count FROM state ORDER BY word"),
+        counts_of(&texts)
+    );
+
+    // The progress records count every line once, whichever engine read it (a killed run
+    // may not write its last records: they are checked before).
+    let records = std::fs::read_to_string(&progress).unwrap();
+    let committed: std::collections::BTreeMap<u64, u64> = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| {
+            (
+                r["batchId"].as_u64().unwrap(),
+                r["numInputRows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let lines: u64 = texts.iter().map(|t| t.lines().count() as u64).sum();
+    assert_eq!(committed.values().sum::<u64>(), lines, "{records}");
+
+    // Killed while its batches run on the cluster (each step paused), then started again.
+    add(&mut texts, 3, 6);
+    let mut job = run(&cluster);
+    job.env("DFSTREAM_PAUSE_BETWEEN_STEPS_MS", "150")
+        .stderr(Stdio::null());
+    let mut child = KillOnDrop(job.spawn().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    crate::util::signal(&child.0, "KILL");
+    let _ = child.0.wait();
+    assert_ok(&run(&cluster).output().unwrap());
+    assert_eq!(
+        state_rows(&ws, "SELECT word, count FROM state ORDER BY word"),
+        counts_of(&texts)
+    );
+}
