@@ -280,6 +280,12 @@ impl Job {
         let counters = Arc::new(TextCounters::default());
         let (file, mut query, tables) = plan(config, Arc::clone(&counters)).await?;
         if args.engine != crate::query::engine::EngineChoice::Local {
+            if args.format.bad_records.is_some() {
+                return Err(Error::Usage(format!(
+                    "--bad-records keeps malformed records where they are read, which with                      --engine {} is on the executors: use the local engine to collect them",
+                    args.engine
+                )));
+            }
             let engine =
                 crate::query::engine::Engine::start(&args.engine, args.cluster_min_bytes as u64)
                     .await?;

@@ -104,6 +104,10 @@ pub enum ClusterCommand {
         /// The address to listen on.
         #[arg(long, default_value = "0.0.0.0:50050")]
         bind: std::net::SocketAddr,
+        /// An executor silent (no heartbeat) for this many seconds is lost: its tasks run
+        /// again on others.
+        #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(2..))]
+        executor_timeout: u64,
         #[command(flatten)]
         stores: ClusterStores,
     },
@@ -124,6 +128,9 @@ pub enum ClusterCommand {
         /// Tasks run at once. Default: the number of cores.
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Seconds between heartbeats to the scheduler (below its --executor-timeout).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        heartbeat_interval: u64,
         /// Where shuffle files go. Default: a temporary directory.
         #[arg(long)]
         work_dir: Option<PathBuf>,

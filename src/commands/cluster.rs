@@ -27,7 +27,11 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
 
     let failed = |what: &str, e: &dyn std::fmt::Display| Error::Usage(format!("{what}: {e}"));
     match command {
-        ClusterCommand::Scheduler { bind, stores } => {
+        ClusterCommand::Scheduler {
+            bind,
+            executor_timeout,
+            stores,
+        } => {
             let runtime = runtime_with(&stores)?;
             let state = cluster_state(Some(runtime));
             let config_state = state.clone();
@@ -37,6 +41,9 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
             config.override_session_builder = Some(Arc::new(move |_| Ok(state.clone())));
             config.override_config_producer = Some(Arc::new(move || config_state.config().clone()));
             config.override_physical_codec = Some(Arc::new(ClusterCodec::default()));
+            config.executor_timeout_seconds = executor_timeout;
+            config.expire_dead_executor_interval_seconds = (executor_timeout / 4).clamp(1, 15);
+            config.no_executors_grace_period_seconds = executor_timeout;
             let cluster = BallistaCluster::new_from_config(&config)
                 .await
                 .map_err(|e| failed("starting the scheduler", &e))?;
@@ -51,6 +58,7 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
             grpc_port,
             external_host,
             concurrency,
+            heartbeat_interval,
             work_dir,
             stores,
         } => {
@@ -74,6 +82,7 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
                 scheduler_connect_timeout_seconds: 30,
                 vcores: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+                executor_heartbeat_interval_seconds: heartbeat_interval,
                 work_dir: work_dir.map(|d| d.display().to_string()),
                 override_function_registry: Some(Arc::new((&state).into())),
                 override_runtime_producer: Some(Arc::new(move |_| Ok(Arc::clone(&runtime)))),

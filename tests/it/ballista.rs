@@ -305,3 +305,122 @@ fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exa
         counts_of(&texts)
     );
 }
+
+#[test]
+fn an_executor_lost_mid_job_costs_nothing() {
+    use crate::util::{KillOnDrop, Workspace, bin, free_port, state_rows};
+    use std::process::{Command, Stdio};
+
+    let scheduler = format!("127.0.0.1:{}", free_port());
+    let spawn = |args: &[&str]| {
+        KillOnDrop(
+            Command::new(bin())
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let _scheduler = spawn(&[
+        "cluster",
+        "scheduler",
+        "--bind",
+        &scheduler,
+        "--executor-timeout",
+        "4",
+    ]);
+    let executor = || {
+        spawn(&[
+            "cluster",
+            "executor",
+            "--scheduler",
+            &scheduler,
+            "--bind",
+            &format!("127.0.0.1:{}", free_port()),
+            "--grpc-port",
+            &free_port().to_string(),
+            "--concurrency",
+            "1",
+            "--heartbeat-interval",
+            "1",
+        ])
+    };
+    let (mut doomed, _survivor) = (executor(), executor());
+
+    let ws = Workspace::new();
+    let mut texts = Vec::new();
+    for f in 0..12 {
+        let contents = text(500 + f, 60_000);
+        ws.add_file(&format!("big-{f}.txt"), &contents);
+        texts.push(contents);
+    }
+    let mut job = ws.command(
+        &crate::util::repo("sql/wordcount.sql"),
+        &[
+            "--engine",
+            &format!("ballista://{scheduler}"),
+            "--cluster-min-bytes",
+            "0",
+            "--partitions",
+            "2",
+            "--trigger",
+            "available-now",
+            "--max-files-per-trigger",
+            "2",
+            "--no-console",
+        ],
+    );
+    let job = crate::util::Job::spawn(&mut job);
+    // Lost while the job's triggers run on both executors (a trigger takes most of a second
+    // in a debug build): its task runs again on the other once the scheduler declares it
+    // lost, 4 s after its last heartbeat.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    crate::util::signal(&doomed.0, "KILL");
+    let _ = doomed.0.wait();
+    let (status, log) = job.wait();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("batch 5:"), "{log}");
+    assert_eq!(
+        state_rows(&ws, "SELECT word, count FROM state ORDER BY word"),
+        counts_of(&texts)
+    );
+}
+
+#[test]
+fn an_unreachable_scheduler_is_retried_then_a_clear_error() {
+    let ws = crate::util::Workspace::new();
+    ws.add_file("a.txt", "some words\n");
+    let address = format!("127.0.0.1:{}", crate::util::free_port());
+    let started = std::time::Instant::now();
+    let out = ws
+        .command(
+            &crate::util::repo("sql/wordcount.sql"),
+            &[
+                "--engine",
+                &format!("ballista://{address}"),
+                "--trigger",
+                "once",
+            ],
+        )
+        .output()
+        .unwrap();
+    let stderr = crate::util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the Ballista scheduler at http://{address} has been unreachable"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(20));
+    assert!(
+        !ws.checkpoint.join("commits").exists()
+            || std::fs::read_dir(ws.checkpoint.join("commits"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
