@@ -311,6 +311,10 @@ pub struct VerifyArgs {
     /// A setting for the object store client (see `dfstream run --help`); repeatable.
     #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_param)]
     pub storage_options: Vec<(String, String)>,
+    /// Run the batch query on a Ballista cluster (see `run --engine`): the executors read
+    /// the input. Default: here.
+    #[arg(long, default_value = "local", value_name = "ENGINE")]
+    pub engine: crate::query::engine::EngineChoice,
 }
 
 #[derive(Debug, Clone, Args)]

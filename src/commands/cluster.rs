@@ -16,42 +16,14 @@ pub async fn cluster(_command: ClusterCommand) -> Result<()> {
 
 #[cfg(feature = "ballista")]
 pub async fn cluster(command: ClusterCommand) -> Result<()> {
-    use std::sync::Arc;
+    use crate::query::engine::ballista::{ExecutorSettings, serve_executor, serve_scheduler};
 
-    use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
-    use ballista_scheduler::cluster::BallistaCluster;
-    use ballista_scheduler::config::SchedulerConfig;
-    use ballista_scheduler::scheduler_process::start_server;
-
-    use crate::query::engine::ballista::{ClusterCodec, cluster_state};
-
-    let failed = |what: &str, e: &dyn std::fmt::Display| Error::Usage(format!("{what}: {e}"));
     match command {
         ClusterCommand::Scheduler {
             bind,
             executor_timeout,
             stores,
-        } => {
-            let runtime = runtime_with(&stores)?;
-            let state = cluster_state(Some(runtime));
-            let config_state = state.clone();
-            let mut config = SchedulerConfig::default()
-                .with_hostname(bind.ip().to_string())
-                .with_port(bind.port());
-            config.override_session_builder = Some(Arc::new(move |_| Ok(state.clone())));
-            config.override_config_producer = Some(Arc::new(move || config_state.config().clone()));
-            config.override_physical_codec = Some(Arc::new(ClusterCodec::default()));
-            config.executor_timeout_seconds = executor_timeout;
-            config.expire_dead_executor_interval_seconds = (executor_timeout / 4).clamp(1, 15);
-            config.no_executors_grace_period_seconds = executor_timeout;
-            let cluster = BallistaCluster::new_from_config(&config)
-                .await
-                .map_err(|e| failed("starting the scheduler", &e))?;
-            log::info!("dfstream cluster scheduler listening on {bind}");
-            start_server(cluster, bind, Arc::new(config))
-                .await
-                .map_err(|e| failed("the scheduler stopped", &e))
-        }
+        } => serve_scheduler(bind, executor_timeout, runtime_with(&stores)?).await,
         ClusterCommand::Executor {
             scheduler,
             bind,
@@ -62,38 +34,22 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
             work_dir,
             stores,
         } => {
-            let (scheduler_host, scheduler_port) = scheduler
-                .rsplit_once(':')
-                .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
-                .ok_or_else(|| {
-                    Error::Usage(format!("--scheduler {scheduler}: expected HOST:PORT"))
-                })?;
-            let runtime = runtime_with(&stores)?;
-            let state = cluster_state(Some(Arc::clone(&runtime)));
-            let session_config = state.config().clone();
-            let config = ExecutorProcessConfig {
-                bind_host: bind.ip().to_string(),
-                port: bind.port(),
+            let settings = ExecutorSettings {
+                scheduler: scheduler
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+                    .ok_or_else(|| {
+                        Error::Usage(format!("--scheduler {scheduler}: expected HOST:PORT"))
+                    })?,
+                bind,
                 grpc_port,
                 external_host,
-                scheduler_host,
-                scheduler_port,
-                // A scheduler started at the same time may not listen yet.
-                scheduler_connect_timeout_seconds: 30,
-                vcores: concurrency
+                concurrency: concurrency
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-                executor_heartbeat_interval_seconds: heartbeat_interval,
-                work_dir: work_dir.map(|d| d.display().to_string()),
-                override_function_registry: Some(Arc::new((&state).into())),
-                override_runtime_producer: Some(Arc::new(move |_| Ok(Arc::clone(&runtime)))),
-                override_config_producer: Some(Arc::new(move || session_config.clone())),
-                override_physical_codec: Some(Arc::new(ClusterCodec::default())),
-                ..Default::default()
+                heartbeat_interval,
+                work_dir,
             };
-            log::info!("dfstream cluster executor on {bind}, scheduler {scheduler}");
-            start_executor_process(Arc::new(config))
-                .await
-                .map_err(|e| failed("the executor stopped", &e))
+            serve_executor(settings, runtime_with(&stores)?).await
         }
     }
 }

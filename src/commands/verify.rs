@@ -13,7 +13,8 @@ use datafusion::prelude::ParquetReadOptions;
 use crate::batch::TextCounters;
 use crate::cli::VerifyArgs;
 use crate::error::{Context, Error, Result};
-use crate::query::lines::read_file;
+use crate::query::engine::{Engine, EngineChoice};
+use crate::query::lines::{LinesTable, TriggerSlot, read_file};
 use crate::query::plan::{self, QueryFile};
 use crate::source::files as dir;
 use crate::source::{Restored, socket};
@@ -124,6 +125,21 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )
         .ok();
     }
+    // On a cluster the executors read the files: the batch plan scans them as a trigger's
+    // plan does.
+    let cluster = match &args.engine {
+        EngineChoice::Local => None,
+        choice => {
+            if !meta.tables.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--engine {choice}: the job joined static tables, which are not shipped to \
+                     a cluster yet; verify it with --engine local"
+                )));
+            }
+            Some(Engine::start(choice, 0).await?)
+        }
+    };
+    let mut units = Vec::new();
     for (name, taken) in taken.iter().filter(|(n, _)| !set_aside.contains(*n)) {
         let file = folder.unit(&dir::NewFile {
             name: name.clone(),
@@ -132,6 +148,10 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             size: taken.size,
             version: None,
         });
+        if cluster.is_some() {
+            units.push(file);
+            continue;
+        }
         let mut failed = None;
         let Some(decoding) = &decoding else {
             // Parquet: the file's rows, cast to the recorded columns.
@@ -191,9 +211,20 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
         )
         .ok();
     }
-    let table = MemTable::try_new(Arc::clone(&format.table_schema), vec![lines])
-        .context(|| "the stream table".into())?;
-    ctx.register_table(format.spec.name.as_str(), Arc::new(table))
+    let table: Arc<dyn datafusion::catalog::TableProvider> = if cluster.is_some() {
+        let slot = TriggerSlot::new(Arc::new(TextCounters::default()), args.max_line_bytes)
+            .with_format(format.clone());
+        if let Some(event_time) = event_time {
+            slot.set_event_time(event_time);
+        }
+        Arc::new(LinesTable::new(slot, 2))
+    } else {
+        Arc::new(
+            MemTable::try_new(Arc::clone(&format.table_schema), vec![lines])
+                .context(|| "the stream table".into())?,
+        )
+    };
+    ctx.register_table(format.spec.name.as_str(), table)
         .context(|| "registering the stream table".into())?;
     register_static_tables(&ctx, &checkpoint, &meta, last).await?;
     let logical = plan::logical_plan(&ctx, &file, &params).await?;
@@ -230,13 +261,25 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
                 .into(),
         ));
     }
-    let expected = ctx
-        .execute_logical_plan(logical)
-        .await
-        .context(|| "planning the batch query".into())?
-        .collect()
-        .await
-        .context(|| "running the batch query".into())?;
+    let expected = match &cluster {
+        None => ctx
+            .execute_logical_plan(logical)
+            .await
+            .context(|| "planning the batch query".into())?
+            .collect()
+            .await
+            .context(|| "running the batch query".into())?,
+        Some(cluster) => {
+            let plan = ctx
+                .state()
+                .create_physical_plan(&logical)
+                .await
+                .context(|| "planning the batch query".into())?;
+            let plan = crate::query::scan::bind(plan, &units)
+                .context(|| "planning the batch query".into())?;
+            cluster.collect(plan, &units).await?
+        }
+    };
     let columns: Vec<String> = expected
         .first()
         .map(|b| {

@@ -274,6 +274,26 @@ fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exa
         counts_of(&texts)
     );
 
+    // `verify` runs its batch query on the cluster too.
+    let verified = Command::new(bin())
+        .arg("verify")
+        .arg(&query)
+        .arg("--input")
+        .arg(&ws.input)
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .args(["--engine", &cluster])
+        .output()
+        .unwrap();
+    assert_ok(&verified);
+    assert!(
+        crate::util::stdout(&verified).starts_with("OK: 6 rows"),
+        "{}",
+        crate::util::stdout(&verified)
+    );
+
     // The progress records count every line once, whichever engine read it (a killed run
     // may not write its last records: they are checked before).
     let records = std::fs::read_to_string(&progress).unwrap();
@@ -423,4 +443,40 @@ fn an_unreachable_scheduler_is_retried_then_a_clear_error() {
                 .next()
                 .is_none()
     );
+}
+
+#[test]
+fn a_query_joining_a_static_table_is_refused_on_a_cluster_with_the_reason() {
+    let ws = crate::util::Workspace::new();
+    ws.add_file("a.txt", "some words\n");
+    let table = ws.dir.path().join("stop.csv");
+    std::fs::write(&table, "word\nthe\n").unwrap();
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        "SELECT w, count(*) AS n FROM (SELECT unnest(words(value)) AS w FROM lines) \
+         WHERE w NOT IN (SELECT word FROM stop) GROUP BY w",
+    )
+    .unwrap();
+    let out = ws
+        .command(
+            &query,
+            &[
+                "--table",
+                &format!("stop={}", table.display()),
+                "--engine",
+                "ballista-standalone",
+                "--trigger",
+                "once",
+            ],
+        )
+        .output()
+        .unwrap();
+    let stderr = crate::util::stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot run on a cluster: it reads a static table"),
+        "{stderr}"
+    );
+    assert!(!ws.output.exists() || std::fs::read_dir(&ws.output).unwrap().next().is_none());
 }

@@ -21,7 +21,6 @@ use ballista_core::config::BallistaConfig;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result as DfResult, internal_datafusion_err};
 use datafusion::execution::SessionStateBuilder;
@@ -107,7 +106,19 @@ impl Cluster {
                 self.label
             ))
         };
-        if let Some(exchange) = exchange_in(plan) {
+        if let Some(name) = node_named(plan, |name| name == "StaticScanExec") {
+            return Err(cannot(&format!(
+                "it reads a static table (--table, {name}), and static tables are not shipped \
+                 to a cluster yet; run it with --engine local"
+            )));
+        }
+        let exchange = |name: &str| {
+            matches!(
+                name,
+                "RepartitionExec" | "CoalescePartitionsExec" | "SortPreservingMergeExec"
+            )
+        };
+        if let Some(exchange) = node_named(plan, exchange) {
             return Err(cannot(&format!(
                 "it moves rows between partitions ({exchange}), which would split it into \
                  stages whose counts the driver cannot collect"
@@ -128,16 +139,7 @@ impl Cluster {
         units: &[InputUnit],
         slot: &TriggerSlot,
     ) -> Result<Vec<RecordBatch>> {
-        if let Some(runtime) = &self.runtime {
-            for unit in units {
-                if let Place::Object {
-                    store, store_url, ..
-                } = &unit.place
-                {
-                    runtime.register_object_store(store_url.as_ref(), Arc::clone(store));
-                }
-            }
-        }
+        self.register_stores(units);
         let plan = crate::query::scan::bind(plan, units).context(|| "preparing the plan".into())?;
         let schema = plan.schema();
         let batches = self.submit(Arc::new(ReportExec::new(plan))).await?;
@@ -147,6 +149,33 @@ impl Cluster {
             slot.note_event_time(max);
         }
         Ok(rows)
+    }
+
+    /// Runs a whole plan over `units` (bound into it; stages and shuffles as Ballista splits
+    /// it) and collects its rows.
+    pub async fn collect(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        units: &[InputUnit],
+    ) -> Result<Vec<RecordBatch>> {
+        self.register_stores(units);
+        self.submit(plan).await
+    }
+
+    /// Standalone: makes the stores of `units`' objects known to the in-process executors (a
+    /// remote cluster's executors have theirs from `--store`).
+    fn register_stores(&self, units: &[InputUnit]) {
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        for unit in units {
+            if let Place::Object {
+                store, store_url, ..
+            } = &unit.place
+            {
+                runtime.register_object_store(store_url.as_ref(), Arc::clone(store));
+            }
+        }
     }
 
     /// Submits `plan` and collects its output; an unreachable scheduler is retried with
@@ -202,7 +231,8 @@ impl Cluster {
     async fn probe(&self) -> Result<()> {
         let ctx = crate::query::session(1);
         let plan = ctx
-            .sql("SELECT words('probe job') AS w")
+            // random(): not folded into a constant, so the executors evaluate words().
+            .sql("SELECT words(CAST(random() AS VARCHAR)) AS w")
             .await
             .and_then(|df| Ok(df.logical_plan().clone()))
             .context(|| "planning the probe job".into())?;
@@ -238,18 +268,13 @@ impl Cluster {
     }
 }
 
-/// The first node of `plan` that exchanges rows between partitions, if any.
-fn exchange_in(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+/// The name of the first node of `plan` whose name `wanted` accepts, if any.
+fn node_named(plan: &Arc<dyn ExecutionPlan>, wanted: impl Fn(&str) -> bool) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut found = None;
     let _ = plan.apply(|node| {
-        let name = node.name();
-        if matches!(
-            name,
-            "RepartitionExec" | "CoalescePartitionsExec" | "SortPreservingMergeExec"
-        ) || node.children().len() > 1
-        {
-            found = Some(name.to_string());
+        if wanted(node.name()) {
+            found = Some(node.name().to_string());
             return Ok(TreeNodeRecursion::Stop);
         }
         Ok(TreeNodeRecursion::Continue)
@@ -270,37 +295,109 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
-/// Starts a scheduler and `executors` executors in this process; their address and the
-/// executors' runtime.
+/// Starts a scheduler and `executors` executors in this process, as `dfstream cluster` runs
+/// them (on free ports of 127.0.0.1); their address and the executors' runtime.
 async fn start_standalone(executors: usize) -> Result<(String, Arc<RuntimeEnv>)> {
-    let state = cluster_state(None);
-    let runtime = Arc::clone(state.runtime_env());
-    let failed = |e: &dyn std::fmt::Display| {
-        Error::Usage(format!(
-            "--engine ballista-standalone: cannot start Ballista: {e}"
-        ))
+    let runtime = Arc::new(RuntimeEnv::default());
+    let free_port = || -> Result<u16> {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| Error::io("finding a free port for ballista-standalone", e))
     };
-    let address = ballista_scheduler::standalone::new_standalone_scheduler_from_state(&state)
-        .await
-        .map_err(|e| failed(&e))?;
-    let url = format!("http://localhost:{}", address.port());
-    let vcores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let scheduler = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+    tokio::spawn(serve_scheduler(scheduler, 180, Arc::clone(&runtime)));
+    let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
     for _ in 0..executors {
-        // The scheduler just started: it may not listen yet.
-        let mut tries = 0;
-        let client = loop {
-            match SchedulerGrpcClient::connect(url.clone()).await {
-                Ok(client) => break client,
-                Err(e) if tries == 50 => return Err(failed(&e)),
-                Err(_) => tries += 1,
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let settings = ExecutorSettings {
+            scheduler: ("127.0.0.1".into(), scheduler.port()),
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            grpc_port: free_port()?,
+            external_host: None,
+            concurrency,
+            heartbeat_interval: 60,
+            work_dir: None,
         };
-        ballista_executor::new_standalone_executor_from_state(client, vcores, &state)
-            .await
-            .map_err(|e| failed(&e))?;
+        tokio::spawn(serve_executor(settings, Arc::clone(&runtime)));
     }
-    Ok((url, runtime))
+    Ok((format!("http://{scheduler}"), runtime))
+}
+
+/// Runs a Ballista scheduler with dfstream's session until it stops; executors silent for
+/// `executor_timeout` seconds are lost. `runtime` holds the object stores it may read.
+pub async fn serve_scheduler(
+    bind: std::net::SocketAddr,
+    executor_timeout: u64,
+    runtime: Arc<RuntimeEnv>,
+) -> Result<()> {
+    use ballista_scheduler::cluster::BallistaCluster;
+    use ballista_scheduler::config::SchedulerConfig;
+
+    let failed = |what: &str, e: &dyn std::fmt::Display| Error::Usage(format!("{what}: {e}"));
+    let state = cluster_state(Some(runtime));
+    let config_state = state.clone();
+    let mut config = SchedulerConfig::default()
+        .with_hostname(bind.ip().to_string())
+        .with_port(bind.port());
+    config.override_session_builder = Some(Arc::new(move |_| Ok(state.clone())));
+    config.override_config_producer = Some(Arc::new(move || config_state.config().clone()));
+    config.override_physical_codec = Some(Arc::new(ClusterCodec::default()));
+    config.executor_timeout_seconds = executor_timeout;
+    config.expire_dead_executor_interval_seconds = (executor_timeout / 4).clamp(1, 15);
+    config.no_executors_grace_period_seconds = executor_timeout;
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(|e| failed("starting the scheduler", &e))?;
+    log::info!("dfstream cluster scheduler listening on {bind}");
+    ballista_scheduler::scheduler_process::start_server(cluster, bind, Arc::new(config))
+        .await
+        .map_err(|e| failed("the scheduler stopped", &e))
+}
+
+/// How an executor runs (`dfstream cluster executor`'s flags).
+pub struct ExecutorSettings {
+    pub scheduler: (String, u16),
+    pub bind: std::net::SocketAddr,
+    pub grpc_port: u16,
+    pub external_host: Option<String>,
+    pub concurrency: usize,
+    pub heartbeat_interval: u64,
+    pub work_dir: Option<std::path::PathBuf>,
+}
+
+/// Runs a Ballista executor with dfstream's session until it stops. `runtime` holds the object
+/// stores it may read.
+pub async fn serve_executor(settings: ExecutorSettings, runtime: Arc<RuntimeEnv>) -> Result<()> {
+    use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+
+    let state = cluster_state(Some(Arc::clone(&runtime)));
+    let session_config = state.config().clone();
+    let (scheduler_host, scheduler_port) = settings.scheduler;
+    log::info!(
+        "dfstream cluster executor on {}, scheduler {scheduler_host}:{scheduler_port}",
+        settings.bind
+    );
+    let config = ExecutorProcessConfig {
+        bind_host: settings.bind.ip().to_string(),
+        port: settings.bind.port(),
+        grpc_port: settings.grpc_port,
+        external_host: settings.external_host,
+        scheduler_host,
+        scheduler_port,
+        // A scheduler started at the same time may not listen yet.
+        scheduler_connect_timeout_seconds: 30,
+        vcores: settings.concurrency,
+        executor_heartbeat_interval_seconds: settings.heartbeat_interval,
+        work_dir: settings.work_dir.map(|d| d.display().to_string()),
+        override_function_registry: Some(Arc::new((&state).into())),
+        override_runtime_producer: Some(Arc::new(move |_| Ok(Arc::clone(&runtime)))),
+        override_config_producer: Some(Arc::new(move || session_config.clone())),
+        override_physical_codec: Some(Arc::new(ClusterCodec::default())),
+        ..Default::default()
+    };
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|e| Error::Usage(format!("the executor stopped: {e}")))
 }
 
 /// The session a dfstream scheduler or executor runs with: dfstream's functions, its plan

@@ -150,6 +150,23 @@ impl Engine {
         }
     }
 
+    /// Runs a whole plan (a batch query whose scans are bound to `units`) and collects its
+    /// rows.
+    pub async fn collect(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        units: &[crate::source::InputUnit],
+    ) -> Result<Vec<RecordBatch>> {
+        match self {
+            Engine::Local => {
+                let _ = units;
+                super::execute(plan, super::session(1).task_ctx()).await
+            }
+            #[cfg(feature = "ballista")]
+            Engine::Cluster(cluster) => cluster.collect(plan, units).await,
+        }
+    }
+
     /// What `explain` and the logs call it.
     pub fn describe(&self) -> String {
         match self {
