@@ -15,30 +15,44 @@ use rand::{Rng, SeedableRng};
 use crate::oracle::{params_of, plan, random_files, random_split, ts_of};
 use crate::util::{ReplayHint, runtime, seeds, sorted_rows};
 
-/// The queries compared, with their parameters, output mode and watermark.
-fn queries() -> Vec<(String, Vec<(&'static str, &'static str)>, OutputMode, bool)> {
-    let sql = |name: &str| std::fs::read_to_string(crate::util::repo(name)).unwrap();
+/// A query compared: its SQL and parameters, output mode, and whether it runs with a 20 s
+/// watermark.
+struct Case {
+    sql: String,
+    params: Vec<(&'static str, &'static str)>,
+    mode: OutputMode,
+    watermark: bool,
+}
+
+fn cases() -> Vec<Case> {
+    let case = |sql: String, params, mode, watermark| Case {
+        sql,
+        params,
+        mode,
+        watermark,
+    };
+    let file = |name: &str| std::fs::read_to_string(crate::util::repo(name)).unwrap();
     vec![
-        (sql("sql/wordcount.sql"), vec![], OutputMode::Update, false),
-        (
-            sql("sql/tumbling_wordcount.sql"),
+        case(file("sql/wordcount.sql"), vec![], OutputMode::Update, false),
+        case(
+            file("sql/tumbling_wordcount.sql"),
             vec![("size", "20 seconds")],
             OutputMode::Append,
             true,
         ),
-        (
-            sql("sql/window_wordcount.sql"),
+        case(
+            file("sql/window_wordcount.sql"),
             vec![("size", "25 seconds"), ("slide", "10 seconds")],
             OutputMode::Complete,
             true,
         ),
-        (
-            sql("sql/session_wordcount.sql"),
+        case(
+            file("sql/session_wordcount.sql"),
             vec![("gap", "10 seconds")],
             OutputMode::Update,
             false,
         ),
-        (
+        case(
             "SELECT upper(value) AS v, file FROM lines WHERE length(value) > 3 AND ts < now()"
                 .into(),
             vec![],
@@ -48,37 +62,68 @@ fn queries() -> Vec<(String, Vec<(&'static str, &'static str)>, OutputMode, bool
     ]
 }
 
-/// Each trigger's sorted rows and counts, for `sql` run over `files` split by `split` on
-/// `engine` (event times `ts`, a 20 s watermark when `watermark`).
-#[allow(clippy::too_many_arguments)]
+/// One random input: files with their event times, split into triggers.
+struct Input {
+    dir: tempfile::TempDir,
+    files: Vec<(String, Vec<u8>)>,
+    ts: Vec<i64>,
+    split: Vec<std::ops::Range<usize>>,
+    partitions: usize,
+}
+
+impl Input {
+    fn random(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let files = random_files(&mut rng);
+        let split = random_split(&mut rng, files.len());
+        let partitions = rng.random_range(1..=3);
+        // Out of order by up to 40 s: some rows are late.
+        let ts = (0..files.len())
+            .map(|i| ts_of(i) - rng.random_range(0..40) * 1_000_000)
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in &files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        Self {
+            dir,
+            files,
+            ts,
+            split,
+            partitions,
+        }
+    }
+
+    /// Trigger `range`'s units (sources "even" and "odd", by file).
+    fn units(&self, range: std::ops::Range<usize>) -> Vec<InputUnit> {
+        range
+            .map(|i| InputUnit {
+                place: Place::File(self.dir.path().join(&self.files[i].0)),
+                display: self.files[i].0.clone(),
+                ts_micros: self.ts[i],
+                range: None,
+                size: Some(self.files[i].1.len() as u64),
+                version: None,
+                source: Arc::from(if i % 2 == 0 { "even" } else { "odd" }),
+            })
+            .collect()
+    }
+}
+
+/// Each trigger's sorted rows, counts and watermark, for `case` over `input` on `engine`.
 async fn run(
     engine: &Engine,
-    (sql, params, mode, watermark): &(String, Vec<(&str, &str)>, OutputMode, bool),
-    partitions: usize,
-    dir: &std::path::Path,
-    files: &[(String, Vec<u8>)],
-    ts: &[i64],
-    split: &[std::ops::Range<usize>],
+    case: &Case,
+    input: &Input,
 ) -> Vec<(Vec<String>, String, Option<i64>)> {
-    let delay = watermark.then(|| std::time::Duration::from_secs(20));
-    let (mut query, slot, counters) = plan(sql, &params_of(params), *mode, partitions, delay).await;
+    let delay = case.watermark.then(|| std::time::Duration::from_secs(20));
+    let params = params_of(&case.params);
+    let (mut query, slot, counters) =
+        plan(&case.sql, &params, case.mode, input.partitions, delay).await;
     query.use_engine(engine.clone()).unwrap();
     let mut out = Vec::new();
-    for range in split {
-        slot.set(
-            range
-                .clone()
-                .map(|i| InputUnit {
-                    place: Place::File(dir.join(&files[i].0)),
-                    display: files[i].0.clone(),
-                    ts_micros: ts[i],
-                    range: None,
-                    size: Some(files[i].1.len() as u64),
-                    version: None,
-                    source: Arc::from(if i % 2 == 0 { "even" } else { "odd" }),
-                })
-                .collect(),
-        );
+    for range in &input.split {
+        slot.set(input.units(range.clone()));
         let before = counters.snapshot();
         let rows = sorted_rows(&query.run_trigger().await.unwrap().rows);
         let mut counts = counters.snapshot() - before;
@@ -99,38 +144,15 @@ fn the_cluster_engine_gives_the_local_engines_rows_counts_and_watermarks() {
         let cluster = Engine::start(&choice, 0).await.unwrap();
         for seed in seeds(12) {
             let _hint = ReplayHint(seed);
-            let mut rng = StdRng::seed_from_u64(seed);
-            let files = random_files(&mut rng);
-            let split = random_split(&mut rng, files.len());
-            let partitions = rng.random_range(1..=3);
-            // Out of order by up to 40 s: some rows are late.
-            let ts: Vec<i64> = (0..files.len())
-                .map(|i| ts_of(i) - rng.random_range(0..40) * 1_000_000)
-                .collect();
-            let dir = tempfile::tempdir().unwrap();
-            for (name, bytes) in &files {
-                std::fs::write(dir.path().join(name), bytes).unwrap();
-            }
-            for query in queries() {
-                let args = (partitions, dir.path(), &files[..], &ts[..], &split[..]);
-                let local = run(
-                    &Engine::Local,
-                    &query,
-                    args.0,
-                    args.1,
-                    args.2,
-                    args.3,
-                    args.4,
-                );
-                let local = local.await;
-                let shipped = run(&cluster, &query, args.0, args.1, args.2, args.3, args.4);
-                let shipped = shipped.await;
+            let input = Input::random(seed);
+            for case in cases() {
+                let local = run(&Engine::Local, &case, &input).await;
+                let shipped = run(&cluster, &case, &input).await;
                 for (k, (local, shipped)) in local.iter().zip(&shipped).enumerate() {
                     assert_eq!(
                         local, shipped,
-                        "seed {seed}, trigger {k} of {split:?}, {partitions} partitions, \
-                         query {}",
-                        query.0
+                        "seed {seed}, trigger {k} of {:?}, {} partitions, query {}",
+                        input.split, input.partitions, case.sql
                     );
                 }
             }

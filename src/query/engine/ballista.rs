@@ -234,7 +234,7 @@ impl Cluster {
             // random(): not folded into a constant, so the executors evaluate words().
             .sql("SELECT words(CAST(random() AS VARCHAR)) AS w")
             .await
-            .and_then(|df| Ok(df.logical_plan().clone()))
+            .map(|df| df.logical_plan().clone())
             .context(|| "planning the probe job".into())?;
         let plan = ctx
             .state()
