@@ -282,13 +282,14 @@ impl Job {
         if args.engine != crate::query::engine::EngineChoice::Local {
             if args.format.bad_records.is_some() {
                 return Err(Error::Usage(format!(
-                    "--bad-records keeps malformed records where they are read, which with                      --engine {} is on the executors: use the local engine to collect them",
+                    "--bad-records keeps malformed records where they are read, which with \
+                     --engine {} is on the executors: use the local engine to collect them",
                     args.engine
                 )));
             }
-            let engine =
-                crate::query::engine::Engine::start(&args.engine, args.cluster_min_bytes as u64)
-                    .await?;
+            use crate::query::engine::Engine;
+            Engine::check_choice(&args.engine, &query.trigger_plan())?;
+            let engine = Engine::start(&args.engine, args.cluster_min_bytes as u64).await?;
             query.use_engine(engine)?;
             log::info!("engine: {}", query.engine().describe());
         }

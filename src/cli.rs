@@ -104,6 +104,10 @@ pub enum ClusterCommand {
         /// The address to listen on.
         #[arg(long, default_value = "0.0.0.0:50050")]
         bind: std::net::SocketAddr,
+        /// The host name executors reach the scheduler by (they report task status to it).
+        /// Default: --bind's address, or this machine's host name when that is 0.0.0.0 or ::.
+        #[arg(long)]
+        external_host: Option<String>,
         /// An executor silent (no heartbeat) for this many seconds is lost: its tasks run
         /// again on others.
         #[arg(long, default_value_t = 180, value_parser = clap::value_parser!(u64).range(2..))]
@@ -122,7 +126,8 @@ pub enum ClusterCommand {
         /// The port of the executor's gRPC service (on --bind's address).
         #[arg(long, default_value_t = 50052)]
         grpc_port: u16,
-        /// The host name other machines reach this executor by. Default: --bind's host.
+        /// The host name the scheduler and other executors reach this executor by. Default:
+        /// the address the scheduler sees it connect from.
         #[arg(long)]
         external_host: Option<String>,
         /// Tasks run at once. Default: the number of cores.
@@ -143,7 +148,8 @@ pub enum ClusterCommand {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ClusterStores {
     /// An object store the jobs' input may be in, as a URL (s3://bucket, gs://bucket,
-    /// az://container); repeatable. Local paths need no flag.
+    /// az://container); repeatable; the scheduler and every executor need it (the scheduler
+    /// reads the plan's files as it splits it). Local paths need no flag.
     #[arg(long = "store", value_name = "URL")]
     pub stores: Vec<String>,
     /// A setting for the object store clients (see `dfstream run --help`); repeatable.
@@ -449,6 +455,12 @@ pub struct RunArgs {
     /// At most this many new files per batch.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_files_per_trigger: Option<u64>,
+    /// About this many bytes of new files per batch (Spark's maxBytesPerTrigger): files are
+    /// taken until the next would pass it, always at least one. Bounds a backfill's batches
+    /// (and, with a cluster engine, its jobs) by size; with --max-files-per-trigger, the
+    /// tighter of the two.
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub max_bytes_per_trigger: Option<usize>,
     /// Once no recovery can need a taken file any more (its batch is committed and older than
     /// the checkpoint history kept, see --retain-batches): delete it, or move it into
     /// --archive-dir (Spark's cleanSource). Default: leave it.

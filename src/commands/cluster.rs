@@ -21,9 +21,18 @@ pub async fn cluster(command: ClusterCommand) -> Result<()> {
     match command {
         ClusterCommand::Scheduler {
             bind,
+            external_host,
             executor_timeout,
             stores,
-        } => serve_scheduler(bind, executor_timeout, runtime_with(&stores)?).await,
+        } => {
+            serve_scheduler(
+                bind,
+                external_host,
+                executor_timeout,
+                runtime_with(&stores)?,
+            )
+            .await
+        }
         ClusterCommand::Executor {
             scheduler,
             bind,

@@ -193,6 +193,15 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
             return Err(e).context(|| format!("event times of {name}"));
         }
     }
+    if cluster.is_some() {
+        writeln!(
+            out,
+            "note: the batch query runs on {}, whose executors read the files: files that \
+             vanished or changed size since they were taken are not counted here",
+            args.engine
+        )
+        .ok();
+    }
     let counts = counters.snapshot();
     if counts.vanished_files > 0 {
         writeln!(

@@ -1,18 +1,19 @@
 //! A trigger's plan as bytes: the [`PhysicalExtensionCodec`] for the plan nodes dfstream adds
 //! to DataFusion's, so that `datafusion-proto` can ship a bound trigger plan to another process
-//! (the first step towards running triggers on a cluster).
+//! (a Ballista cluster's scheduler and executors, see [`super::engine`]).
 //!
-//! Two nodes need it. The `lines` scan ([`LinesSource`] in a `DataSourceExec`) is written as
+//! Three nodes need it. The `lines` scan ([`LinesSource`] in a `DataSourceExec`) is written as
 //! DataFusion's own `FileScanExecConf` (file groups, partition values, projection, limit) plus,
-//! per file, the [`InputUnit`] it reads: a local path, or an object path with the URL of its
-//! store (which the receiving runtime must have registered, as DataFusion's own scans need),
-//! the pinned size or byte range, and the version taken. [`EventTimeExec`] is written as its
-//! event-time expression, its watermark (delay and value when the plan was bound) and the
-//! columns it keeps.
+//! per file, the [`InputUnit`] it reads: a local path (absolute), or an object path with the
+//! URL of its store (which the receiving runtime must have registered, as DataFusion's own
+//! scans need), the pinned size or byte range, and the version taken. [`EventTimeExec`] is
+//! written as its event-time expression, its watermark (delay and value when the plan was
+//! bound) and the columns it keeps. [`ReportExec`], the root of a shipped plan, as the
+//! sources of the trigger's files. The trigger-time functions (`now()` and its kin) are written
+//! with the time they answer.
 //!
 //! What stays with the process that decodes: the counters a scan reports into (the codec's
-//! own), and the largest event time a shipped plan reads (its watermark is fixed at the value
-//! it was shipped with); a cluster engine brings those back as metrics.
+//! own, or a decoded [`ReportExec`]'s, whose report rows bring them back to the driver).
 
 use std::os::unix::ffi::OsStringExt;
 use std::sync::Arc;
@@ -73,7 +74,19 @@ enum Node {
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct ReportProto {}
+struct ReportProto {
+    /// The source of each of the trigger's files, by the name its `file` column shows.
+    #[prost(message, repeated, tag = "1")]
+    sources: Vec<FileSourceProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct FileSourceProto {
+    #[prost(string, tag = "1")]
+    display: String,
+    #[prost(string, tag = "2")]
+    source: String,
+}
 
 /// A `lines` scan: DataFusion's part, and the input unit of each file in group order.
 #[derive(Clone, PartialEq, Message)]
@@ -221,11 +234,19 @@ impl PhysicalExtensionCodec for PlanCodec {
                     Arc::new(stage),
                 )?))
             }
-            Some(Node::Report(_)) => {
+            Some(Node::Report(report)) => {
                 let [input] = inputs else {
                     return Err(internal_datafusion_err!("ReportExec needs one input"));
                 };
-                Ok(Arc::new(ReportExec::counting_below(Arc::clone(input))?))
+                let sources = report
+                    .sources
+                    .into_iter()
+                    .map(|s| (s.display, s.source))
+                    .collect();
+                Ok(Arc::new(ReportExec::counting_below(
+                    Arc::clone(input),
+                    sources,
+                )?))
             }
             None => Err(internal_datafusion_err!("an empty dfstream plan node")),
         }
@@ -305,8 +326,17 @@ impl PhysicalExtensionCodec for PlanCodec {
                 format: Some(encode_format(&stage.format)?),
                 input: stage.input.iter().map(|&i| i as u32).collect(),
             })
-        } else if node.downcast_ref::<ReportExec>().is_some() {
-            Node::Report(ReportProto {})
+        } else if let Some(report) = node.downcast_ref::<ReportExec>() {
+            Node::Report(ReportProto {
+                sources: report
+                    .sources()
+                    .iter()
+                    .map(|(display, source)| FileSourceProto {
+                        display: display.clone(),
+                        source: source.clone(),
+                    })
+                    .collect(),
+            })
         } else {
             return not_impl_err!("dfstream cannot encode the plan node {}", node.name());
         };

@@ -320,7 +320,6 @@ impl TriggerSlot {
         self.watermark.current.fetch_max(micros, Ordering::Relaxed);
     }
 
-    /// Moves the watermark after a trigger: the largest `ts` it read minus the delay.
     /// Where the trigger's scans count (a shipped plan's reports are added here).
     pub fn counters(&self) -> &Arc<TextCounters> {
         &self.counters
@@ -334,6 +333,7 @@ impl TriggerSlot {
             .fetch_max(micros, Ordering::Relaxed);
     }
 
+    /// Moves the watermark after a trigger: the largest `ts` it read minus the delay.
     pub fn advance_watermark(&self) -> Option<i64> {
         let delay = *self.watermark.delay.get()?;
         let max = self.watermark.trigger_max.load(Ordering::Relaxed);

@@ -522,6 +522,16 @@ async fn renew(
         let now = crate::time::now_micros();
         record.expires_micros = now + duration.as_micros() as i64;
         match put_lease(&remote, &path, &record, PutMode::Update(version.clone())).await {
+            // Renewed, but only after the lease had run out: another job may have taken the
+            // checkpoint over meanwhile, as far as this job can tell; it stops writing.
+            Ok(_) if now - renewed_micros.load(Ordering::SeqCst) > duration.as_micros() as i64 => {
+                log::error!(
+                    "the lease on {} ran out while the store was unreachable",
+                    remote.url
+                );
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
             Ok(next) => {
                 version = next;
                 renewed_micros.store(now, Ordering::SeqCst);

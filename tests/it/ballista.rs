@@ -52,6 +52,15 @@ fn cases() -> Vec<Case> {
             OutputMode::Update,
             false,
         ),
+        // Two scans of the stream: each task's report knows every file's source.
+        case(
+            "SELECT value AS v FROM lines WHERE length(value) > 10 \
+             UNION ALL SELECT upper(value) AS v FROM lines WHERE length(value) <= 10"
+                .into(),
+            vec![],
+            OutputMode::Append,
+            true,
+        ),
         case(
             "SELECT upper(value) AS v, file FROM lines WHERE length(value) > 3 AND ts < now()"
                 .into(),
@@ -311,7 +320,7 @@ fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exa
         .unwrap();
     assert_ok(&verified);
     assert!(
-        crate::util::stdout(&verified).starts_with("OK: 6 rows"),
+        crate::util::stdout(&verified).contains("\nOK: 6 rows"),
         "{}",
         crate::util::stdout(&verified)
     );
@@ -398,6 +407,7 @@ fn an_executor_lost_mid_job_costs_nothing() {
         ws.add_file(&format!("big-{f}.txt"), &contents);
         texts.push(contents);
     }
+    let progress = ws.dir.path().join("progress.jsonl");
     let mut job = ws.command(
         &crate::util::repo("sql/wordcount.sql"),
         &[
@@ -409,16 +419,22 @@ fn an_executor_lost_mid_job_costs_nothing() {
             "2",
             "--trigger",
             "available-now",
-            "--max-files-per-trigger",
-            "2",
+            "--max-bytes-per-trigger",
+            "3MB",
             "--no-console",
+            "--progress",
         ],
     );
+    job.arg(&progress);
     let job = crate::util::Job::spawn(&mut job);
-    // Lost while the job's triggers run on both executors (a trigger takes most of a second
-    // in a debug build): its task runs again on the other once the scheduler declares it
-    // lost, 4 s after its last heartbeat.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Lost once the first batch is done, while the next ones run on both executors (a
+    // trigger of two files takes most of a second in a debug build): its task runs again on
+    // the other once the scheduler declares it lost, 4 s after its last heartbeat.
+    assert!(
+        ws.wait_for_commit(0, std::time::Duration::from_secs(60)),
+        "{}",
+        job.log()
+    );
     crate::util::signal(&doomed.0, "KILL");
     let _ = doomed.0.wait();
     let (status, log) = job.wait();
@@ -428,6 +444,17 @@ fn an_executor_lost_mid_job_costs_nothing() {
         state_rows(&ws, "SELECT word, count FROM state ORDER BY word"),
         counts_of(&texts)
     );
+    // Every line counted once in the progress records, tasks re-run or not.
+    let input_rows: u64 = std::fs::read_to_string(&progress)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["numInputRows"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(input_rows, 12 * 60_000);
 }
 
 #[test]

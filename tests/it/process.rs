@@ -95,6 +95,47 @@ fn available_now_uses_as_many_batches_as_max_files_needs() {
 }
 
 #[test]
+fn max_bytes_per_trigger_bounds_each_batch_by_size_and_takes_a_big_file_alone() {
+    let ws = Workspace::new();
+    // Lines of 10 bytes: 1000, 1000, 1000, 3000 and 1000 bytes.
+    let sizes = [100, 100, 100, 300, 100];
+    let texts: Vec<(String, String)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &lines)| (format!("{i}.txt"), format!("word{i} abc\n").repeat(lines)))
+        .collect();
+    for (name, text) in &texts {
+        ws.add_file(name, text);
+        std::thread::sleep(Duration::from_millis(20)); // taken in this order
+    }
+    let out = ws.run(
+        &repo("sql/wordcount.sql"),
+        &[
+            "--trigger",
+            "available-now",
+            "--max-bytes-per-trigger",
+            "2500",
+        ],
+    );
+    assert_ok(&out);
+    let log = crate::util::stderr(&out);
+    let files_per_batch: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("] batch ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once(" files").map(|(head, _)| head))
+        .collect();
+    assert_eq!(files_per_batch, ["0: 2", "1: 1", "2: 1", "3: 1"], "{log}");
+    let files: Vec<(&str, &str)> = texts
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        wordcount_oracle(&ws, &files)
+    );
+}
+
+#[test]
 fn latest_first_takes_the_newest_files_first() {
     let ws = Workspace::new();
     for (i, name) in ["old.txt", "mid.txt", "new.txt"].iter().enumerate() {

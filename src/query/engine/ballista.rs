@@ -21,6 +21,7 @@ use ballista_core::config::BallistaConfig;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::common::{Result as DfResult, internal_datafusion_err};
 use datafusion::execution::SessionStateBuilder;
@@ -97,39 +98,9 @@ impl Cluster {
         !units.is_empty() && super::input_bytes(units) >= self.min_bytes
     }
 
-    /// Checks that the trigger plan can be shipped: every node encodes.
+    /// Checks that the trigger plan can be shipped (see [`check`]).
     pub fn check(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
-        let shipped: Arc<dyn ExecutionPlan> = Arc::new(ReportExec::new(Arc::clone(plan)));
-        let cannot = |e: &dyn std::fmt::Display| {
-            Error::Usage(format!(
-                "--engine {}: this query's trigger plan cannot run on a cluster: {e}",
-                self.label
-            ))
-        };
-        if let Some(name) = node_named(plan, |name| name == "StaticScanExec") {
-            return Err(cannot(&format!(
-                "it reads a static table (--table, {name}), and static tables are not shipped \
-                 to a cluster yet; run it with --engine local"
-            )));
-        }
-        let exchange = |name: &str| {
-            matches!(
-                name,
-                "RepartitionExec" | "CoalescePartitionsExec" | "SortPreservingMergeExec"
-            )
-        };
-        if let Some(exchange) = node_named(plan, exchange) {
-            return Err(cannot(&format!(
-                "it moves rows between partitions ({exchange}), which would split it into \
-                 stages whose counts the driver cannot collect"
-            )));
-        }
-        datafusion_proto::physical_plan::AsExecutionPlan::try_from_physical_plan(
-            shipped,
-            &self.codec,
-        )
-        .map(|_: PhysicalPlanNode| ())
-        .map_err(|e| cannot(&e))
+        check(&self.label, plan)
     }
 
     /// Runs `plan` over `units` as a job; what its scans counted goes into `slot`.
@@ -178,52 +149,38 @@ impl Cluster {
         }
     }
 
-    /// Submits `plan` and collects its output; an unreachable scheduler is retried with
-    /// backoff for [`UNREACHABLE_FOR`].
+    /// Submits `plan` and collects its output. A scheduler that cannot be reached is retried
+    /// with backoff for [`UNREACHABLE_FOR`]; once it answers, the job is submitted once, and
+    /// any error of the job (or of fetching its result) fails the trigger.
     async fn submit(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<RecordBatch>> {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(200);
-        loop {
-            let result = async {
-                let stream = execute_physical_plan::<PhysicalPlanNode>(
-                    self.scheduler.clone(),
-                    &BallistaConfig::default(),
-                    Arc::clone(&plan),
-                    &self.codec,
-                    self.session_id.clone(),
-                    self.config.clone(),
-                )
-                .await?;
-                stream.try_collect::<Vec<_>>().await
+        while let Err(e) = SchedulerGrpcClient::connect(self.scheduler.clone()).await {
+            if started.elapsed() >= UNREACHABLE_FOR {
+                return Err(Error::Usage(format!(
+                    "--engine {}: the Ballista scheduler at {} has been unreachable for {:?}: {e}",
+                    self.label, self.scheduler, UNREACHABLE_FOR
+                )));
             }
-            .await;
-            match result {
-                Ok(batches) => return Ok(batches),
-                Err(e) if unreachable(&e) && started.elapsed() < UNREACHABLE_FOR => {
-                    log::warn!(
-                        "the Ballista scheduler at {} is unreachable ({}); retrying in {:?}",
-                        self.scheduler,
-                        first_line(&e),
-                        pause
-                    );
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(5));
-                }
-                Err(e) if unreachable(&e) => {
-                    return Err(Error::Usage(format!(
-                        "--engine {}: the Ballista scheduler at {} has been unreachable for \
-                         {:?}: {}",
-                        self.label,
-                        self.scheduler,
-                        UNREACHABLE_FOR,
-                        first_line(&e)
-                    )));
-                }
-                Err(e) => {
-                    return Err(e).context(|| format!("running the trigger on {}", self.label));
-                }
-            }
+            log::warn!(
+                "the Ballista scheduler at {} is unreachable ({e}); retrying in {pause:?}",
+                self.scheduler
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
+        let stream = execute_physical_plan::<PhysicalPlanNode>(
+            self.scheduler.clone(),
+            &BallistaConfig::default(),
+            plan,
+            &self.codec,
+            self.session_id.clone(),
+            self.config.clone(),
+        )
+        .await;
+        async { stream?.try_collect::<Vec<_>>().await }
+            .await
+            .context(|| format!("running the trigger on {}", self.label))
     }
 
     /// One small job at start, so that a cluster without dfstream's functions, of another
@@ -244,6 +201,7 @@ impl Cluster {
         let job = self.submit(Arc::new(ReportExec::new(plan)));
         match tokio::time::timeout(Duration::from_secs(60), job).await {
             Ok(Ok(_)) => Ok(()),
+            Ok(Err(e @ Error::Usage(_))) => Err(e), // unreachable: it says so
             Ok(Err(e)) => {
                 let text = e.to_string();
                 let hint = if text.contains("words") {
@@ -268,6 +226,41 @@ impl Cluster {
     }
 }
 
+/// Checks that a trigger plan can be shipped to the cluster `label` names: no static table,
+/// no exchange between partitions, every node encodes.
+pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    let cannot = |e: &dyn std::fmt::Display| {
+        Error::Usage(format!(
+            "--engine {label}: this query's trigger plan cannot run on a cluster: {e}"
+        ))
+    };
+    if let Some(name) = node_named(plan, |name| name == "StaticScanExec") {
+        return Err(cannot(&format!(
+            "it reads a static table (--table, {name}), and static tables are not shipped to a \
+             cluster yet; run it with --engine local"
+        )));
+    }
+    let exchange = |name: &str| {
+        matches!(
+            name,
+            "RepartitionExec" | "CoalescePartitionsExec" | "SortPreservingMergeExec"
+        )
+    };
+    if let Some(exchange) = node_named(plan, exchange) {
+        return Err(cannot(&format!(
+            "it moves rows between partitions ({exchange}), which would split it into stages \
+             whose counts the driver cannot collect"
+        )));
+    }
+    let shipped: Arc<dyn ExecutionPlan> = Arc::new(ReportExec::new(Arc::clone(plan)));
+    datafusion_proto::physical_plan::AsExecutionPlan::try_from_physical_plan(
+        shipped,
+        &ClusterCodec::default(),
+    )
+    .map(|_: PhysicalPlanNode| ())
+    .map_err(|e| cannot(&e))
+}
+
 /// The name of the first node of `plan` whose name `wanted` accepts, if any.
 fn node_named(plan: &Arc<dyn ExecutionPlan>, wanted: impl Fn(&str) -> bool) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -282,19 +275,6 @@ fn node_named(plan: &Arc<dyn ExecutionPlan>, wanted: impl Fn(&str) -> bool) -> O
     found
 }
 
-/// Whether `e` says the scheduler could not be reached (rather than that the job failed).
-fn unreachable(e: &datafusion::common::DataFusionError) -> bool {
-    let text = format!("{e:?}");
-    text.contains("transport error")
-        || text.contains("Connection refused")
-        || text.contains("tcp connect error")
-        || text.contains("Unavailable")
-}
-
-fn first_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
-}
-
 /// Starts a scheduler and `executors` executors in this process, as `dfstream cluster` runs
 /// them (on free ports of 127.0.0.1); their address and the executors' runtime.
 async fn start_standalone(executors: usize) -> Result<(String, Arc<RuntimeEnv>)> {
@@ -306,7 +286,13 @@ async fn start_standalone(executors: usize) -> Result<(String, Arc<RuntimeEnv>)>
             .map_err(|e| Error::io("finding a free port for ballista-standalone", e))
     };
     let scheduler = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    tokio::spawn(serve_scheduler(scheduler, 180, Arc::clone(&runtime)));
+    let logged = |what: &'static str, served: Result<()>| {
+        if let Err(e) = served {
+            log::error!("ballista-standalone: {what}: {e}");
+        }
+    };
+    let served = serve_scheduler(scheduler, None, 180, Arc::clone(&runtime));
+    tokio::spawn(async move { logged("the scheduler", served.await) });
     let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
     for _ in 0..executors {
         let settings = ExecutorSettings {
@@ -318,7 +304,8 @@ async fn start_standalone(executors: usize) -> Result<(String, Arc<RuntimeEnv>)>
             heartbeat_interval: 60,
             work_dir: None,
         };
-        tokio::spawn(serve_executor(settings, Arc::clone(&runtime)));
+        let served = serve_executor(settings, Arc::clone(&runtime));
+        tokio::spawn(async move { logged("an executor", served.await) });
     }
     Ok((format!("http://{scheduler}"), runtime))
 }
@@ -327,6 +314,7 @@ async fn start_standalone(executors: usize) -> Result<(String, Arc<RuntimeEnv>)>
 /// `executor_timeout` seconds are lost. `runtime` holds the object stores it may read.
 pub async fn serve_scheduler(
     bind: std::net::SocketAddr,
+    external_host: Option<String>,
     executor_timeout: u64,
     runtime: Arc<RuntimeEnv>,
 ) -> Result<()> {
@@ -336,8 +324,16 @@ pub async fn serve_scheduler(
     let failed = |what: &str, e: &dyn std::fmt::Display| Error::Usage(format!("{what}: {e}"));
     let state = cluster_state(Some(runtime));
     let config_state = state.clone();
+    // Executors report task status to this host: not 0.0.0.0.
+    let host = external_host.unwrap_or_else(|| {
+        if bind.ip().is_unspecified() {
+            host_name()
+        } else {
+            bind.ip().to_string()
+        }
+    });
     let mut config = SchedulerConfig::default()
-        .with_hostname(bind.ip().to_string())
+        .with_hostname(host.clone())
         .with_port(bind.port());
     config.override_session_builder = Some(Arc::new(move |_| Ok(state.clone())));
     config.override_config_producer = Some(Arc::new(move || config_state.config().clone()));
@@ -348,10 +344,22 @@ pub async fn serve_scheduler(
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(|e| failed("starting the scheduler", &e))?;
-    log::info!("dfstream cluster scheduler listening on {bind}");
+    log::info!("dfstream cluster scheduler listening on {bind} (executors reach it as {host})");
     ballista_scheduler::scheduler_process::start_server(cluster, bind, Arc::new(config))
         .await
         .map_err(|e| failed("the scheduler stopped", &e))
+}
+
+/// This machine's host name (`localhost` if it has none).
+fn host_name() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates what fits.
+    let ok = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(0);
+    match std::str::from_utf8(&name[..end]) {
+        Ok(host) if ok && !host.is_empty() => host.to_string(),
+        _ => "localhost".to_string(),
+    }
 }
 
 /// How an executor runs (`dfstream cluster executor`'s flags).
@@ -504,5 +512,47 @@ impl PhysicalExtensionCodec for ClusterCodec {
 
     fn try_encode_udf(&self, udf: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
         self.dfstream.try_encode_udf(udf, buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion_proto::physical_plan::DefaultPhysicalProtoConverter;
+
+    #[test]
+    fn a_plan_node_from_another_dfstream_version_is_refused_naming_both() {
+        let codec = ClusterCodec::default();
+        let converter = DefaultPhysicalProtoConverter {};
+        let input: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(Arc::new(
+            datafusion::arrow::datatypes::Schema::empty(),
+        )));
+        let node: Arc<dyn ExecutionPlan> = Arc::new(ReportExec::new(Arc::clone(&input)));
+        let mut buf = Vec::new();
+        codec
+            .try_encode(Arc::clone(&node), &mut buf, &converter)
+            .unwrap();
+        let ctx = TaskContext::default();
+        let same = codec.try_decode(&buf, std::slice::from_ref(&input), &ctx, &converter);
+        assert_eq!(same.unwrap().name(), "ReportExec");
+
+        let mut envelope = Envelope::decode(buf.as_slice()).unwrap();
+        envelope.version = "0.0.1".into();
+        let other = codec.try_decode(
+            &envelope.encode_to_vec(),
+            std::slice::from_ref(&input),
+            &ctx,
+            &converter,
+        );
+        let message = other.unwrap_err().to_string();
+        assert!(
+            message.contains("a plan from dfstream 0.0.1")
+                && message.contains(&format!("this is dfstream {VERSION}")),
+            "{message}"
+        );
+        // Bytes that are no envelope at all: a client that is not dfstream.
+        let foreign = codec.try_decode(b"\x0a\x03abc", &[], &ctx, &converter);
+        assert!(foreign.is_err());
     }
 }

@@ -120,7 +120,22 @@ impl Engine {
         }
     }
 
-    /// Checks at start that `plan` (a trigger plan) can run on this engine.
+    /// Checks that `plan` (a trigger plan) can run on the engine `choice` names, before
+    /// connecting to it.
+    pub fn check_choice(choice: &EngineChoice, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+        match choice {
+            EngineChoice::Local => Ok(()),
+            #[cfg(feature = "ballista")]
+            _ => ballista::check(&choice.to_string(), plan),
+            #[cfg(not(feature = "ballista"))]
+            _ => {
+                let _ = plan;
+                Ok(()) // `start` says how to build with Ballista
+            }
+        }
+    }
+
+    /// Checks that `plan` (a trigger plan) can run on this engine.
     pub fn check(&self, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
         match self {
             Engine::Local => {
@@ -182,7 +197,7 @@ pub fn input_bytes(units: &[crate::source::InputUnit]) -> u64 {
     units
         .iter()
         .map(|u| match u.range {
-            Some((start, end)) => end - start,
+            Some((start, end)) => end.saturating_sub(start),
             None => u.size.unwrap_or(0),
         })
         .sum()

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use datafusion::arrow::array::{Array, AsArray, BinaryArray, RecordBatch, new_null_array};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, internal_datafusion_err};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
@@ -120,12 +120,38 @@ impl Report {
 pub struct ReportExec {
     input: Arc<dyn ExecutionPlan>,
     counters: Arc<TextCounters>,
+    /// The source of each of the trigger's files, by the name its rows' `file` column shows:
+    /// rows dropped after a scan are counted by source through it.
+    sources: Arc<Vec<(String, String)>>,
     properties: Arc<PlanProperties>,
 }
 
 impl ReportExec {
     /// `input` (a bound trigger plan) with its report rows.
     pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+        let mut sources = Vec::new();
+        let _ = input.apply(|node| {
+            if let Some(config) = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+            {
+                let units = config.file_groups.iter().flat_map(|group| group.iter());
+                sources.extend(
+                    units
+                        .filter_map(|file| file.extension::<InputUnit>())
+                        .map(|unit| (unit.display.clone(), unit.source.to_string())),
+                );
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        Self::with_sources(input, Arc::default(), Arc::new(sources))
+    }
+
+    fn with_sources(
+        input: Arc<dyn ExecutionPlan>,
+        counters: Arc<TextCounters>,
+        sources: Arc<Vec<(String, String)>>,
+    ) -> Self {
         let schema = report_schema(&input.schema());
         let input_properties = input.properties();
         let properties = PlanProperties::new(
@@ -136,17 +162,35 @@ impl ReportExec {
         );
         Self {
             input,
-            counters: Arc::default(),
+            counters,
+            sources,
             properties: Arc::new(properties),
         }
     }
 
+    /// The source of each file of the trigger, by its `file` name.
+    pub fn sources(&self) -> &[(String, String)] {
+        &self.sources
+    }
+
     /// As decoded where it runs: every scan and event-time stage below counts into this
-    /// report's own counters, not into the decoding process's.
-    pub fn counting_below(input: Arc<dyn ExecutionPlan>) -> Result<Self> {
-        let exec = Self::new(input);
-        let counters = Arc::clone(&exec.counters);
-        let input = Arc::clone(&exec.input)
+    /// report's own counters, not into the decoding process's; `sources` as [`Self::sources`]
+    /// gave them where the plan was bound.
+    pub fn counting_below(
+        input: Arc<dyn ExecutionPlan>,
+        sources: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let counters = Arc::new(TextCounters::default());
+        let units = sources
+            .iter()
+            .map(|(display, source)| InputUnit {
+                display: display.clone(),
+                source: Arc::from(source.as_str()),
+                ..InputUnit::file(display.into(), 0)
+            })
+            .collect();
+        counters.set_trigger_units(Arc::new(units));
+        let input = input
             .transform_up(|node| {
                 if let Some(stage) = node.downcast_ref::<EventTimeExec>() {
                     let input = Arc::clone(stage.children()[0]);
@@ -164,14 +208,6 @@ impl ReportExec {
                 let Some(source) = config.file_source.downcast_ref::<LinesSource>() else {
                     return Ok(Transformed::no(node));
                 };
-                // Rows dropped after the scan are counted by source through their file.
-                let units: Vec<InputUnit> = config
-                    .file_groups
-                    .iter()
-                    .flat_map(|group| group.iter())
-                    .filter_map(|file| file.extension::<InputUnit>().cloned())
-                    .collect();
-                counters.set_trigger_units(Arc::new(units));
                 let mut config = config.clone();
                 config.file_source = Arc::new(source.counting_into(Arc::clone(&counters)));
                 Ok(Transformed::yes(
@@ -179,7 +215,7 @@ impl ReportExec {
                 ))
             })?
             .data;
-        Ok(Self { input, ..exec })
+        Ok(Self::with_sources(input, counters, Arc::new(sources)))
     }
 
     pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
@@ -221,9 +257,9 @@ impl ExecutionPlan for ReportExec {
         &self,
         _f: &mut dyn FnMut(
             &Arc<dyn datafusion::physical_expr::PhysicalExpr>,
-        ) -> Result<datafusion::common::tree_node::TreeNodeRecursion>,
-    ) -> Result<datafusion::common::tree_node::TreeNodeRecursion> {
-        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        ) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
     }
 
     fn with_new_children(
@@ -233,11 +269,11 @@ impl ExecutionPlan for ReportExec {
         let input = children
             .pop()
             .ok_or_else(|| internal_datafusion_err!("ReportExec needs its input"))?;
-        Ok(Arc::new(Self {
+        Ok(Arc::new(Self::with_sources(
             input,
-            counters: Arc::clone(&self.counters),
-            properties: Arc::clone(&self.properties),
-        }))
+            Arc::clone(&self.counters),
+            Arc::clone(&self.sources),
+        )))
     }
 
     fn execute(

@@ -243,6 +243,8 @@ pub struct FileSource {
     latest_first: bool,
     /// `--max-files-per-trigger`.
     max_files: Option<usize>,
+    /// `--max-bytes-per-trigger`.
+    max_bytes: Option<u64>,
     /// With `--trigger available-now`: the files listed when the run began, still to take.
     bound: Option<VecDeque<String>>,
     /// What `--clean-source` does with files no recovery can need.
@@ -275,6 +277,7 @@ impl FileSource {
             waiting: HashMap::new(),
             latest_first: false,
             max_files: None,
+            max_bytes: None,
             bound: None,
             cleanup: None,
             to_clean: BTreeMap::new(),
@@ -291,6 +294,7 @@ impl FileSource {
         let mut source = Self::new(folder, args.glob.as_deref(), args.max_file_age)?;
         source.latest_first = args.latest_first;
         source.max_files = args.max_files_per_trigger.map(|m| m as usize);
+        source.max_bytes = args.max_bytes_per_trigger.map(|m| m as u64);
         source.cleanup = match args.clean_source {
             CleanSource::Off => None,
             CleanSource::Delete => Some(Cleanup::Delete),
@@ -385,6 +389,34 @@ impl FileSource {
     }
 
     /// Takes up to `max` of `names` (in order): they will never be handed out again.
+    /// How many of `names` (in the order they would be taken) one batch takes: all, or with
+    /// `limited`, as many as `--max-files-per-trigger` and `--max-bytes-per-trigger` allow
+    /// (at least one).
+    fn how_many<'a>(
+        &self,
+        names: impl ExactSizeIterator<Item = &'a String>,
+        limited: bool,
+    ) -> usize {
+        let all = names.len();
+        if !limited {
+            return all;
+        }
+        let by_files = self.max_files.unwrap_or(usize::MAX).min(all);
+        let Some(max_bytes) = self.max_bytes else {
+            return by_files;
+        };
+        let mut bytes = 0u64;
+        let mut count = 0;
+        for name in names.take(by_files) {
+            bytes += self.waiting.get(name).map_or(0, |w| w.size);
+            if count > 0 && bytes > max_bytes {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+
     pub fn take_names(&mut self, names: &[String], max: Option<usize>) -> Vec<NewFile> {
         let count = max.unwrap_or(usize::MAX).min(names.len());
         let files: Vec<NewFile> = names[..count]
@@ -506,16 +538,17 @@ impl Source for FileSource {
     }
 
     async fn take(&mut self, limited: bool, _now_micros: i64) -> Result<Option<Value>> {
-        let max = if limited { self.max_files } else { None };
-        let files = match &mut self.bound {
-            Some(bound) => {
-                let count = max.unwrap_or(usize::MAX).min(bound.len());
+        let files = match self.bound.take() {
+            Some(mut bound) => {
+                let count = self.how_many(bound.iter(), limited);
                 let names: Vec<String> = bound.drain(..count).collect();
+                self.bound = Some(bound);
                 self.take_names(&names, None)
             }
             None => {
                 let names = self.available().await?;
-                self.take_names(&names, max)
+                let count = self.how_many(names.iter(), limited);
+                self.take_names(&names, Some(count))
             }
         };
         super::record(NAME, files)
