@@ -215,24 +215,49 @@ impl TextCounters {
             .unwrap_or_default()
     }
 
+    /// What was counted since the last take, leaving the counters at zero (a shipped plan's
+    /// report, see `query::engine::report`).
+    pub fn take_snapshot(&self) -> TextCountersSnapshot {
+        self.counts_with(|n| n.swap(0, Ordering::Relaxed))
+    }
+
+    /// Adds counts taken elsewhere.
+    pub fn add_snapshot(&self, counts: &TextCountersSnapshot) {
+        let add = |n: &AtomicU64, v: u64| n.fetch_add(v, Ordering::Relaxed);
+        add(&self.lossy_lines, counts.lossy_lines);
+        add(&self.long_lines, counts.long_lines);
+        add(&self.rows, counts.rows);
+        add(&self.bytes, counts.bytes);
+        add(&self.vanished_files, counts.vanished_files);
+        add(&self.changed_files, counts.changed_files);
+        add(&self.read_nanos, counts.read_nanos);
+        add(&self.bad_event_times, counts.bad_event_times);
+        add(&self.late_rows, counts.late_rows);
+        add(&self.malformed_records, counts.malformed_records);
+    }
+
     pub fn snapshot(&self) -> TextCountersSnapshot {
+        self.counts_with(|n| n.load(Ordering::Relaxed))
+    }
+
+    fn counts_with(&self, read: impl Fn(&AtomicU64) -> u64) -> TextCountersSnapshot {
         TextCountersSnapshot {
-            lossy_lines: self.lossy_lines.load(Ordering::Relaxed),
-            long_lines: self.long_lines.load(Ordering::Relaxed),
-            rows: self.rows.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            vanished_files: self.vanished_files.load(Ordering::Relaxed),
-            changed_files: self.changed_files.load(Ordering::Relaxed),
-            read_nanos: self.read_nanos.load(Ordering::Relaxed),
-            bad_event_times: self.bad_event_times.load(Ordering::Relaxed),
-            late_rows: self.late_rows.load(Ordering::Relaxed),
-            malformed_records: self.malformed_records.load(Ordering::Relaxed),
+            lossy_lines: read(&self.lossy_lines),
+            long_lines: read(&self.long_lines),
+            rows: read(&self.rows),
+            bytes: read(&self.bytes),
+            vanished_files: read(&self.vanished_files),
+            changed_files: read(&self.changed_files),
+            read_nanos: read(&self.read_nanos),
+            bad_event_times: read(&self.bad_event_times),
+            late_rows: read(&self.late_rows),
+            malformed_records: read(&self.malformed_records),
         }
     }
 }
 
 /// A point-in-time copy of [`TextCounters`]; subtract two to get one trigger's counts.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TextCountersSnapshot {
     pub lossy_lines: u64,
     pub long_lines: u64,

@@ -229,39 +229,69 @@ fn counts_of<'a>(texts: impl IntoIterator<Item = &'a String>) -> Vec<String> {
     counts.iter().map(|(w, n)| format!("{w}|{n}")).collect()
 }
 
+/// `dfstream cluster` processes on free ports of 127.0.0.1, killed when dropped.
+struct ClusterProcesses {
+    /// HOST:PORT of the scheduler.
+    scheduler: String,
+    _scheduler: crate::util::KillOnDrop,
+    executors: Vec<crate::util::KillOnDrop>,
+}
+
+impl ClusterProcesses {
+    /// A scheduler (with `scheduler_flags`) and `executors` executors (with `executor_flags`).
+    fn start(executors: usize, scheduler_flags: &[&str], executor_flags: &[&str]) -> Self {
+        use crate::util::{KillOnDrop, bin, free_port};
+        let spawn = |args: &[&str]| {
+            KillOnDrop(
+                std::process::Command::new(bin())
+                    .args(args)
+                    .env("RUST_LOG", "warn")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        };
+        let scheduler = format!("127.0.0.1:{}", free_port());
+        let scheduler_process = spawn(
+            &[
+                &["cluster", "scheduler", "--bind", &scheduler],
+                scheduler_flags,
+            ]
+            .concat(),
+        );
+        let executors = (0..executors)
+            .map(|_| {
+                let (bind, grpc) = (
+                    format!("127.0.0.1:{}", free_port()),
+                    free_port().to_string(),
+                );
+                let args = [
+                    "cluster",
+                    "executor",
+                    "--scheduler",
+                    &scheduler,
+                    "--bind",
+                    &bind,
+                ];
+                spawn(&[&args[..], &["--grpc-port", &grpc], executor_flags].concat())
+            })
+            .collect();
+        Self {
+            scheduler,
+            _scheduler: scheduler_process,
+            executors,
+        }
+    }
+}
+
 #[test]
 fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exactly() {
-    use crate::util::{KillOnDrop, Workspace, assert_ok, bin, free_port, state_rows};
+    use crate::util::{KillOnDrop, Workspace, assert_ok, bin, state_rows};
     use std::process::{Command, Stdio};
 
-    let (scheduler_port, flight_port, grpc_port) = (free_port(), free_port(), free_port());
-    let scheduler = format!("127.0.0.1:{scheduler_port}");
-    let quiet = |command: &mut Command| {
-        command
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let _scheduler = KillOnDrop(quiet(Command::new(bin()).args([
-        "cluster",
-        "scheduler",
-        "--bind",
-        &scheduler,
-    ])));
-    let _executor = KillOnDrop(quiet(Command::new(bin()).args([
-        "cluster",
-        "executor",
-        "--scheduler",
-        &scheduler,
-        "--bind",
-        &format!("127.0.0.1:{flight_port}"),
-        "--grpc-port",
-        &grpc_port.to_string(),
-        "--concurrency",
-        "2",
-    ])));
+    let processes = ClusterProcesses::start(1, &[], &["--concurrency", "2"]);
+    let scheduler = &processes.scheduler;
 
     let ws = Workspace::new();
     let query = crate::util::repo("sql/wordcount.sql");
@@ -359,46 +389,14 @@ fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exa
 
 #[test]
 fn an_executor_lost_mid_job_costs_nothing() {
-    use crate::util::{KillOnDrop, Workspace, bin, free_port, state_rows};
-    use std::process::{Command, Stdio};
+    use crate::util::{Workspace, state_rows};
 
-    let scheduler = format!("127.0.0.1:{}", free_port());
-    let spawn = |args: &[&str]| {
-        KillOnDrop(
-            Command::new(bin())
-                .args(args)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let _scheduler = spawn(&[
-        "cluster",
-        "scheduler",
-        "--bind",
-        &scheduler,
-        "--executor-timeout",
-        "4",
-    ]);
-    let executor = || {
-        spawn(&[
-            "cluster",
-            "executor",
-            "--scheduler",
-            &scheduler,
-            "--bind",
-            &format!("127.0.0.1:{}", free_port()),
-            "--grpc-port",
-            &free_port().to_string(),
-            "--concurrency",
-            "1",
-            "--heartbeat-interval",
-            "1",
-        ])
-    };
-    let (mut doomed, _survivor) = (executor(), executor());
+    let mut processes = ClusterProcesses::start(
+        2,
+        &["--executor-timeout", "4"],
+        &["--concurrency", "1", "--heartbeat-interval", "1"],
+    );
+    let scheduler = processes.scheduler.clone();
 
     let ws = Workspace::new();
     let mut texts = Vec::new();
@@ -435,8 +433,9 @@ fn an_executor_lost_mid_job_costs_nothing() {
         "{}",
         job.log()
     );
-    crate::util::signal(&doomed.0, "KILL");
-    let _ = doomed.0.wait();
+    let doomed = &mut processes.executors[0].0;
+    crate::util::signal(doomed, "KILL");
+    let _ = doomed.wait();
     let (status, log) = job.wait();
     assert!(status.success(), "{log}");
     assert!(log.contains("batch 5:"), "{log}");

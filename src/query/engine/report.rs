@@ -16,7 +16,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use datafusion::arrow::array::{Array, AsArray, BinaryArray, RecordBatch, new_null_array};
 use datafusion::arrow::compute::filter_record_batch;
@@ -34,7 +33,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{EventTimeStats, SourceCounts, TextCounters};
+use crate::batch::{EventTimeStats, SourceCounts, TextCounters, TextCountersSnapshot};
 use crate::query::scan::{EventTimeExec, LinesSource};
 use crate::source::InputUnit;
 
@@ -44,16 +43,7 @@ pub const REPORT_COLUMN: &str = "dfstream_report";
 /// What a plan counted: [`TextCounters`] without the per-trigger bookkeeping.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
-    pub lossy_lines: u64,
-    pub long_lines: u64,
-    pub rows: u64,
-    pub bytes: u64,
-    pub vanished_files: u64,
-    pub changed_files: u64,
-    pub read_nanos: u64,
-    pub bad_event_times: u64,
-    pub late_rows: u64,
-    pub malformed_records: u64,
+    pub counts: TextCountersSnapshot,
     pub by_source: Vec<(String, SourceCounts)>,
     /// Count, least, greatest and sum (as text: it is 128 bits) of the event times seen.
     pub event_times: Option<(u64, i64, i64, String)>,
@@ -62,19 +52,9 @@ pub struct Report {
 impl Report {
     /// Everything `counters` counted since the last take, leaving them at zero.
     pub fn take(counters: &TextCounters) -> Self {
-        let take = |n: &std::sync::atomic::AtomicU64| n.swap(0, Ordering::Relaxed);
         let times = counters.take_event_times();
         Report {
-            lossy_lines: take(&counters.lossy_lines),
-            long_lines: take(&counters.long_lines),
-            rows: take(&counters.rows),
-            bytes: take(&counters.bytes),
-            vanished_files: take(&counters.vanished_files),
-            changed_files: take(&counters.changed_files),
-            read_nanos: take(&counters.read_nanos),
-            bad_event_times: take(&counters.bad_event_times),
-            late_rows: take(&counters.late_rows),
-            malformed_records: take(&counters.malformed_records),
+            counts: counters.take_snapshot(),
             by_source: counters
                 .take_by_source()
                 .into_iter()
@@ -87,17 +67,7 @@ impl Report {
 
     /// Adds the report into `counters`; returns the greatest event time it saw.
     pub fn add_to(&self, counters: &TextCounters) -> Option<i64> {
-        let add = |n: &std::sync::atomic::AtomicU64, v: u64| n.fetch_add(v, Ordering::Relaxed);
-        add(&counters.lossy_lines, self.lossy_lines);
-        add(&counters.long_lines, self.long_lines);
-        add(&counters.rows, self.rows);
-        add(&counters.bytes, self.bytes);
-        add(&counters.vanished_files, self.vanished_files);
-        add(&counters.changed_files, self.changed_files);
-        add(&counters.read_nanos, self.read_nanos);
-        add(&counters.bad_event_times, self.bad_event_times);
-        add(&counters.late_rows, self.late_rows);
-        add(&counters.malformed_records, self.malformed_records);
+        counters.add_snapshot(&self.counts);
         for (source, counts) in &self.by_source {
             counters.add_source(&Arc::from(source.as_str()), *counts);
         }
