@@ -53,9 +53,12 @@ fn main() {
     let (corpus_counts, small_counts) = (counts(&corpus), counts(&small));
     let bytes: u64 = corpus.iter().map(|f| f.metadata().unwrap().len()).sum();
     runtime.block_on(async {
-        let cluster = Engine::start(&EngineChoice::Standalone { executors: 2 }, 0)
-            .await
-            .unwrap();
+        let cluster = Engine::start(
+            &EngineChoice::Standalone { executors: 2 },
+            Default::default(),
+        )
+        .await
+        .unwrap();
         println!(
             "backfill: {:.0} MB in triggers of {} MB",
             bytes as f64 / 1e6,

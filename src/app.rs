@@ -289,7 +289,11 @@ impl Job {
             }
             use crate::query::engine::Engine;
             Engine::check_choice(&args.engine, &query.trigger_plan())?;
-            let engine = Engine::start(&args.engine, args.cluster_min_bytes as u64).await?;
+            let threshold = crate::query::engine::Threshold {
+                bytes: args.cluster_min_bytes as u64,
+                units: args.cluster_min_files.map(|n| n as usize),
+            };
+            let engine = Engine::start(&args.engine, threshold).await?;
             query.use_engine(engine)?;
             log::info!("engine: {}", query.engine().describe());
         }

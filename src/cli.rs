@@ -506,6 +506,10 @@ pub struct RunArgs {
     /// job costs scheduling and a shuffle write).
     #[arg(long, default_value = "32MiB", value_parser = parse_byte_count, value_name = "BYTES")]
     pub cluster_min_bytes: usize,
+    /// With a cluster engine: also send triggers of at least this many input files (or log
+    /// ranges) to the cluster, whatever their bytes (many small files cost many opens).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
+    pub cluster_min_files: Option<u64>,
 }
 
 /// The input's format and columns (see `format`).

@@ -136,7 +136,7 @@ pub async fn verify(args: VerifyArgs, out: &mut impl Write) -> Result<bool> {
                      a cluster yet; verify it with --engine local"
                 )));
             }
-            Some(Engine::start(choice, 0).await?)
+            Some(Engine::start(choice, Default::default()).await?)
         }
     };
     let mut units = Vec::new();

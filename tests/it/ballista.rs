@@ -150,7 +150,7 @@ fn the_cluster_engine_gives_the_local_engines_rows_counts_and_watermarks() {
     let rt = runtime();
     rt.block_on(async {
         let choice = EngineChoice::Standalone { executors: 2 };
-        let cluster = Engine::start(&choice, 0).await.unwrap();
+        let cluster = Engine::start(&choice, Default::default()).await.unwrap();
         for seed in seeds(12) {
             let _hint = ReplayHint(seed);
             let input = Input::random(seed);
@@ -191,7 +191,7 @@ fn a_cluster_without_dfstreams_codec_is_a_clear_error_at_start() {
             .parse()
             .unwrap();
         let started = std::time::Instant::now();
-        let error = match Engine::start(&choice, 0).await {
+        let error = match Engine::start(&choice, Default::default()).await {
             Ok(_) => panic!("a plain Ballista cluster was taken for dfstream's"),
             Err(e) => e.to_string(),
         };
@@ -527,4 +527,65 @@ fn a_query_joining_a_static_table_is_refused_on_a_cluster_with_the_reason() {
         "{stderr}"
     );
     assert!(!ws.output.exists() || std::fs::read_dir(&ws.output).unwrap().next().is_none());
+}
+
+#[test]
+fn csv_json_and_parquet_input_give_the_batch_answer_on_a_cluster() {
+    use crate::formats::{QUERIES, batch, csv_text, extension, json_text, parquet_bytes};
+    use crate::formats::{random_clicks, stream};
+    use dfstream::format::FormatKind;
+
+    let rt = runtime();
+    rt.block_on(async {
+        let cluster = Engine::start(
+            &EngineChoice::Standalone { executors: 2 },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        for seed in seeds(3) {
+            let _hint = ReplayHint(seed);
+            let mut rng = StdRng::seed_from_u64(seed);
+            for kind in [FormatKind::Csv, FormatKind::Json, FormatKind::Parquet] {
+                let header = kind == FormatKind::Csv && rng.random_bool(0.5);
+                let dir = tempfile::tempdir().unwrap();
+                let files: Vec<(String, Vec<u8>)> = (0..rng.random_range(1..6))
+                    .map(|i| {
+                        let n = rng.random_range(1..40);
+                        let clicks = random_clicks(&mut rng, n);
+                        let bytes = match kind {
+                            FormatKind::Csv => csv_text(&clicks, header),
+                            FormatKind::Json => json_text(&clicks),
+                            _ => parquet_bytes(&clicks),
+                        };
+                        (format!("f{i:02}.{}", extension(kind)), bytes)
+                    })
+                    .collect();
+                for (name, bytes) in &files {
+                    std::fs::write(dir.path().join(name), bytes).unwrap();
+                }
+                let split = random_split(&mut rng, files.len());
+                for (sql, mode) in QUERIES {
+                    let expected = batch(sql, kind, header, dir.path()).await;
+                    let got = stream(
+                        sql,
+                        kind,
+                        header,
+                        *mode,
+                        2,
+                        dir.path(),
+                        &files,
+                        &split,
+                        &cluster,
+                    )
+                    .await;
+                    assert_eq!(
+                        sorted_rows(&got),
+                        sorted_rows(&expected),
+                        "seed {seed}, {kind}, split {split:?}: {sql}"
+                    );
+                }
+            }
+        }
+    });
 }

@@ -39,14 +39,14 @@ const PAGES: &[&str] = &[
 
 /// One record of the random input; `None` is NULL (an empty CSV field, a missing JSON key).
 #[derive(Debug, Clone)]
-struct Click {
+pub(crate) struct Click {
     ts: i64,
     page: Option<&'static str>,
     user_id: Option<i64>,
     amount: Option<f64>,
 }
 
-fn random_clicks(rng: &mut StdRng, n: usize) -> Vec<Click> {
+pub(crate) fn random_clicks(rng: &mut StdRng, n: usize) -> Vec<Click> {
     (0..n)
         .map(|_| Click {
             ts: 1_767_225_600_000_000 + rng.random_range(0..600) * 1_000_000,
@@ -67,7 +67,7 @@ fn iso(micros: i64) -> String {
     dfstream::generate::iso8601(micros)
 }
 
-fn csv_text(clicks: &[Click], header: bool) -> Vec<u8> {
+pub(crate) fn csv_text(clicks: &[Click], header: bool) -> Vec<u8> {
     let mut text = String::new();
     if header {
         text.push_str("ts,page,user_id,amount\r\n");
@@ -87,7 +87,7 @@ fn csv_text(clicks: &[Click], header: bool) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn json_text(clicks: &[Click]) -> Vec<u8> {
+pub(crate) fn json_text(clicks: &[Click]) -> Vec<u8> {
     let mut text = String::new();
     for c in clicks {
         let mut object = serde_json::Map::new();
@@ -108,7 +108,7 @@ fn json_text(clicks: &[Click]) -> Vec<u8> {
     text.into_bytes()
 }
 
-fn parquet_bytes(clicks: &[Click]) -> Vec<u8> {
+pub(crate) fn parquet_bytes(clicks: &[Click]) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
         Field::new("page", DataType::Utf8, true),
@@ -132,7 +132,7 @@ fn parquet_bytes(clicks: &[Click]) -> Vec<u8> {
     bytes
 }
 
-fn extension(kind: FormatKind) -> &'static str {
+pub(crate) fn extension(kind: FormatKind) -> &'static str {
     match kind {
         FormatKind::Csv => "csv",
         FormatKind::Json => "json",
@@ -160,7 +160,7 @@ async fn stream_format(kind: FormatKind, header: bool, event_time: bool) -> Stre
 /// The streaming result (the last trigger's in complete mode, every trigger's in append
 /// mode) of `sql` over `files` split into `split`.
 #[allow(clippy::too_many_arguments)]
-async fn stream(
+pub(crate) async fn stream(
     sql: &str,
     kind: FormatKind,
     header: bool,
@@ -169,6 +169,7 @@ async fn stream(
     dir: &Path,
     files: &[(String, Vec<u8>)],
     split: &[std::ops::Range<usize>],
+    engine: &dfstream::query::engine::Engine,
 ) -> Vec<RecordBatch> {
     let counters = Arc::new(TextCounters::default());
     let format = stream_format(kind, header, false).await;
@@ -188,6 +189,7 @@ async fn stream(
     let mut query = StreamingQuery::plan(spec, slot.clone())
         .await
         .unwrap_or_else(|e| panic!("planning failed: {e}"));
+    query.use_engine(engine.clone()).unwrap();
     let mut emitted = Vec::new();
     for range in split {
         slot.set(
@@ -216,7 +218,12 @@ async fn stream(
 }
 
 /// The oracle: DataFusion's own reader of `kind` over every file in `dir`, the same SQL.
-async fn batch(sql: &str, kind: FormatKind, header: bool, dir: &Path) -> Vec<RecordBatch> {
+pub(crate) async fn batch(
+    sql: &str,
+    kind: FormatKind,
+    header: bool,
+    dir: &Path,
+) -> Vec<RecordBatch> {
     let ctx = datafusion::prelude::SessionContext::new();
     let schema = dfstream::format::parse_columns(COLUMNS, "columns")
         .await
@@ -243,7 +250,7 @@ async fn batch(sql: &str, kind: FormatKind, header: bool, dir: &Path) -> Vec<Rec
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
 }
 
-const QUERIES: &[(&str, OutputMode)] = &[
+pub(crate) const QUERIES: &[(&str, OutputMode)] = &[
     (
         "SELECT page, count(*) AS n, count(user_id) AS users, sum(CAST(round(amount * 100) AS BIGINT)) AS cents, \
          min(user_id) AS lo, max(ts) AS last, count(DISTINCT user_id) AS distinct_users \
@@ -310,6 +317,7 @@ fn each_format_streams_the_batch_answer_over_random_splits() {
                         dir.path(),
                         &files,
                         &split,
+                        &dfstream::query::engine::Engine::Local,
                     )
                     .await;
                     assert_eq!(sorted_rows(&got), sorted_rows(&expected), "{context}");

@@ -54,7 +54,7 @@ pub struct Cluster {
     /// `http://HOST:PORT`.
     scheduler: String,
     label: String,
-    min_bytes: u64,
+    threshold: super::Threshold,
     codec: ClusterCodec,
     config: SessionConfig,
     session_id: String,
@@ -63,7 +63,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn start(choice: &EngineChoice, min_bytes: u64) -> Result<Self> {
+    pub async fn start(choice: &EngineChoice, threshold: super::Threshold) -> Result<Self> {
         let (scheduler, runtime) = match choice {
             EngineChoice::Standalone { executors } => {
                 let (scheduler, runtime) = start_standalone(*executors).await?;
@@ -75,7 +75,7 @@ impl Cluster {
         let cluster = Cluster {
             scheduler,
             label: choice.to_string(),
-            min_bytes,
+            threshold,
             codec: ClusterCodec::default(),
             config: SessionConfig::new_with_ballista().with_target_partitions(1),
             session_id: format!("dfstream-{}", std::process::id()),
@@ -87,15 +87,12 @@ impl Cluster {
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "{} (triggers of at least {} bytes; smaller ones run here)",
-            self.label, self.min_bytes
-        )
+        format!("{} ({})", self.label, self.threshold)
     }
 
     /// Whether a trigger over `units` is big enough to be worth a cluster job.
     pub fn takes(&self, units: &[InputUnit]) -> bool {
-        !units.is_empty() && super::input_bytes(units) >= self.min_bytes
+        self.threshold.takes(units)
     }
 
     /// Checks that the trigger plan can be shipped (see [`check`]).

@@ -100,18 +100,18 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// Connects to (or, standalone, starts) the engine `choice` names; triggers of fewer than
-    /// `min_bytes` of input stay local.
-    pub async fn start(choice: &EngineChoice, min_bytes: u64) -> Result<Self> {
+    /// Connects to (or, standalone, starts) the engine `choice` names; triggers below
+    /// `threshold` stay local.
+    pub async fn start(choice: &EngineChoice, threshold: Threshold) -> Result<Self> {
         match choice {
             EngineChoice::Local => Ok(Engine::Local),
             #[cfg(feature = "ballista")]
             _ => Ok(Engine::Cluster(Arc::new(
-                ballista::Cluster::start(choice, min_bytes).await?,
+                ballista::Cluster::start(choice, threshold).await?,
             ))),
             #[cfg(not(feature = "ballista"))]
             _ => {
-                let _ = min_bytes;
+                let _ = threshold;
                 Err(crate::error::Error::Usage(format!(
                     "--engine {choice}: this dfstream was built without Ballista; build it \
                      with `cargo build --release --features ballista`"
@@ -192,6 +192,32 @@ impl Engine {
     }
 }
 
+/// Which triggers are worth a cluster job (`--cluster-min-bytes`, `--cluster-min-files`):
+/// one with at least `bytes` of input, or at least `units` input units (files, log ranges)
+/// whatever their size; smaller ones run locally.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Threshold {
+    pub bytes: u64,
+    pub units: Option<usize>,
+}
+
+impl Threshold {
+    pub fn takes(&self, units: &[crate::source::InputUnit]) -> bool {
+        !units.is_empty()
+            && (input_bytes(units) >= self.bytes || self.units.is_some_and(|n| units.len() >= n))
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "triggers of at least {} bytes", self.bytes)?;
+        if let Some(units) = self.units {
+            write!(f, " or {units} files")?;
+        }
+        f.write_str("; smaller ones run here")
+    }
+}
+
 /// Input bytes of a trigger (the bytes of each unit as taken, or of its range).
 pub fn input_bytes(units: &[crate::source::InputUnit]) -> u64 {
     units
@@ -206,6 +232,36 @@ pub fn input_bytes(units: &[crate::source::InputUnit]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trigger_is_worth_a_job_by_its_bytes_or_its_files() {
+        let units = |sizes: &[u64]| -> Vec<crate::source::InputUnit> {
+            sizes
+                .iter()
+                .map(|&size| crate::source::InputUnit {
+                    size: Some(size),
+                    ..crate::source::InputUnit::file("f".into(), 0)
+                })
+                .collect()
+        };
+        let by_bytes = Threshold {
+            bytes: 100,
+            units: None,
+        };
+        assert!(!by_bytes.takes(&units(&[])));
+        assert!(!by_bytes.takes(&units(&[40, 59])));
+        assert!(by_bytes.takes(&units(&[40, 60])));
+        assert!(!by_bytes.takes(&units(&[1; 50])));
+        let or_files = Threshold {
+            bytes: 100,
+            units: Some(3),
+        };
+        assert!(!or_files.takes(&units(&[1, 1])));
+        assert!(or_files.takes(&units(&[1, 1, 1])));
+        assert!(or_files.takes(&units(&[200])));
+        assert!(!Threshold::default().takes(&units(&[])));
+        assert!(Threshold::default().takes(&units(&[0])));
+    }
 
     #[test]
     fn engines_parse_and_print_back() {
