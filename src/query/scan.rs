@@ -167,13 +167,7 @@ pub fn bind(plan: Arc<dyn ExecutionPlan>, units: &[InputUnit]) -> Result<Arc<dyn
 
 /// `units` as `n` groups of consecutive units of about equal bytes.
 fn file_groups(units: &[InputUnit], n: usize) -> Vec<FileGroup> {
-    let bytes = |u: &InputUnit| {
-        match u.range {
-            Some((start, end)) => end.saturating_sub(start),
-            None => u.size.unwrap_or(1),
-        }
-        .max(1)
-    };
+    let bytes = |u: &InputUnit| u.bytes().unwrap_or(1).max(1);
     let total: u64 = units.iter().map(bytes).sum();
     let per_group = total.div_ceil(n.max(1) as u64).max(1);
     let mut groups: Vec<Vec<PartitionedFile>> = (0..n.max(1)).map(|_| Vec::new()).collect();

@@ -60,6 +60,14 @@ pub struct InputUnit {
 }
 
 impl InputUnit {
+    /// The bytes it reads: its range's, or the size it was taken with (`None`: unknown).
+    pub fn bytes(&self) -> Option<u64> {
+        match self.range {
+            Some((start, end)) => Some(end.saturating_sub(start)),
+            None => self.size,
+        }
+    }
+
     /// A whole local file, all of whose rows arrived at `ts_micros`.
     pub fn file(path: PathBuf, ts_micros: i64) -> Self {
         InputUnit {

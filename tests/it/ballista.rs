@@ -531,8 +531,7 @@ fn a_query_joining_a_static_table_is_refused_on_a_cluster_with_the_reason() {
 
 #[test]
 fn csv_json_and_parquet_input_give_the_batch_answer_on_a_cluster() {
-    use crate::formats::{QUERIES, batch, csv_text, extension, json_text, parquet_bytes};
-    use crate::formats::{random_clicks, stream};
+    use crate::formats::{QUERIES, batch, stream, write_random_files};
     use dfstream::format::FormatKind;
 
     let rt = runtime();
@@ -549,21 +548,8 @@ fn csv_json_and_parquet_input_give_the_batch_answer_on_a_cluster() {
             for kind in [FormatKind::Csv, FormatKind::Json, FormatKind::Parquet] {
                 let header = kind == FormatKind::Csv && rng.random_bool(0.5);
                 let dir = tempfile::tempdir().unwrap();
-                let files: Vec<(String, Vec<u8>)> = (0..rng.random_range(1..6))
-                    .map(|i| {
-                        let n = rng.random_range(1..40);
-                        let clicks = random_clicks(&mut rng, n);
-                        let bytes = match kind {
-                            FormatKind::Csv => csv_text(&clicks, header),
-                            FormatKind::Json => json_text(&clicks),
-                            _ => parquet_bytes(&clicks),
-                        };
-                        (format!("f{i:02}.{}", extension(kind)), bytes)
-                    })
-                    .collect();
-                for (name, bytes) in &files {
-                    std::fs::write(dir.path().join(name), bytes).unwrap();
-                }
+                let count = rng.random_range(1..6);
+                let files = write_random_files(&mut rng, kind, header, count, 1..40, dir.path());
                 let split = random_split(&mut rng, files.len());
                 for (sql, mode) in QUERIES {
                     let expected = batch(sql, kind, header, dir.path()).await;

@@ -39,14 +39,14 @@ const PAGES: &[&str] = &[
 
 /// One record of the random input; `None` is NULL (an empty CSV field, a missing JSON key).
 #[derive(Debug, Clone)]
-pub(crate) struct Click {
+struct Click {
     ts: i64,
     page: Option<&'static str>,
     user_id: Option<i64>,
     amount: Option<f64>,
 }
 
-pub(crate) fn random_clicks(rng: &mut StdRng, n: usize) -> Vec<Click> {
+fn random_clicks(rng: &mut StdRng, n: usize) -> Vec<Click> {
     (0..n)
         .map(|_| Click {
             ts: 1_767_225_600_000_000 + rng.random_range(0..600) * 1_000_000,
@@ -67,7 +67,7 @@ fn iso(micros: i64) -> String {
     dfstream::generate::iso8601(micros)
 }
 
-pub(crate) fn csv_text(clicks: &[Click], header: bool) -> Vec<u8> {
+fn csv_text(clicks: &[Click], header: bool) -> Vec<u8> {
     let mut text = String::new();
     if header {
         text.push_str("ts,page,user_id,amount\r\n");
@@ -87,7 +87,7 @@ pub(crate) fn csv_text(clicks: &[Click], header: bool) -> Vec<u8> {
     text.into_bytes()
 }
 
-pub(crate) fn json_text(clicks: &[Click]) -> Vec<u8> {
+fn json_text(clicks: &[Click]) -> Vec<u8> {
     let mut text = String::new();
     for c in clicks {
         let mut object = serde_json::Map::new();
@@ -108,7 +108,7 @@ pub(crate) fn json_text(clicks: &[Click]) -> Vec<u8> {
     text.into_bytes()
 }
 
-pub(crate) fn parquet_bytes(clicks: &[Click]) -> Vec<u8> {
+fn parquet_bytes(clicks: &[Click]) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
         Field::new("page", DataType::Utf8, true),
@@ -132,7 +132,7 @@ pub(crate) fn parquet_bytes(clicks: &[Click]) -> Vec<u8> {
     bytes
 }
 
-pub(crate) fn extension(kind: FormatKind) -> &'static str {
+fn extension(kind: FormatKind) -> &'static str {
     match kind {
         FormatKind::Csv => "csv",
         FormatKind::Json => "json",
@@ -250,6 +250,34 @@ pub(crate) async fn batch(
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
 }
 
+/// `count` files of `kind` in `dir`, each of `rows` random records (a number drawn per file):
+/// their names and bytes.
+pub(crate) fn write_random_files(
+    rng: &mut StdRng,
+    kind: FormatKind,
+    header: bool,
+    count: usize,
+    rows: std::ops::Range<usize>,
+    dir: &Path,
+) -> Vec<(String, Vec<u8>)> {
+    let files: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|i| {
+            let n = rng.random_range(rows.clone());
+            let clicks = random_clicks(rng, n);
+            let bytes = match kind {
+                FormatKind::Csv => csv_text(&clicks, header),
+                FormatKind::Json => json_text(&clicks),
+                _ => parquet_bytes(&clicks),
+            };
+            (format!("f{i:02}.{}", extension(kind)), bytes)
+        })
+        .collect();
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    files
+}
+
 pub(crate) const QUERIES: &[(&str, OutputMode)] = &[
     (
         "SELECT page, count(*) AS n, count(user_id) AS users, sum(CAST(round(amount * 100) AS BIGINT)) AS cents, \
@@ -278,21 +306,7 @@ fn each_format_streams_the_batch_answer_over_random_splits() {
             let header = kind == FormatKind::Csv && rng.random_bool(0.5);
             let dir = tempfile::tempdir().unwrap();
             let count = rng.random_range(1..8);
-            let files: Vec<(String, Vec<u8>)> = (0..count)
-                .map(|i| {
-                    let n = rng.random_range(0..40);
-                    let clicks = random_clicks(&mut rng, n);
-                    let bytes = match kind {
-                        FormatKind::Csv => csv_text(&clicks, header),
-                        FormatKind::Json => json_text(&clicks),
-                        _ => parquet_bytes(&clicks),
-                    };
-                    (format!("f{i:02}.{}", extension(kind)), bytes)
-                })
-                .collect();
-            for (name, bytes) in &files {
-                std::fs::write(dir.path().join(name), bytes).unwrap();
-            }
+            let files = write_random_files(&mut rng, kind, header, count, 0..40, dir.path());
             let mut split = Vec::new();
             let mut start = 0;
             while start < files.len() {

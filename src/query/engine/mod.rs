@@ -220,13 +220,7 @@ impl std::fmt::Display for Threshold {
 
 /// Input bytes of a trigger (the bytes of each unit as taken, or of its range).
 pub fn input_bytes(units: &[crate::source::InputUnit]) -> u64 {
-    units
-        .iter()
-        .map(|u| match u.range {
-            Some((start, end)) => end.saturating_sub(start),
-            None => u.size.unwrap_or(0),
-        })
-        .sum()
+    units.iter().map(|u| u.bytes().unwrap_or(0)).sum()
 }
 
 #[cfg(test)]
