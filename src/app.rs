@@ -549,8 +549,25 @@ impl Job {
     }
 
     /// Runs batch `offsets.batch_id` over exactly its recorded input, at its recorded time
-    /// (a replay of a batch recorded without one runs at the current time).
-    async fn run(&mut self, mut offsets: Offsets) -> Result<()> {
+    /// (a replay of a batch recorded without one runs at the current time). When it fails,
+    /// the batches that finished before it are committed first, so that only the failed one
+    /// is re-run at the next start (and `checkpoint skip-batch` can set it aside).
+    async fn run(&mut self, offsets: Offsets) -> Result<()> {
+        let batch_id = self.next_batch;
+        let result = self.run_uncommitted(offsets).await;
+        if result.is_err() && !self.uncommitted.is_empty() {
+            // Their deltas only: the state in memory may already hold part of the failed
+            // batch, so it must not be written as a snapshot.
+            self.snapshot_due = false;
+            if let Err(e) = self.commit().await {
+                log::warn!("could not commit the batches finished before batch {batch_id}: {e}");
+            }
+        }
+        result
+    }
+
+    /// [`Self::run`] without committing what finished before a failure.
+    async fn run_uncommitted(&mut self, mut offsets: Offsets) -> Result<()> {
         let batch_id = self.next_batch;
         let started = Instant::now();
         let take_time = std::mem::take(&mut self.take_time);

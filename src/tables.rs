@@ -22,6 +22,8 @@ use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::execution::TaskContext;
@@ -29,6 +31,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::statistics::StatisticsArgs;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
@@ -316,20 +319,34 @@ impl StaticTable {
     /// The rows in use, as Arrow IPC (what the checkpoint keeps of a version).
     fn rows_as_ipc(&self) -> Result<Vec<u8>> {
         let rows = self.rows.read().expect("table rows poisoned").clone();
-        let mut out = Vec::new();
-        let mut writer =
-            datafusion::arrow::ipc::writer::FileWriter::try_new(&mut out, &self.schema)
-                .map_err(|e| Error::io("encoding a table version", std::io::Error::other(e)))?;
-        for batch in rows.iter() {
-            writer
-                .write(batch)
-                .map_err(|e| Error::io("encoding a table version", std::io::Error::other(e)))?;
-        }
-        writer
-            .finish()
-            .map_err(|e| Error::io("encoding a table version", std::io::Error::other(e)))?;
-        Ok(out)
+        rows_to_ipc(&self.schema, &rows)
+            .map_err(|e| Error::io("encoding a table version", std::io::Error::other(e)))
     }
+}
+
+/// `rows` as an Arrow IPC file.
+pub(crate) fn rows_to_ipc(
+    schema: &SchemaRef,
+    rows: &[RecordBatch],
+) -> std::result::Result<Vec<u8>, datafusion::arrow::error::ArrowError> {
+    let mut out = Vec::new();
+    let mut writer = datafusion::arrow::ipc::writer::FileWriter::try_new(&mut out, schema)?;
+    for batch in rows {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    drop(writer);
+    Ok(out)
+}
+
+/// The columns and rows of an Arrow IPC file.
+pub(crate) fn rows_of_ipc(
+    bytes: &[u8],
+) -> std::result::Result<(SchemaRef, Vec<RecordBatch>), datafusion::arrow::error::ArrowError> {
+    let reader =
+        datafusion::arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?;
+    let schema = reader.schema();
+    Ok((schema, reader.collect::<std::result::Result<_, _>>()?))
 }
 
 /// A version's name: a hash of its bytes.
@@ -498,19 +515,12 @@ impl TableProvider for StaticTableProvider {
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let schema = Arc::new(self.schema.project(&columns)?);
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
-        Ok(Arc::new(StaticScanExec {
-            name: self.name.clone(),
-            rows: Arc::clone(&self.rows),
+        Ok(Arc::new(StaticScanExec::new(
+            self.name.clone(),
+            Arc::clone(&self.rows),
             columns,
             schema,
-            properties: Arc::new(properties),
-        }))
+        )))
     }
 }
 
@@ -522,6 +532,45 @@ pub struct StaticScanExec {
     columns: Vec<usize>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
+}
+
+impl StaticScanExec {
+    fn new(name: String, rows: Rows, columns: Vec<usize>, schema: SchemaRef) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            name,
+            rows,
+            columns,
+            schema,
+            properties: Arc::new(properties),
+        }
+    }
+
+    /// A scan of `rows` (with the columns `schema` names) and nothing swapped in later: a
+    /// plan shipped to a cluster carries the rows its batch joins with.
+    pub fn of_rows(name: String, schema: SchemaRef, rows: Vec<RecordBatch>) -> Self {
+        let columns = (0..schema.fields().len()).collect();
+        Self::new(name, Arc::new(RwLock::new(Arc::new(rows))), columns, schema)
+    }
+
+    /// The table's name in the query.
+    pub fn table(&self) -> &str {
+        &self.name
+    }
+
+    /// The rows it reads if it runs now, in its columns.
+    pub fn rows_now(&self) -> datafusion::common::Result<Vec<RecordBatch>> {
+        let rows = self.rows.read().expect("table rows poisoned").clone();
+        Ok(rows
+            .iter()
+            .map(|b| b.project(&self.columns))
+            .collect::<std::result::Result<Vec<_>, _>>()?)
+    }
 }
 
 impl DisplayAs for StaticScanExec {
@@ -557,18 +606,31 @@ impl ExecutionPlan for StaticScanExec {
         Ok(self)
     }
 
+    /// Its size as it is when the query is planned: a small table becomes the build side
+    /// of a join (collected once, the stream's partitions probing it) rather than both
+    /// sides being repartitioned by key every trigger.
+    fn statistics_from_inputs(
+        &self,
+        _input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> datafusion::common::Result<Arc<Statistics>> {
+        let rows = self.rows_now()?;
+        Ok(Arc::new(
+            Statistics::new_unknown(&self.schema)
+                .with_num_rows(Precision::Exact(rows.iter().map(|b| b.num_rows()).sum()))
+                .with_total_byte_size(Precision::Exact(
+                    rows.iter().map(|b| b.get_array_memory_size()).sum(),
+                )),
+        ))
+    }
+
     fn execute(
         &self,
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> datafusion::common::Result<SendableRecordBatchStream> {
-        let rows = self.rows.read().expect("table rows poisoned").clone();
-        let batches = rows
-            .iter()
-            .map(|b| b.project(&self.columns))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
         Ok(Box::pin(MemoryStream::try_new(
-            batches,
+            self.rows_now()?,
             Arc::clone(&self.schema),
             None,
         )?))

@@ -2,15 +2,17 @@
 //! to DataFusion's, so that `datafusion-proto` can ship a bound trigger plan to another process
 //! (a Ballista cluster's scheduler and executors, see [`super::engine`]).
 //!
-//! Three nodes need it. The `lines` scan ([`LinesSource`] in a `DataSourceExec`) is written as
+//! Four nodes need it. The `lines` scan ([`LinesSource`] in a `DataSourceExec`) is written as
 //! DataFusion's own `FileScanExecConf` (file groups, partition values, projection, limit) plus,
 //! per file, the [`InputUnit`] it reads: a local path (absolute), or an object path with the
 //! URL of its store (which the receiving runtime must have registered, as DataFusion's own
 //! scans need), the pinned size or byte range, and the version taken. [`EventTimeExec`] is
 //! written as its event-time expression, its watermark (delay and value when the plan was
 //! bound) and the columns it keeps. [`ReportExec`], the root of a shipped plan, as the
-//! sources of the trigger's files. The trigger-time functions (`now()` and its kin) are written
-//! with the time they answer.
+//! sources of the trigger's files. A static table's scan ([`StaticScanExec`]) as the rows the
+//! batch joins with, in its columns (Arrow IPC, at most [`SHIPPED_TABLE_LIMIT`] bytes, since a
+//! plan travels in one gRPC message to each task: a broadcast, as Spark's of a small table).
+//! The trigger-time functions (`now()` and its kin) are written with the time they answer.
 //!
 //! What stays with the process that decodes: the counters a scan reports into (the codec's
 //! own, or a decoded [`ReportExec`]'s, whose report rows bring them back to the driver).
@@ -41,6 +43,7 @@ use super::scan::{EventTimeExec, EventTimeStage, LinesSource, Reading, partition
 use crate::batch::TextCounters;
 use crate::format::{FormatKind, FormatSpec, StreamFormat};
 use crate::source::{InputUnit, Place};
+use crate::tables::StaticScanExec;
 
 /// Encodes and decodes dfstream's plan nodes; decoded scans count into `counters`.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +61,7 @@ impl PlanCodec {
 /// One encoded node.
 #[derive(Clone, PartialEq, Message)]
 struct NodeProto {
-    #[prost(oneof = "Node", tags = "1, 2, 3")]
+    #[prost(oneof = "Node", tags = "1, 2, 3, 4")]
     node: Option<Node>,
 }
 
@@ -71,6 +74,21 @@ enum Node {
     /// [`ReportExec`]: nothing but its input.
     #[prost(message, tag = "3")]
     Report(ReportProto),
+    #[prost(message, tag = "4")]
+    Static(StaticTableProto),
+}
+
+/// The most bytes of a static table's rows a shipped plan carries (Ballista's gRPC messages
+/// carry at most 16 MiB, the whole plan included).
+pub const SHIPPED_TABLE_LIMIT: usize = 8 << 20;
+
+/// A static table's scan: its name and the rows it reads, as an Arrow IPC file.
+#[derive(Clone, PartialEq, Message)]
+struct StaticTableProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    rows: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -248,6 +266,12 @@ impl PhysicalExtensionCodec for PlanCodec {
                     sources,
                 )?))
             }
+            Some(Node::Static(table)) => {
+                let (schema, rows) = crate::tables::rows_of_ipc(&table.rows).map_err(|e| {
+                    internal_datafusion_err!("the rows of static table {}: {e}", table.name)
+                })?;
+                Ok(Arc::new(StaticScanExec::of_rows(table.name, schema, rows)))
+            }
             None => Err(internal_datafusion_err!("an empty dfstream plan node")),
         }
     }
@@ -337,6 +361,20 @@ impl PhysicalExtensionCodec for PlanCodec {
                     })
                     .collect(),
             })
+        } else if let Some(scan) = node.downcast_ref::<StaticScanExec>() {
+            let rows = crate::tables::rows_to_ipc(&scan.schema(), &scan.rows_now()?)?;
+            if rows.len() > SHIPPED_TABLE_LIMIT {
+                return not_impl_err!(
+                    "the static table {} is {} bytes in the columns the query reads, more \
+                     than the {SHIPPED_TABLE_LIMIT} a plan shipped to a cluster carries",
+                    scan.table(),
+                    rows.len()
+                );
+            }
+            Node::Static(StaticTableProto {
+                name: scan.table().to_string(),
+                rows,
+            })
         } else {
             return not_impl_err!("dfstream cannot encode the plan node {}", node.name());
         };
@@ -354,6 +392,7 @@ impl PlanCodec {
         lines_scan(node).is_some()
             || node.downcast_ref::<EventTimeExec>().is_some()
             || node.downcast_ref::<ReportExec>().is_some()
+            || node.downcast_ref::<StaticScanExec>().is_some()
     }
 
     fn decode_scan(

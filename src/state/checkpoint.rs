@@ -913,14 +913,8 @@ impl Checkpoint {
         else {
             return Ok(None);
         };
-        let reader =
-            datafusion::arrow::ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-                .map_err(|e| {
-                    Error::Checkpoint(format!("{path} in {} is damaged: {e}", self.describe()))
-                })?;
-        reader
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map(Some)
+        crate::tables::rows_of_ipc(&bytes)
+            .map(|(_, rows)| Some(rows))
             .map_err(|e| {
                 Error::Checkpoint(format!("{path} in {} is damaged: {e}", self.describe()))
             })

@@ -494,39 +494,174 @@ fn an_unreachable_scheduler_is_retried_then_a_clear_error() {
 }
 
 #[test]
-fn a_query_joining_a_static_table_is_refused_on_a_cluster_with_the_reason() {
-    let ws = crate::util::Workspace::new();
-    ws.add_file("a.txt", "some words\n");
+fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
+    use crate::util::{Workspace, assert_ok, bin, state_rows, stderr, stdout};
+    use std::process::Command;
+
+    let ws = Workspace::new();
     let table = ws.dir.path().join("stop.csv");
-    std::fs::write(&table, "word\nthe\n").unwrap();
     let query = ws.dir.path().join("q.sql");
+    // A stopword list (an anti join) and a dimension (an inner join), on the cluster.
+    let groups = ws.dir.path().join("groups.json");
     std::fs::write(
-        &query,
-        "SELECT w, count(*) AS n FROM (SELECT unnest(words(value)) AS w FROM lines) \
-         WHERE w NOT IN (SELECT word FROM stop) GROUP BY w",
+        &groups,
+        "{\"w\":\"fox\",\"g\":\"animal\"}\n{\"w\":\"dog\",\"g\":\"animal\"}\n\
+         {\"w\":\"red\",\"g\":\"colour\"}\n",
     )
     .unwrap();
-    let out = ws
-        .command(
+    std::fs::write(
+        &query,
+        "SELECT g, count(*) AS n FROM (SELECT unnest(words(value)) AS w FROM lines) AS t \
+         JOIN groups USING (w) WHERE NOT EXISTS (SELECT 1 FROM stop WHERE stop.word = t.w) \
+         GROUP BY g",
+    )
+    .unwrap();
+    let run = |engine: &str| {
+        ws.run(
             &query,
             &[
                 "--table",
                 &format!("stop={}", table.display()),
+                "--table",
+                &format!("groups={}", groups.display()),
                 "--engine",
-                "ballista-standalone",
+                engine,
+                "--cluster-min-bytes",
+                "0",
                 "--trigger",
-                "once",
+                "available-now",
+                "--no-console",
             ],
         )
+    };
+    std::fs::write(&table, "word\nthe\n").unwrap();
+    ws.add_file("a.txt", "the red fox\nthe dog\n");
+    let out = run("ballista-standalone:2");
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("engine: ballista-standalone"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        state_rows(&ws, "SELECT g, n FROM state ORDER BY g"),
+        ["animal|2", "colour|1"]
+    );
+
+    // `verify` runs the batch query with both tables on the cluster.
+    let verified = Command::new(bin())
+        .arg("verify")
+        .arg(&query)
+        .arg("--input")
+        .arg(&ws.input)
+        .arg("--output")
+        .arg(&ws.output)
+        .arg("--checkpoint")
+        .arg(&ws.checkpoint)
+        .args(["--engine", "ballista-standalone"])
         .output()
         .unwrap();
-    let stderr = crate::util::stderr(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_ok(&verified);
     assert!(
-        stderr.contains("cannot run on a cluster: it reads a static table"),
-        "{stderr}"
+        stdout(&verified).contains("\nOK: 2 rows"),
+        "{}",
+        stdout(&verified)
     );
-    assert!(!ws.output.exists() || std::fs::read_dir(&ws.output).unwrap().next().is_none());
+
+    // A new version of the stopwords: the next batch, on the cluster, joins with it; then
+    // the local engine goes on from the same checkpoint.
+    std::fs::write(&table, "word\nthe\nfox\n").unwrap();
+    ws.add_file("b.txt", "fox dog red red\n");
+    assert_ok(&run("ballista-standalone"));
+    assert_eq!(
+        state_rows(&ws, "SELECT g, n FROM state ORDER BY g"),
+        ["animal|3", "colour|3"]
+    );
+    ws.add_file("c.txt", "fox dog\n");
+    assert_ok(&run("local"));
+    assert_eq!(
+        state_rows(&ws, "SELECT g, n FROM state ORDER BY g"),
+        ["animal|4", "colour|3"]
+    );
+
+    // `NOT IN` gathers the stream into one partition (its NULL semantics): refused, with
+    // what to write instead.
+    let not_in = ws.dir.path().join("not-in.sql");
+    std::fs::write(
+        &not_in,
+        "SELECT w, count(*) AS n FROM (SELECT unnest(words(value)) AS w FROM lines) \
+         WHERE w NOT IN (SELECT word FROM stop) GROUP BY w",
+    )
+    .unwrap();
+    let out = ws.run(
+        &not_in,
+        &[
+            "--table",
+            &format!("stop={}", table.display()),
+            "--engine",
+            "ballista-standalone",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot run on a cluster: it moves rows between partitions")
+            && stderr(&out).contains("`NOT EXISTS (SELECT ... WHERE ...)` gives the same rows"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A table that grows too big to travel with a job while the job runs: the batch fails
+    // without a commit, naming it (the query was planned with it small)...
+    let mut big = String::from("word\n");
+    while big.len() <= 9 << 20 {
+        big.push_str(&format!("stopword-number-{}\n", big.len()));
+    }
+    let commits = ws.commits();
+    let mut job = ws.command(
+        &query,
+        &[
+            "--table",
+            &format!("stop={}", table.display()),
+            "--table",
+            &format!("groups={}", groups.display()),
+            "--engine",
+            "ballista-standalone",
+            "--cluster-min-bytes",
+            "0",
+            "--trigger",
+            "100ms",
+            "--no-console",
+        ],
+    );
+    let job = crate::util::Job::spawn(&mut job);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Whole at once (a half-written file could be read as a smaller version).
+    let partial = ws.dir.path().join("stop.csv.partial");
+    std::fs::write(&partial, &big).unwrap();
+    std::fs::rename(&partial, &table).unwrap();
+    ws.add_file("d.txt", "red\n");
+    let (status, log) = job.wait();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("the static table stop is")
+            && log.contains("more than the 8388608 a plan shipped to a cluster carries"),
+        "{log}"
+    );
+    assert_eq!(ws.commits(), commits);
+    // ... and started with it that big, the query is refused at start, saying why.
+    let out = run("ballista-standalone");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("a static table of more than 8 MiB or 1M rows"),
+        "{}",
+        stderr(&out)
+    );
+    // The local engine joins with it.
+    assert_ok(&run("local"));
+    assert_eq!(
+        state_rows(&ws, "SELECT g, n FROM state ORDER BY g"),
+        ["animal|4", "colour|4"]
+    );
 }
 
 #[test]
@@ -574,4 +709,64 @@ fn csv_json_and_parquet_input_give_the_batch_answer_on_a_cluster() {
             }
         }
     });
+}
+
+#[test]
+fn a_job_that_fails_on_the_cluster_fails_its_batch_and_is_run_again_exactly() {
+    use crate::util::{Workspace, assert_ok, state_rows, stderr};
+
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("q.sql");
+    std::fs::write(
+        &query,
+        "SELECT page, count(*) AS n, sum(user_id) AS users FROM lines GROUP BY page",
+    )
+    .unwrap();
+    let run = || {
+        ws.run(
+            &query,
+            &[
+                "--format",
+                "csv",
+                "--schema",
+                "page VARCHAR, user_id BIGINT",
+                "--on-error",
+                "fail",
+                "--engine",
+                "ballista-standalone",
+                "--cluster-min-bytes",
+                "0",
+                "--trigger",
+                "available-now",
+                "--max-files-per-trigger",
+                "1",
+                "--no-console",
+            ],
+        )
+    };
+    ws.add_file("a.csv", "home,1\nabout,2\nhome,3\n");
+    // The second batch's file has a record the executors cannot read as a BIGINT.
+    let bad = "home,4\nabout,x\nhome,6\n";
+    ws.add_file("b.csv", bad);
+    let out = run();
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(message.contains("b.csv: line 2"), "{message}");
+    assert_eq!(ws.commits(), vec![0], "{message}");
+    assert_eq!(
+        state_rows(&ws, "SELECT page, n, users FROM state ORDER BY page"),
+        ["about|1|2", "home|2|4"]
+    );
+
+    // Mended (same size), the batch runs again from its offsets: nothing twice, nothing lost.
+    let good = "home,4\nabout,5\nhome,6\n";
+    assert_eq!(good.len(), bad.len());
+    ws.add_file("b.csv", good);
+    let out = run();
+    assert_ok(&out);
+    assert_eq!(ws.commits(), vec![0, 1]);
+    assert_eq!(
+        state_rows(&ws, "SELECT page, n, users FROM state ORDER BY page"),
+        ["about|2|7", "home|4|14"]
+    );
 }

@@ -748,6 +748,50 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
 }
 
 #[test]
+fn the_batches_before_a_failing_one_are_committed_and_only_it_is_re_run() {
+    let ws = Workspace::new();
+    let query = ws.dir.path().join("q.sql");
+    // Fails in the final aggregation over the state, once a word is counted twice: after
+    // the batch's rows were merged into the state in memory.
+    std::fs::write(
+        &query,
+        "SELECT word, 100 / (count(*) - 2) AS s \
+         FROM (SELECT unnest(words(value)) AS word FROM lines) GROUP BY word",
+    )
+    .unwrap();
+    let args = [
+        "--trigger",
+        "available-now",
+        "--max-files-per-trigger",
+        "1",
+        "--snapshot-interval",
+        "1",
+        "--no-console",
+    ];
+    ws.add_file("a.txt", "c d\n");
+    ws.add_file("b.txt", "c\n");
+    let out = ws.run(&query, &args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_logged(&out, "batch 1 failed (input: b.txt)");
+    // Batch 0 finished within the commit interval: committed when batch 1 failed, without
+    // a snapshot of the state that already counted b.txt.
+    assert_eq!(ws.commits(), [0]);
+    let out = dfstream()
+        .args(["checkpoint", "skip-batch", "1", "--checkpoint"])
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    ws.add_file("e.txt", "e\n");
+    assert_ok(&ws.run(&query, &args));
+    assert_eq!(ws.commits(), [0, 1, 2]);
+    assert_eq!(
+        sorted_rows(&read_parquet(&ws.output)),
+        ["c|-100", "d|-100", "e|-100"]
+    );
+}
+
+#[test]
 fn a_log_left_in_an_outside_wal_dir_is_refused_for_a_new_checkpoint_and_reset_clears_it() {
     let ws = Workspace::new();
     let wal_dir = ws.dir.path().join("outside-wal");

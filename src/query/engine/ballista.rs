@@ -223,20 +223,14 @@ impl Cluster {
     }
 }
 
-/// Checks that a trigger plan can be shipped to the cluster `label` names: no static table,
-/// no exchange between partitions, every node encodes.
+/// Checks that a trigger plan can be shipped to the cluster `label` names: no exchange
+/// between partitions, every node encodes (a static table within the size a plan carries).
 pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
     let cannot = |e: &dyn std::fmt::Display| {
         Error::Usage(format!(
             "--engine {label}: this query's trigger plan cannot run on a cluster: {e}"
         ))
     };
-    if let Some(name) = node_named(plan, |name| name == "StaticScanExec") {
-        return Err(cannot(&format!(
-            "it reads a static table (--table, {name}), and static tables are not shipped to a \
-             cluster yet; run it with --engine local"
-        )));
-    }
     let exchange = |name: &str| {
         matches!(
             name,
@@ -244,9 +238,20 @@ pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
         )
     };
     if let Some(exchange) = node_named(plan, exchange) {
+        let hint = if has_null_aware_join(plan) {
+            "; a `NOT IN (SELECT ...)` gathers the stream into one partition to keep its \
+             NULL semantics: where the subquery's column has no NULLs, `NOT EXISTS (SELECT \
+             ... WHERE ...)` gives the same rows without it"
+        } else if node_named(plan, |name| name == "StaticScanExec").is_some() {
+            "; a static table of more than 8 MiB or 1M rows (when the query is planned) is \
+             joined by repartitioning both sides: such a table is too big to travel with \
+             each job"
+        } else {
+            ""
+        };
         return Err(cannot(&format!(
             "it moves rows between partitions ({exchange}), which would split it into stages \
-             whose counts the driver cannot collect"
+             whose counts the driver cannot collect{hint}"
         )));
     }
     let shipped: Arc<dyn ExecutionPlan> = Arc::new(ReportExec::new(Arc::clone(plan)));
@@ -256,6 +261,24 @@ pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
     )
     .map(|_: PhysicalPlanNode| ())
     .map_err(|e| cannot(&e))
+}
+
+/// Whether `plan` has a null-aware anti join (`NOT IN (SELECT ...)`).
+fn has_null_aware_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::physical_plan::joins::HashJoinExec;
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        found = node
+            .downcast_ref::<HashJoinExec>()
+            .is_some_and(|join| join.null_aware);
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
 }
 
 /// The name of the first node of `plan` whose name `wanted` accepts, if any.
