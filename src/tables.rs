@@ -608,7 +608,9 @@ impl ExecutionPlan for StaticScanExec {
 
     /// Its size as it is when the query is planned: a small table becomes the build side
     /// of a join (collected once, the stream's partitions probing it) rather than both
-    /// sides being repartitioned by key every trigger.
+    /// sides being repartitioned by key every trigger. Only an estimate (`Inexact`): the rows
+    /// change between triggers, so nothing may be answered from it (an exact row count would
+    /// let DataFusion fold `(SELECT count(*) FROM t)` into a constant at planning).
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
@@ -617,8 +619,8 @@ impl ExecutionPlan for StaticScanExec {
         let rows = self.rows_now()?;
         Ok(Arc::new(
             Statistics::new_unknown(&self.schema)
-                .with_num_rows(Precision::Exact(rows.iter().map(|b| b.num_rows()).sum()))
-                .with_total_byte_size(Precision::Exact(
+                .with_num_rows(Precision::Inexact(rows.iter().map(|b| b.num_rows()).sum()))
+                .with_total_byte_size(Precision::Inexact(
                     rows.iter().map(|b| b.get_array_memory_size()).sum(),
                 )),
         ))
