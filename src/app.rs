@@ -234,6 +234,9 @@ struct Job {
     uncommitted: Vec<Uncommitted>,
     /// Whether one of them asked for a snapshot.
     snapshot_due: bool,
+    /// Whether recovery worked around damage and no snapshot was written since: the next
+    /// commit must write one (a failed batch then commits nothing early, see [`Self::run`]).
+    repair_due: bool,
     last_commit: Instant,
     checkpoint_interval: Duration,
     checkpoint: Checkpoint,
@@ -410,6 +413,7 @@ impl Job {
             wake,
             uncommitted: Vec::new(),
             snapshot_due: recovered_damage,
+            repair_due: recovered_damage,
             last_commit: Instant::now(),
             checkpoint_interval: args.checkpoint_interval,
             checkpoint,
@@ -555,9 +559,10 @@ impl Job {
     async fn run(&mut self, offsets: Offsets) -> Result<()> {
         let batch_id = self.next_batch;
         let result = self.run_uncommitted(offsets).await;
-        if result.is_err() && !self.uncommitted.is_empty() {
+        if result.is_err() && !self.uncommitted.is_empty() && !self.repair_due {
             // Their deltas only: the state in memory may already hold part of the failed
-            // batch, so it must not be written as a snapshot.
+            // batch, so it must not be written as a snapshot. (A snapshot owed for damage
+            // found at recovery cannot be skipped: then they wait for the re-run.)
             self.snapshot_due = false;
             if let Err(e) = self.commit().await {
                 log::warn!("could not commit the batches finished before batch {batch_id}: {e}");
@@ -764,6 +769,7 @@ impl Job {
             self.checkpoint
                 .write_snapshot(last, state.as_ref(), &remembered)
                 .await?;
+            self.repair_due = false;
             pause(self.step_pause).await;
         }
         let now = crate::time::now_micros();

@@ -444,16 +444,12 @@ pub fn session(partitions: usize) -> SessionContext {
         .set_bool("datafusion.sql_parser.collect_spans", true)
         // Dynamic filters make a plan unsafe to execute more than once.
         .set_bool("datafusion.optimizer.enable_dynamic_filter_pushdown", false)
-        // A static table up to this size is a join's build side, collected once and probed
+        // A static table up to this size in memory is a join's build side, collected once and probed
         // by each partition of the stream, rather than both sides repartitioned by key every
         // trigger; on a cluster it travels in the plan (see `codec::SHIPPED_TABLE_LIMIT`).
         .set_u64(
             "datafusion.optimizer.hash_join_single_partition_threshold",
             codec::SHIPPED_TABLE_LIMIT as u64,
-        )
-        .set_u64(
-            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
-            1 << 20,
         );
     let ctx = SessionContext::new_with_config(config);
     // It rewrites count(DISTINCT x) into an aggregate over an aggregate, which cannot be merged

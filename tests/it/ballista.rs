@@ -634,17 +634,23 @@ fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
         ],
     );
     let job = crate::util::Job::spawn(&mut job);
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // Once it has started with the small table (and its plan has been checked).
+    let started = std::time::Instant::now();
+    while !job.log().contains(" running ") {
+        assert!(started.elapsed().as_secs() < 60, "{}", job.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // Whole at once (a half-written file could be read as a smaller version).
     let partial = ws.dir.path().join("stop.csv.partial");
     std::fs::write(&partial, &big).unwrap();
     std::fs::rename(&partial, &table).unwrap();
     ws.add_file("d.txt", "red\n");
     let (status, log) = job.wait();
-    assert_eq!(status.code(), Some(1), "{log}");
+    assert_eq!(status.code(), Some(2), "{log}");
     assert!(
-        log.contains("the static table stop is")
-            && log.contains("more than the 8388608 a plan shipped to a cluster carries"),
+        log.contains("batch 3 failed")
+            && log.contains("the static tables it reads (stop ")
+            && log.contains("more than the 8388608 bytes a plan shipped to a cluster carries"),
         "{log}"
     );
     assert_eq!(ws.commits(), commits);
@@ -652,7 +658,7 @@ fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
     let out = run("ballista-standalone");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("a static table of more than 8 MiB or 1M rows"),
+        stderr(&out).contains("a static table of more than 8 MiB in memory"),
         "{}",
         stderr(&out)
     );
@@ -740,6 +746,9 @@ fn a_job_that_fails_on_the_cluster_fails_its_batch_and_is_run_again_exactly() {
                 "available-now",
                 "--max-files-per-trigger",
                 "1",
+                // Batch 0 waits for the failure to be committed.
+                "--checkpoint-interval",
+                "1h",
                 "--no-console",
             ],
         )

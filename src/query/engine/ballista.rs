@@ -39,9 +39,10 @@ use prost::Message;
 use super::EngineChoice;
 use super::report::{ReportExec, split_reports};
 use crate::error::{Context, Error, Result};
-use crate::query::codec::PlanCodec;
+use crate::query::codec::{PlanCodec, SHIPPED_TABLE_LIMIT};
 use crate::query::lines::TriggerSlot;
 use crate::source::{InputUnit, Place};
+use crate::tables::StaticScanExec;
 
 /// The version a plan's envelope carries; scheduler and executors must run the same.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -109,6 +110,13 @@ impl Cluster {
     ) -> Result<Vec<RecordBatch>> {
         self.register_stores(units);
         let plan = crate::query::scan::bind(plan, units).context(|| "preparing the plan".into())?;
+        // A new version of a static table may have grown since the plan was checked.
+        tables_fit(&plan).map_err(|e| {
+            Error::Usage(format!(
+                "--engine {}: this trigger cannot run on it: {e}",
+                self.label
+            ))
+        })?;
         let schema = plan.schema();
         let batches = self.submit(Arc::new(ReportExec::new(plan))).await?;
         let (rows, max_event_time) = split_reports(batches, &schema, slot.counters())
@@ -224,7 +232,7 @@ impl Cluster {
 }
 
 /// Checks that a trigger plan can be shipped to the cluster `label` names: no exchange
-/// between partitions, every node encodes (a static table within the size a plan carries).
+/// between partitions, static tables within the size a plan carries, every node encodes.
 pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
     let cannot = |e: &dyn std::fmt::Display| {
         Error::Usage(format!(
@@ -242,10 +250,10 @@ pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
             "; a `NOT IN (SELECT ...)` gathers the stream into one partition to keep its \
              NULL semantics: where the subquery's column has no NULLs, `NOT EXISTS (SELECT \
              ... WHERE ...)` gives the same rows without it"
-        } else if node_named(plan, |name| name == "StaticScanExec").is_some() {
-            "; a static table of more than 8 MiB or 1M rows (when the query is planned) is \
-             joined by repartitioning both sides: such a table is too big to travel with \
-             each job"
+        } else if joins_a_static_table_by_key(plan) {
+            "; a static table of more than 8 MiB in memory when the query is planned is \
+             joined by repartitioning both sides by key: such a table is too big to travel \
+             with each job"
         } else {
             ""
         };
@@ -254,6 +262,7 @@ pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
              whose counts the driver cannot collect{hint}"
         )));
     }
+    tables_fit(plan).map_err(|e| cannot(&e))?;
     let shipped: Arc<dyn ExecutionPlan> = Arc::new(ReportExec::new(Arc::clone(plan)));
     datafusion_proto::physical_plan::AsExecutionPlan::try_from_physical_plan(
         shipped,
@@ -261,6 +270,55 @@ pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
     )
     .map(|_: PhysicalPlanNode| ())
     .map_err(|e| cannot(&e))
+}
+
+/// Checks that the rows of the static tables `plan` reads fit in one shipped plan together
+/// (each travels in it, and a plan is one gRPC message of at most 16 MiB): at most
+/// [`SHIPPED_TABLE_LIMIT`] bytes as Arrow IPC, in the columns the query reads.
+fn tables_fit(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut sizes = Vec::new();
+    let mut total = 0;
+    plan.apply(|node| {
+        if let Some(scan) = node.downcast_ref::<StaticScanExec>() {
+            let rows = crate::tables::rows_to_ipc(&scan.schema(), &scan.rows_now()?)?;
+            sizes.push(format!("{} {} bytes", scan.table(), rows.len()));
+            total += rows.len();
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .context(|| "measuring the static tables a job carries".into())?;
+    if total > SHIPPED_TABLE_LIMIT {
+        return Err(Error::Usage(format!(
+            "the static tables it reads ({}) are more than the {SHIPPED_TABLE_LIMIT} bytes a \
+             plan shipped to a cluster carries, in the columns the query reads; run it with \
+             --engine local",
+            sizes.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `plan` joins a static table by repartitioning both sides by key.
+fn joins_a_static_table_by_key(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        found = node.downcast_ref::<HashJoinExec>().is_some_and(|join| {
+            join.mode == PartitionMode::Partitioned
+                && join
+                    .children()
+                    .iter()
+                    .any(|side| node_named(side, |name| name == "StaticScanExec").is_some())
+        });
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
 }
 
 /// Whether `plan` has a null-aware anti join (`NOT IN (SELECT ...)`).
