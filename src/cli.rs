@@ -480,7 +480,8 @@ pub struct RunArgs {
     /// when they appear (e.g. 7d, 12h), so memory stays bounded. Default: remember every file.
     #[arg(long, value_parser = parse_duration)]
     pub max_file_age: Option<Duration>,
-    /// Longer lines are skipped and counted (e.g. 16MiB, 64KiB, 1000).
+    /// Longer lines are skipped and counted (e.g. 16MiB, 64KiB, 1000); with --format csv or
+    /// json a longer record is malformed (see --on-error).
     #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
     pub max_line_bytes: usize,
     /// Parallelism: files read and aggregated at once. Default: the number of cores.

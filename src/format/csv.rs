@@ -10,7 +10,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 
 use super::CsvOptions;
-use super::records::{FastDecoder, RecordFormat};
+use super::records::{FastDecoder, RecordFormat, RecordScanner};
 
 /// The CSV format of a scan: the parsed columns, the options, and the columns it reads.
 #[derive(Debug)]
@@ -96,12 +96,7 @@ impl RecordFormat for Csv {
     }
 
     fn record_len(&self, bytes: &[u8], at_end: bool) -> Option<usize> {
-        let mut builder = csv_core::ReaderBuilder::new();
-        builder
-            .delimiter(self.options.delimiter)
-            .quote(self.options.quote)
-            .escape(self.options.escape);
-        let mut reader = builder.build();
+        let mut reader = self.core_reader();
         let (mut out, mut ends) = ([0u8; 4096], [0usize; 64]);
         let mut pos = 0;
         loop {
@@ -130,5 +125,47 @@ impl RecordFormat for Csv {
 
     fn has_header(&self) -> bool {
         self.options.header
+    }
+
+    fn scanner(&self) -> Box<dyn RecordScanner> {
+        Box::new(CsvScanner(self.core_reader()))
+    }
+}
+
+impl Csv {
+    /// `csv_core`'s reader with the user's delimiter, quote and escape.
+    fn core_reader(&self) -> csv_core::Reader {
+        let mut builder = csv_core::ReaderBuilder::new();
+        builder
+            .delimiter(self.options.delimiter)
+            .quote(self.options.quote)
+            .escape(self.options.escape);
+        builder.build()
+    }
+}
+
+/// Record ends by `csv_core`'s reader, whose state carries over from piece to piece (a quoted
+/// field may hold line ends); the fields it reads are dropped.
+struct CsvScanner(csv_core::Reader);
+
+impl RecordScanner for CsvScanner {
+    fn end_in(&mut self, bytes: &[u8]) -> Option<usize> {
+        let (mut out, mut ends) = ([0u8; 4096], [0usize; 64]);
+        let mut pos = 0;
+        loop {
+            if pos == bytes.len() {
+                return None; // (no input would tell csv_core the file has ended)
+            }
+            let (result, read, _, _) = self.0.read_record(&bytes[pos..], &mut out, &mut ends);
+            pos += read;
+            match result {
+                csv_core::ReadRecordResult::Record => return Some(pos),
+                csv_core::ReadRecordResult::InputEmpty | csv_core::ReadRecordResult::End => {
+                    return None;
+                }
+                // Room for more fields: the same buffers again.
+                _ => {}
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::json::reader::{Decoder, ReaderBuilder};
 
-use super::records::{FastDecoder, RecordFormat};
+use super::records::{FastDecoder, RecordFormat, RecordScanner};
 
 /// The JSON format of a scan: the parsed columns it reads.
 #[derive(Debug)]
@@ -83,5 +83,18 @@ impl RecordFormat for Json {
             Some(nl) => Some(nl + 1),
             None => (at_end && !bytes.is_empty()).then_some(bytes.len()),
         }
+    }
+
+    fn scanner(&self) -> Box<dyn RecordScanner> {
+        Box::new(LineEnds)
+    }
+}
+
+/// A record is a line: it ends after its `\n`.
+struct LineEnds;
+
+impl RecordScanner for LineEnds {
+    fn end_in(&mut self, bytes: &[u8]) -> Option<usize> {
+        memchr::memchr(b'\n', bytes).map(|nl| nl + 1)
     }
 }

@@ -385,6 +385,8 @@ pub enum Decoding {
     Records {
         format: Arc<dyn records::RecordFormat>,
         on_error: OnError,
+        /// Longer records are malformed (`--max-line-bytes`).
+        max_record_bytes: usize,
         /// Per column read: its place among the parsed columns read, or `None` for
         /// `_corrupt_record`.
         columns: Arc<[Option<usize>]>,
@@ -448,6 +450,7 @@ impl Decoding {
         Ok(Decoding::Records {
             format,
             on_error: stream.spec.on_error,
+            max_record_bytes: max_line_bytes,
             columns,
             schema,
         })
@@ -473,11 +476,13 @@ impl Decoding {
             Decoding::Records {
                 format,
                 on_error,
+                max_record_bytes,
                 columns,
                 schema,
             } => Box::new(records::RecordDecoder::new(
                 format.as_ref(),
                 *on_error,
+                *max_record_bytes,
                 columns,
                 Arc::clone(schema),
                 counters,

@@ -9,6 +9,12 @@
 //! one is kept (permissive: a row with `_corrupt_record`), skipped (drop) or fails the batch
 //! (fail), counted, and noted with its file, line, byte offset and reason for `--bad-records`.
 //! The same bytes always give the same decisions, so a replay does too.
+//!
+//! A record longer than `--max-line-bytes` (its line ends aside) is malformed too, wherever
+//! reads split the file, and memory stays bounded by the limit: once the bytes since the last
+//! batch outgrow it, a [`RecordScanner`] finds where their records end; a long record that
+//! has ended is taken one by one with its neighbours, one that has not is reported at once
+//! and the rest of it skipped (read through, never kept) until it ends.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -55,6 +61,24 @@ pub trait RecordFormat: Send + Sync + std::fmt::Debug {
     fn records_are_lines(&self) -> bool {
         false
     }
+    /// A scanner of where records end, from the start of one.
+    fn scanner(&self) -> Box<dyn RecordScanner>;
+}
+
+/// Finds where records end in a stream of bytes handed over a piece at a time.
+pub trait RecordScanner: Send {
+    /// How many of `bytes` the current record takes, its terminator included, if it ends in
+    /// them; `None` if it goes on past them (all of them read).
+    fn end_in(&mut self, bytes: &[u8]) -> Option<usize>;
+}
+
+/// Where the records in `raw` end, read so far (see [`RecordDecoder::has_long_record`]).
+struct Scan {
+    scanner: Box<dyn RecordScanner>,
+    /// Bytes of `raw` read.
+    read: usize,
+    /// Where the record being read began.
+    record_start: usize,
 }
 
 /// A record that did not fit the schema, as `--bad-records` keeps it.
@@ -96,6 +120,12 @@ pub struct RecordDecoder<'a> {
     tally: SourceCounts,
     /// Records per batch.
     batch_rows: usize,
+    /// Longest record taken (its line ends aside): `--max-line-bytes`.
+    max_record: usize,
+    /// Record ends found in `raw`, once it outgrew `max_record`.
+    scan: Option<Scan>,
+    /// Reading through the rest of a record found too long, to its end.
+    skipping: Option<Box<dyn RecordScanner>>,
 }
 
 impl<'a> RecordDecoder<'a> {
@@ -109,12 +139,16 @@ impl<'a> RecordDecoder<'a> {
     pub fn new(
         format: &'a dyn RecordFormat,
         on_error: OnError,
+        max_record: usize,
         columns: &'a [Option<usize>],
         schema: SchemaRef,
         counters: &'a TextCounters,
         unit: &'a InputUnit,
     ) -> Self {
         Self {
+            max_record,
+            scan: None,
+            skipping: None,
             fast: format.decoder(BATCH_ROWS),
             batch_rows: BATCH_ROWS,
             format,
@@ -134,6 +168,27 @@ impl<'a> RecordDecoder<'a> {
         }
     }
 
+    /// Takes the next bytes of the file, as the decoder's state says.
+    fn take(&mut self, bytes: &[u8]) -> Result<()> {
+        if let Some(scanner) = &mut self.skipping {
+            let Some(end) = scanner.end_in(bytes) else {
+                self.advance(bytes);
+                return Ok(());
+            };
+            self.advance(&bytes[..end]);
+            self.skipping = None;
+            return self.take(&bytes[end..]);
+        }
+        if self.format.records_are_lines() {
+            return self.push_lines(bytes);
+        }
+        if self.slow {
+            self.raw.extend_from_slice(bytes);
+            return self.split(false);
+        }
+        self.feed(bytes)
+    }
+
     /// Hands `bytes` to the fast decoder, falling back to record by record where it fails.
     fn feed(&mut self, bytes: &[u8]) -> Result<()> {
         let mut pos = 0;
@@ -142,6 +197,11 @@ impl<'a> RecordDecoder<'a> {
                 Ok(n) => {
                     self.raw.extend_from_slice(&bytes[pos..pos + n]);
                     pos += n;
+                    if self.raw.len() > self.max_record && self.has_long_record() {
+                        // Record by record, the long one malformed; then on as that leaves it.
+                        self.split(false)?;
+                        return self.take(&bytes[pos..]);
+                    }
                     if self.fast.is_full() {
                         self.flush_fast(false)?;
                     } else if n == 0 {
@@ -166,11 +226,68 @@ impl<'a> RecordDecoder<'a> {
                 self.advance(&raw);
                 raw.clear();
                 self.raw = raw;
+                self.scan = None;
                 Ok(())
             }
             Ok(None) => Ok(()),
             Err(_) => self.split(at_end),
         }
+    }
+
+    /// Whether `raw` holds a record longer than the limit, ended or not (read on from where
+    /// the last call stopped: each byte is scanned once).
+    fn has_long_record(&mut self) -> bool {
+        let format = self.format;
+        let scan = self.scan.get_or_insert_with(|| Scan {
+            scanner: format.scanner(),
+            read: 0,
+            record_start: 0,
+        });
+        while scan.read < self.raw.len() {
+            match scan.scanner.end_in(&self.raw[scan.read..]) {
+                Some(n) => {
+                    let end = scan.read + n;
+                    if content_len(&self.raw[scan.record_start..end]) > self.max_record {
+                        return true;
+                    }
+                    (scan.read, scan.record_start) = (end, end);
+                }
+                None => scan.read = self.raw.len(),
+            }
+        }
+        content_len(&self.raw[scan.record_start..]) > self.max_record
+    }
+
+    /// Why a record is malformed when it is too long.
+    fn too_long(&self) -> ArrowError {
+        ArrowError::ParseError(format!(
+            "longer than --max-line-bytes ({} bytes)",
+            self.max_record
+        ))
+    }
+
+    /// A record too long (ended, or the start of one that has not ended yet): malformed, as
+    /// `--on-error` says (permissive keeps the start of it).
+    fn reject(&mut self, record: &[u8]) -> Result<()> {
+        let shown = head(record, self.max_record);
+        if let Some(kept) = self.bad(shown, self.too_long())? {
+            let schema = self.format.decoder(1).schema();
+            let corrupt: ArrayRef = Arc::new(StringArray::from(vec![Some(kept)]));
+            self.emit(null_row(&schema)?, Some(corrupt))?;
+        }
+        self.advance(record);
+        Ok(())
+    }
+
+    /// The start of a record too long that has not ended: rejected, and the rest of it
+    /// read through until it ends.
+    fn reject_unended(&mut self, start: &[u8]) -> Result<()> {
+        self.reject(start)?;
+        let mut scanner = self.format.scanner();
+        let ended = scanner.end_in(start);
+        debug_assert!(ended.is_none(), "a record taken as unended ends");
+        self.skipping = Some(scanner);
+        Ok(())
     }
 
     /// `consumed`, the next bytes of the file, are done with.
@@ -183,12 +300,16 @@ impl<'a> RecordDecoder<'a> {
     /// the fast decoder when it takes it, else stays for the next chunk.
     fn split(&mut self, at_end: bool) -> Result<()> {
         self.fast = self.format.decoder(self.batch_rows);
+        self.scan = None;
         let bytes = std::mem::take(&mut self.raw);
         let pos = self.one_by_one(&bytes, at_end, false)?;
         let rest = &bytes[pos..];
         self.slow = false;
         if rest.is_empty() {
             return Ok(());
+        }
+        if content_len(rest) > self.max_record {
+            return self.reject_unended(rest);
         }
         match self.fast.decode(rest) {
             Ok(n) if n == rest.len() => self.raw = rest.to_vec(),
@@ -230,7 +351,12 @@ impl<'a> RecordDecoder<'a> {
             }
             let record = &bytes[pos..pos + len];
             let mut was_bad = false;
-            match decode_one(self.format, record) {
+            let (decoded, shown) = if content_len(record) > self.max_record {
+                (Err(self.too_long()), head(record, self.max_record))
+            } else {
+                (decode_one(self.format, record), record)
+            };
+            match decoded {
                 Ok(Some(row)) => {
                     rows.push(row);
                     corrupt.push(None);
@@ -238,7 +364,7 @@ impl<'a> RecordDecoder<'a> {
                 Ok(None) => {} // a blank line
                 Err(reason) => {
                     was_bad = true;
-                    if let Some(kept) = self.bad(record, reason)? {
+                    if let Some(kept) = self.bad(shown, reason)? {
                         rows.push(null_row(&schema)?);
                         corrupt.push(Some(kept));
                     }
@@ -264,21 +390,49 @@ impl<'a> RecordDecoder<'a> {
     fn push_lines(&mut self, chunk: &[u8]) -> Result<()> {
         let Some(last) = memchr::memrchr(b'\n', chunk) else {
             self.raw.extend_from_slice(chunk);
-            return Ok(());
+            return self.reject_long_partial_line();
         };
         let (mut complete, rest) = chunk.split_at(last + 1);
         if !self.raw.is_empty() {
             let nl = memchr::memchr(b'\n', complete).expect("complete ends with a newline");
             let mut line = std::mem::take(&mut self.raw);
             line.extend_from_slice(&complete[..=nl]);
-            self.decode_lines(&line, false)?;
+            self.whole_lines(&line, false)?;
             line.clear();
             self.raw = line;
             complete = &complete[nl + 1..];
         }
-        self.decode_lines(complete, false)?;
+        self.whole_lines(complete, false)?;
         self.raw.extend_from_slice(rest);
-        Ok(())
+        self.reject_long_partial_line()
+    }
+
+    /// A line begun in `raw` already longer than the limit: rejected, the rest skipped.
+    fn reject_long_partial_line(&mut self) -> Result<()> {
+        if content_len(&self.raw) <= self.max_record {
+            return Ok(());
+        }
+        let start = std::mem::take(&mut self.raw);
+        self.reject_unended(&start)
+    }
+
+    /// [`Self::decode_lines`], each line longer than the limit taken out as malformed.
+    fn whole_lines(&mut self, region: &[u8], at_end: bool) -> Result<()> {
+        if region.len() <= self.max_record {
+            return self.decode_lines(region, at_end); // none can be
+        }
+        let (mut good, mut line) = (0, 0);
+        while line < region.len() {
+            let end =
+                memchr::memchr(b'\n', &region[line..]).map_or(region.len(), |nl| line + nl + 1);
+            if content_len(&region[line..end]) > self.max_record {
+                self.decode_lines(&region[good..line], false)?;
+                self.reject(&region[line..end])?;
+                good = end;
+            }
+            line = end;
+        }
+        self.decode_lines(&region[good..], at_end)
     }
 
     /// Decodes `region`, whole lines (the last one may lack its line end `at_end`).
@@ -431,18 +585,11 @@ impl Decode for RecordDecoder<'_> {
         self.tally.bytes += chunk.len() as u64;
         if self.header_pending {
             return match self.skip_header(chunk)? {
-                Some(rest) => self.feed(&rest),
+                Some(rest) => self.take(&rest),
                 None => Ok(()),
             };
         }
-        if self.format.records_are_lines() {
-            return self.push_lines(chunk);
-        }
-        if self.slow {
-            self.raw.extend_from_slice(chunk);
-            return self.split(false);
-        }
-        self.feed(chunk)
+        self.take(chunk)
     }
 
     fn finish(&mut self) -> Result<Vec<RecordBatch>> {
@@ -451,10 +598,12 @@ impl Decode for RecordDecoder<'_> {
             self.header_pending = false;
             self.raw.clear();
         }
-        if self.format.records_are_lines() {
+        if self.skipping.is_some() {
+            // The file ends the long record.
+        } else if self.format.records_are_lines() {
             let last = std::mem::take(&mut self.raw);
-            self.decode_lines(&last, true)?;
-        } else if self.slow {
+            self.whole_lines(&last, true)?;
+        } else if self.slow || (self.raw.len() > self.max_record && self.has_long_record()) {
             self.split(true)?;
         } else {
             match self.fast.end() {
@@ -486,6 +635,24 @@ fn count_newlines(bytes: &[u8]) -> usize {
                 .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n'))) as usize
         })
         .sum()
+}
+
+/// The first `max` bytes of a record too long, line ends before it aside: what is shown of
+/// it whether it was seen whole or only its start (so the same whatever the reads).
+fn head(record: &[u8], max: usize) -> &[u8] {
+    let start = record
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    &record[start..record.len().min(start + max)]
+}
+
+/// A record's length without the line ends around it.
+fn content_len(record: &[u8]) -> usize {
+    let line_end = |b: &&u8| matches!(b, b'\r' | b'\n');
+    let leading = record.iter().take_while(line_end).count();
+    let trailing = record[leading..].iter().rev().take_while(line_end).count();
+    record.len() - leading - trailing
 }
 
 /// Arrow's message without the line number it counted within the one record it was given.
@@ -549,20 +716,24 @@ mod tests {
         StreamFormat::new(spec, Some(parsed)).unwrap()
     }
 
-    /// Decodes `bytes` pushed in chunks of the sizes `sizes` gives: rows as text, the bad
-    /// records' (line, offset), and the tally.
+    /// Decodes `bytes` pushed in chunks of the sizes `sizes` gives, with records of at most
+    /// `max_record` bytes: rows as text, the bad records' (line, offset), and the tally. The
+    /// bytes kept between pushes stay within `kept_at_most`.
     fn decode(
         format: &StreamFormat,
         bytes: &[u8],
+        max_record: usize,
+        kept_at_most: usize,
         mut sizes: impl FnMut() -> usize,
     ) -> (Vec<String>, Vec<(u64, u64)>, SourceCounts) {
         let columns: Vec<usize> = (0..format.file_schema.fields().len()).collect();
         let Decoding::Records {
             format: records,
             on_error,
+            max_record_bytes,
             columns,
             schema,
-        } = Decoding::new(format, &columns, 1 << 20).unwrap()
+        } = Decoding::new(format, &columns, max_record).unwrap()
         else {
             panic!("not a record format");
         };
@@ -572,6 +743,7 @@ mod tests {
         let mut decoder = RecordDecoder::new(
             records.as_ref(),
             on_error,
+            max_record_bytes,
             &columns,
             schema,
             &counters,
@@ -583,6 +755,11 @@ mod tests {
         while pos < bytes.len() {
             let n = sizes().clamp(1, bytes.len() - pos);
             decoder.push(&bytes[pos..pos + n]).unwrap();
+            assert!(
+                decoder.raw.len() <= kept_at_most,
+                "{} bytes kept",
+                decoder.raw.len()
+            );
             batches.extend(decoder.take_batches());
             pos += n;
         }
@@ -612,9 +789,22 @@ mod tests {
                 let end = if rng.random_bool(0.5) { "\r\n" } else { "\n" };
                 for i in 0..3_000 {
                     let bad = rng.random_bool(0.01);
-                    good += usize::from(!bad);
+                    // Longer than the limit (256 bytes): malformed too, in CSV with quoted
+                    // line ends inside.
+                    let long = !bad && rng.random_bool(0.01);
+                    good += usize::from(!bad && !long);
                     let n = if bad { "x".to_string() } else { i.to_string() };
                     match kind {
+                        _ if long => {
+                            let field = "x\n".repeat(rng.random_range(128..400));
+                            match kind {
+                                FormatKind::Csv => text.push_str(&format!("{n},\"{field}\"{end}")),
+                                _ => text.push_str(&format!(
+                                    "{{\"n\":{n},\"s\":\"{}\"}}{end}",
+                                    field.replace('\n', "\\n")
+                                )),
+                            }
+                        }
                         FormatKind::Csv => text.push_str(&format!("{n},\"a,{i}\"{end}")),
                         // Two objects on one line are one bad record, wherever reads split.
                         _ if bad && i % 2 == 0 => {
@@ -631,7 +821,7 @@ mod tests {
                     _ => "{\"n\":99,\"s\":\"last\"}",
                 });
                 let bytes = text.as_bytes();
-                let whole = decode(&format, bytes, || usize::MAX);
+                let whole = decode(&format, bytes, 256, usize::MAX, || usize::MAX);
                 assert_eq!(whole.2.malformed_records as usize, 3_000 - good, "{kind}");
                 let expected_rows = match mode {
                     OnError::Drop => good + 1,
@@ -641,8 +831,19 @@ mod tests {
                 for _ in 0..3 {
                     let max = rng.random_range(1..5000);
                     let mut sizes = rand::rngs::StdRng::seed_from_u64(rng.random());
-                    let chunked = decode(&format, bytes, || sizes.random_range(1..=max));
-                    assert_eq!(chunked.0, whole.0, "{kind} {mode:?} chunks up to {max}");
+                    let chunked = decode(&format, bytes, 256, usize::MAX, || {
+                        sizes.random_range(1..=max)
+                    });
+                    let first_difference = chunked.0.iter().zip(&whole.0).position(|(a, b)| a != b);
+                    assert!(
+                        chunked.0.len() == whole.0.len() && first_difference.is_none(),
+                        "{kind} {mode:?} chunks up to {max}: {} rows against {}, first \
+                         difference at {first_difference:?}: {:.300?} against {:.300?}",
+                        chunked.0.len(),
+                        whole.0.len(),
+                        first_difference.map(|i| &chunked.0[i]),
+                        first_difference.map(|i| &whole.0[i]),
+                    );
                     assert_eq!(chunked.1, whole.1, "{kind} {mode:?} chunks up to {max}");
                     assert_eq!(chunked.2, whole.2, "{kind} {mode:?} chunks up to {max}");
                 }
@@ -659,6 +860,38 @@ mod tests {
                 for (line, offset) in &whole.1 {
                     assert_eq!(starts[*line as usize - 1], *offset as usize);
                     assert!(text[*offset as usize..].contains('x'));
+                }
+            }
+        }
+    }
+
+    /// A record that does not end (an unclosed quote, a line without its end) is reported
+    /// once it passes the limit and read through to its end without being kept, whatever
+    /// the reads; the records around it count.
+    #[tokio::test]
+    async fn a_record_that_never_ends_is_skipped_within_the_limit() {
+        for kind in [FormatKind::Csv, FormatKind::Json] {
+            for mode in [OnError::Permissive, OnError::Drop] {
+                let format = stream_format(kind, mode).await;
+                let (head, open, after) = match kind {
+                    FormatKind::Csv => ("n,s\n1,a\n", "2,\"never closed\n", "3,b\n"),
+                    _ => ("{\"n\":1,\"s\":\"a\"}\n", "{\"n\":2,\"s\":\"", "x"),
+                };
+                // CSV: the quote swallows every later line; JSON: one line with no end.
+                let mut text = format!("{head}{open}");
+                while text.len() < 200_000 {
+                    text.push_str(after);
+                }
+                // The good record, and in permissive mode the long one's row.
+                let rows = if mode == OnError::Permissive { 2 } else { 1 };
+                for chunk in [1, 7, 100, 1000, 50_000] {
+                    let got = decode(&format, text.as_bytes(), 1000, 3 * 1000 + chunk, || chunk);
+                    let what = format!("{kind} {mode:?} chunks of {chunk}: {:?}", got.0);
+                    assert_eq!(got.2.malformed_records, 1, "{what}");
+                    let line = if kind == FormatKind::Csv { 3 } else { 2 };
+                    assert_eq!(got.1, [(line, head.len() as u64)], "{what}");
+                    assert_eq!(got.0.len(), rows, "{what}");
+                    assert!(got.0.iter().any(|r| r.starts_with("1|a")), "{what}");
                 }
             }
         }

@@ -572,6 +572,78 @@ fn malformed_records_are_kept_dropped_or_fail_the_batch_and_are_written_to_bad_r
     }
 }
 
+#[test]
+fn records_longer_than_the_limit_are_malformed_and_an_unclosed_quote_costs_one_record() {
+    // CSV: an unclosed quote on line 3 swallows the rest of the first file (300 KB);
+    // JSON: one 300 KB line in the middle. The limit is 64 KiB.
+    let swallowed: String = (0..20_000)
+        .map(|i| format!("2026-01-01T00:00:{:02}Z,home,{i},1\n", i % 60))
+        .collect();
+    let csv = format!(
+        "ts,page,user_id,amount\n2026-01-01T00:00:00Z,home,1,1\n\
+         2026-01-01T00:00:01Z,\"unclosed,2,2\n{swallowed}"
+    );
+    let long_page = "p".repeat(300_000);
+    let json = format!(
+        "{{\"ts\":\"2026-01-01T00:00:00Z\",\"page\":\"home\",\"user_id\":1}}\n\
+         {{\"ts\":\"2026-01-01T00:00:01Z\",\"page\":\"{long_page}\",\"user_id\":2}}\n\
+         {{\"ts\":\"2026-01-01T00:00:02Z\",\"page\":\"home\",\"user_id\":3}}\n"
+    );
+    let later_csv = "ts,page,user_id,amount\n2026-01-01T00:01:00Z,about,9,9\n";
+    let later_json = "{\"ts\":\"2026-01-01T00:01:00Z\",\"page\":\"about\",\"user_id\":9}\n";
+    for (kind, first, later, good) in [
+        ("csv", csv.as_str(), later_csv, vec![Some(1), Some(9)]),
+        (
+            "json",
+            json.as_str(),
+            later_json,
+            vec![Some(1), Some(3), Some(9)],
+        ),
+    ] {
+        for mode in ["drop", "permissive", "fail"] {
+            let ws = Workspace::new();
+            ws.add_file(&format!("a.{kind}"), first);
+            ws.add_file(&format!("b.{kind}"), later);
+            let out = run_bad(&ws, kind, mode, &["--max-line-bytes", "64KiB"]);
+            let message = stderr(&out);
+            let what = format!("{kind} {mode}: {message}");
+            if mode == "fail" {
+                assert_eq!(out.status.code(), Some(1), "{what}");
+                let line = if kind == "csv" { 3 } else { 2 };
+                assert!(
+                    message.contains(&format!("a.{kind}: line {line}"))
+                        && message.contains("longer than --max-line-bytes (65536 bytes)"),
+                    "{what}"
+                );
+                continue;
+            }
+            assert_ok(&out);
+            assert!(message.contains("1 malformed records"), "{what}");
+            let table = output_table(&ws);
+            let mut expected = good.clone();
+            if mode == "permissive" {
+                expected.insert(0, None);
+                // The long record's start, cut at 64 KiB.
+                let kept: Vec<usize> = table
+                    .iter()
+                    .flat_map(|b| {
+                        let column = b.column_by_name("_corrupt_record").unwrap();
+                        let column =
+                            datafusion::arrow::compute::cast(column, &DataType::Utf8).unwrap();
+                        let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+                        column.iter().flatten().map(str::len).collect::<Vec<_>>()
+                    })
+                    .collect();
+                assert!(
+                    kept.len() == 1 && (64 * 1024 - 1..=64 * 1024).contains(&kept[0]),
+                    "{what}: {kept:?}"
+                );
+            }
+            assert_eq!(int_column(&table, "user_id"), expected, "{what}");
+        }
+    }
+}
+
 fn memchr_positions(text: &[u8]) -> impl Iterator<Item = usize> + '_ {
     text.iter()
         .enumerate()
