@@ -128,7 +128,11 @@ impl RecordFormat for Csv {
     }
 
     fn scanner(&self) -> Box<dyn RecordScanner> {
-        Box::new(CsvScanner(self.core_reader()))
+        Box::new(CsvScanner {
+            reader: self.core_reader(),
+            out: Box::new([0; 4096]),
+            ends: [0; 64],
+        })
     }
 }
 
@@ -146,17 +150,23 @@ impl Csv {
 
 /// Record ends by `csv_core`'s reader, whose state carries over from piece to piece (a quoted
 /// field may hold line ends); the fields it reads are dropped.
-struct CsvScanner(csv_core::Reader);
+struct CsvScanner {
+    reader: csv_core::Reader,
+    /// Where csv_core puts the fields (dropped), made once.
+    out: Box<[u8; 4096]>,
+    ends: [usize; 64],
+}
 
 impl RecordScanner for CsvScanner {
     fn end_in(&mut self, bytes: &[u8]) -> Option<usize> {
-        let (mut out, mut ends) = ([0u8; 4096], [0usize; 64]);
         let mut pos = 0;
         loop {
             if pos == bytes.len() {
                 return None; // (no input would tell csv_core the file has ended)
             }
-            let (result, read, _, _) = self.0.read_record(&bytes[pos..], &mut out, &mut ends);
+            let (result, read, _, _) =
+                self.reader
+                    .read_record(&bytes[pos..], &mut self.out[..], &mut self.ends);
             pos += read;
             match result {
                 csv_core::ReadRecordResult::Record => return Some(pos),

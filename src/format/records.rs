@@ -254,8 +254,10 @@ impl<'a> RecordDecoder<'a> {
                 }
                 None => scan.read = self.raw.len(),
             }
+            // Blank lines are no record's: passed once, not measured again.
+            scan.record_start += blank_run(&self.raw[scan.record_start..scan.read]);
         }
-        content_len(&self.raw[scan.record_start..]) > self.max_record
+        unended_len(&self.raw[scan.record_start..]) > self.max_record
     }
 
     /// Why a record is malformed when it is too long.
@@ -308,7 +310,7 @@ impl<'a> RecordDecoder<'a> {
         if rest.is_empty() {
             return Ok(());
         }
-        if content_len(rest) > self.max_record {
+        if unended_len(rest) > self.max_record {
             return self.reject_unended(rest);
         }
         match self.fast.decode(rest) {
@@ -409,7 +411,7 @@ impl<'a> RecordDecoder<'a> {
 
     /// A line begun in `raw` already longer than the limit: rejected, the rest skipped.
     fn reject_long_partial_line(&mut self) -> Result<()> {
-        if content_len(&self.raw) <= self.max_record {
+        if unended_len(&self.raw) <= self.max_record {
             return Ok(());
         }
         let start = std::mem::take(&mut self.raw);
@@ -567,6 +569,12 @@ impl<'a> RecordDecoder<'a> {
     fn skip_header(&mut self, chunk: &[u8]) -> Result<Option<Vec<u8>>> {
         self.raw.extend_from_slice(chunk);
         let Some(len) = self.format.record_len(&self.raw, false) else {
+            if unended_len(&self.raw) > self.max_record {
+                // A header too long (a stray quote in it swallows the file): malformed.
+                self.header_pending = false;
+                let start = std::mem::take(&mut self.raw);
+                self.reject_unended(&start)?;
+            }
             return Ok(None);
         };
         self.header_pending = false;
@@ -640,19 +648,36 @@ fn count_newlines(bytes: &[u8]) -> usize {
 /// The first `max` bytes of a record too long, line ends before it aside: what is shown of
 /// it whether it was seen whole or only its start (so the same whatever the reads).
 fn head(record: &[u8], max: usize) -> &[u8] {
-    let start = record
-        .iter()
-        .take_while(|b| matches!(b, b'\r' | b'\n'))
-        .count();
+    let start = blank_run(record);
     &record[start..record.len().min(start + max)]
 }
 
-/// A record's length without the line ends around it.
+/// A whole record's length without the blank lines before it and its line end.
 fn content_len(record: &[u8]) -> usize {
-    let line_end = |b: &&u8| matches!(b, b'\r' | b'\n');
-    let leading = record.iter().take_while(line_end).count();
-    let trailing = record[leading..].iter().rev().take_while(line_end).count();
-    record.len() - leading - trailing
+    let record = &record[blank_run(record)..];
+    let terminator = match record {
+        [.., b'\r', b'\n'] => 2,
+        [.., b'\r' | b'\n'] => 1,
+        _ => 0,
+    };
+    record.len() - terminator
+}
+
+/// The length so far of a record that has not ended, measured as [`content_len`] will
+/// measure it whole (a last `\r` may begin its `\r\n`): never more, so that no record is
+/// found too long early.
+fn unended_len(start: &[u8]) -> usize {
+    let start = &start[blank_run(start)..];
+    start.len() - usize::from(start.ends_with(b"\r"))
+}
+
+/// The line ends at the start of `bytes` (blank lines, or the `\n` of a `\r\n` whose `\r`
+/// ended the record before).
+fn blank_run(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count()
 }
 
 /// Arrow's message without the line number it counted within the one record it was given.
@@ -831,9 +856,9 @@ mod tests {
                 for _ in 0..3 {
                     let max = rng.random_range(1..5000);
                     let mut sizes = rand::rngs::StdRng::seed_from_u64(rng.random());
-                    let chunked = decode(&format, bytes, 256, usize::MAX, || {
-                        sizes.random_range(1..=max)
-                    });
+                    // Kept: a batch of 97 short records and what a read brings at most.
+                    let kept = 4 * 1024 + max;
+                    let chunked = decode(&format, bytes, 256, kept, || sizes.random_range(1..=max));
                     let first_difference = chunked.0.iter().zip(&whole.0).position(|(a, b)| a != b);
                     assert!(
                         chunked.0.len() == whole.0.len() && first_difference.is_none(),
@@ -865,33 +890,65 @@ mod tests {
         }
     }
 
-    /// A record that does not end (an unclosed quote, a line without its end) is reported
-    /// once it passes the limit and read through to its end without being kept, whatever
-    /// the reads; the records around it count.
+    /// A record that does not end (an unclosed quote, a line without its end, in the header
+    /// too) is reported once it passes the limit and read through to its end without being
+    /// kept, whatever the reads; the records before it count.
     #[tokio::test]
     async fn a_record_that_never_ends_is_skipped_within_the_limit() {
-        for kind in [FormatKind::Csv, FormatKind::Json] {
+        // (format, the good start, the record that does not end, what repeats in it, its
+        // line)
+        let cases: [(FormatKind, &str, &str, &str, u64); 6] = [
+            (
+                FormatKind::Csv,
+                "n,s\n1,a\n",
+                "2,\"never closed\n",
+                "3,b\n",
+                3,
+            ),
+            // Line ends inside the quotes, then line ends only.
+            (FormatKind::Csv, "n,s\n1,a\n", "2,\"", "\n", 3),
+            (FormatKind::Csv, "n,s\n1,a\n", "2,\"", "\r\n", 3),
+            // A stray quote in the header.
+            (FormatKind::Csv, "", "\"n,s\n", "1,a\n", 1),
+            (
+                FormatKind::Json,
+                "{\"n\":1,\"s\":\"a\"}\n",
+                "{\"n\":2,\"s\":\"",
+                "x",
+                2,
+            ),
+            (
+                FormatKind::Json,
+                "{\"n\":1,\"s\":\"a\"}\n",
+                "{\"n\":2,\"s\":\"",
+                "\r",
+                2,
+            ),
+        ];
+        for (kind, head, open, again, line) in cases {
             for mode in [OnError::Permissive, OnError::Drop] {
                 let format = stream_format(kind, mode).await;
-                let (head, open, after) = match kind {
-                    FormatKind::Csv => ("n,s\n1,a\n", "2,\"never closed\n", "3,b\n"),
-                    _ => ("{\"n\":1,\"s\":\"a\"}\n", "{\"n\":2,\"s\":\"", "x"),
-                };
-                // CSV: the quote swallows every later line; JSON: one line with no end.
                 let mut text = format!("{head}{open}");
                 while text.len() < 200_000 {
-                    text.push_str(after);
+                    text.push_str(again);
                 }
+                let good = usize::from(!head.is_empty());
                 // The good record, and in permissive mode the long one's row.
-                let rows = if mode == OnError::Permissive { 2 } else { 1 };
+                let rows = good + usize::from(mode == OnError::Permissive);
                 for chunk in [1, 7, 100, 1000, 50_000] {
                     let got = decode(&format, text.as_bytes(), 1000, 3 * 1000 + chunk, || chunk);
-                    let what = format!("{kind} {mode:?} chunks of {chunk}: {:?}", got.0);
+                    let what = format!(
+                        "{open:?}{again:?} {mode:?} chunks of {chunk}: {:.500?}",
+                        got.0
+                    );
                     assert_eq!(got.2.malformed_records, 1, "{what}");
-                    let line = if kind == FormatKind::Csv { 3 } else { 2 };
                     assert_eq!(got.1, [(line, head.len() as u64)], "{what}");
                     assert_eq!(got.0.len(), rows, "{what}");
-                    assert!(got.0.iter().any(|r| r.starts_with("1|a")), "{what}");
+                    assert_eq!(
+                        got.0.iter().filter(|r| r.starts_with("1|a")).count(),
+                        good,
+                        "{what}"
+                    );
                 }
             }
         }
