@@ -197,10 +197,19 @@ impl<'a> RecordDecoder<'a> {
                 Ok(n) => {
                     self.raw.extend_from_slice(&bytes[pos..pos + n]);
                     pos += n;
-                    if self.raw.len() > self.max_record && self.has_long_record() {
-                        // Record by record, the long one malformed; then on as that leaves it.
-                        self.split(false)?;
-                        return self.take(&bytes[pos..]);
+                    if self.raw.len() > self.max_record {
+                        if self.has_long_record() {
+                            // Record by record, the long one malformed; then on as that
+                            // leaves it.
+                            self.split(false)?;
+                            return self.take(&bytes[pos..]);
+                        }
+                        if self.scan.as_ref().map(|s| s.record_start) == Some(self.raw.len()) {
+                            // Whole records and blank lines only: emitted now, so that blank
+                            // lines cannot pile up.
+                            self.flush_whole()?;
+                            continue;
+                        }
                     }
                     if self.fast.is_full() {
                         self.flush_fast(false)?;
@@ -232,6 +241,19 @@ impl<'a> RecordDecoder<'a> {
             Ok(None) => Ok(()),
             Err(_) => self.split(at_end),
         }
+    }
+
+    /// Emits what the decoder holds when `raw` ends between records, and drops `raw`.
+    fn flush_whole(&mut self) -> Result<()> {
+        match self.fast.flush() {
+            Ok(Some(batch)) => self.emit(batch, None)?,
+            Ok(None) => {}
+            Err(_) => return self.split(false),
+        }
+        let raw = std::mem::take(&mut self.raw);
+        self.advance(&raw);
+        self.scan = None;
+        Ok(())
     }
 
     /// Whether `raw` holds a record longer than the limit, ended or not (read on from where
@@ -925,6 +947,14 @@ mod tests {
                 2,
             ),
         ];
+        // Blank lines do not pile up either.
+        let format = stream_format(FormatKind::Csv, OnError::Drop).await;
+        let text = format!("n,s\n1,a\n{}2,b", "\n".repeat(200_000));
+        for chunk in [1, 100, 50_000] {
+            let got = decode(&format, text.as_bytes(), 1000, 3 * 1000 + chunk, || chunk);
+            assert_eq!(got.0, ["1|a", "2|b"], "chunks of {chunk}");
+            assert_eq!(got.2.malformed_records, 0);
+        }
         for (kind, head, open, again, line) in cases {
             for mode in [OnError::Permissive, OnError::Drop] {
                 let format = stream_format(kind, mode).await;
