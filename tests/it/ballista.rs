@@ -287,8 +287,8 @@ impl ClusterProcesses {
 
 #[test]
 fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exactly() {
-    use crate::util::{KillOnDrop, Workspace, assert_ok, bin, state_rows};
-    use std::process::{Command, Stdio};
+    use crate::util::{KillOnDrop, Workspace, assert_ok, state_rows};
+    use std::process::Stdio;
 
     let processes = ClusterProcesses::start(1, &[], &["--concurrency", "2"]);
     let scheduler = &processes.scheduler;
@@ -336,18 +336,7 @@ fn a_job_switches_between_a_cluster_and_the_local_engine_and_survives_a_kill_exa
     );
 
     // `verify` runs its batch query on the cluster too.
-    let verified = Command::new(bin())
-        .arg("verify")
-        .arg(&query)
-        .arg("--input")
-        .arg(&ws.input)
-        .arg("--output")
-        .arg(&ws.output)
-        .arg("--checkpoint")
-        .arg(&ws.checkpoint)
-        .args(["--engine", &cluster])
-        .output()
-        .unwrap();
+    let verified = crate::crash::verify_with(&ws, &query, &ws.input, &[], &["--engine", &cluster]);
     assert_ok(&verified);
     assert!(
         crate::util::stdout(&verified).contains("\nOK: 6 rows"),
@@ -495,8 +484,7 @@ fn an_unreachable_scheduler_is_retried_then_a_clear_error() {
 
 #[test]
 fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
-    use crate::util::{Workspace, assert_ok, bin, state_rows, stderr, stdout};
-    use std::process::Command;
+    use crate::util::{Workspace, assert_ok, state_rows, stderr, stdout};
 
     let ws = Workspace::new();
     let table = ws.dir.path().join("stop.csv");
@@ -549,18 +537,13 @@ fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
     );
 
     // `verify` runs the batch query with both tables on the cluster.
-    let verified = Command::new(bin())
-        .arg("verify")
-        .arg(&query)
-        .arg("--input")
-        .arg(&ws.input)
-        .arg("--output")
-        .arg(&ws.output)
-        .arg("--checkpoint")
-        .arg(&ws.checkpoint)
-        .args(["--engine", "ballista-standalone"])
-        .output()
-        .unwrap();
+    let verified = crate::crash::verify_with(
+        &ws,
+        &query,
+        &ws.input,
+        &[],
+        &["--engine", "ballista-standalone"],
+    );
     assert_ok(&verified);
     assert!(
         stdout(&verified).contains("\nOK: 2 rows"),

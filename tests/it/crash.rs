@@ -75,6 +75,17 @@ pub(crate) fn assert_verified(ws: &Workspace, query: &Path, what: &str) -> Outpu
 
 /// `dfstream verify QUERY` over `input` with the workspace's output and checkpoint.
 pub(crate) fn verify_over(ws: &Workspace, query: &Path, input: &Path, params: &[&str]) -> Output {
+    verify_with(ws, query, input, params, &[])
+}
+
+/// [`verify_over`] with more flags (e.g. `--engine`).
+pub(crate) fn verify_with(
+    ws: &Workspace,
+    query: &Path,
+    input: &Path,
+    params: &[&str],
+    flags: &[&str],
+) -> Output {
     Command::new(bin())
         .arg("verify")
         .arg(query)
@@ -85,6 +96,7 @@ pub(crate) fn verify_over(ws: &Workspace, query: &Path, input: &Path, params: &[
         .arg(&ws.output)
         .arg("--checkpoint")
         .arg(&ws.checkpoint)
+        .args(flags)
         .output()
         .unwrap()
 }

@@ -747,18 +747,37 @@ fn a_batch_that_fails_every_time_can_be_set_aside_and_the_rest_goes_on() {
     assert!(stdout(&verify).contains("OK"), "{}", stdout(&verify));
 }
 
-#[test]
-fn the_batches_before_a_failing_one_are_committed_and_only_it_is_re_run() {
-    let ws = Workspace::new();
+/// A word count whose final aggregation over the state fails (a division by zero) once a
+/// word is counted twice: after the batch's rows were merged into the state in memory.
+fn fails_at_a_second_count(ws: &Workspace) -> std::path::PathBuf {
     let query = ws.dir.path().join("q.sql");
-    // Fails in the final aggregation over the state, once a word is counted twice: after
-    // the batch's rows were merged into the state in memory.
     std::fs::write(
         &query,
         "SELECT word, 100 / (count(*) - 2) AS s \
          FROM (SELECT unnest(words(value)) AS word FROM lines) GROUP BY word",
     )
     .unwrap();
+    query
+}
+
+/// `dfstream checkpoint skip-batch BATCH` on the job in `ws`.
+fn skip_batch(ws: &Workspace, batch: u64) -> std::process::Output {
+    dfstream()
+        .args([
+            "checkpoint",
+            "skip-batch",
+            &batch.to_string(),
+            "--checkpoint",
+        ])
+        .arg(&ws.checkpoint)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_batches_before_a_failing_one_are_committed_and_only_it_is_re_run() {
+    let ws = Workspace::new();
+    let query = fails_at_a_second_count(&ws);
     let args = [
         "--trigger",
         "available-now",
@@ -779,12 +798,7 @@ fn the_batches_before_a_failing_one_are_committed_and_only_it_is_re_run() {
     // Batch 0 finished within the commit interval: committed when batch 1 failed, without
     // a snapshot of the state that already counted b.txt.
     assert_eq!(ws.commits(), [0]);
-    let out = dfstream()
-        .args(["checkpoint", "skip-batch", "1", "--checkpoint"])
-        .arg(&ws.checkpoint)
-        .output()
-        .unwrap();
-    assert_ok(&out);
+    assert_ok(&skip_batch(&ws, 1));
     ws.add_file("e.txt", "e\n");
     assert_ok(&ws.run(&query, &args));
     assert_eq!(ws.commits(), [0, 1, 2]);
@@ -800,13 +814,7 @@ fn after_recovery_worked_around_damage_a_failing_batch_commits_nothing_early() {
     // write it (the state in memory may hold part of it), so the batches before it are not
     // committed early either: retention must not drop what the next recovery falls back on.
     let ws = Workspace::new();
-    let query = ws.dir.path().join("q.sql");
-    std::fs::write(
-        &query,
-        "SELECT word, 100 / (count(*) - 2) AS s \
-         FROM (SELECT unnest(words(value)) AS word FROM lines) GROUP BY word",
-    )
-    .unwrap();
+    let query = fails_at_a_second_count(&ws);
     let args = |interval: &'static str| {
         [
             "--trigger",
@@ -839,17 +847,7 @@ fn after_recovery_worked_around_damage_a_failing_batch_commits_nothing_early() {
         .and_then(|t| t.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap();
-    let out = dfstream()
-        .args([
-            "checkpoint",
-            "skip-batch",
-            &failed.to_string(),
-            "--checkpoint",
-        ])
-        .arg(&ws.checkpoint)
-        .output()
-        .unwrap();
-    assert_ok(&out);
+    assert_ok(&skip_batch(&ws, failed));
     assert_ok(&ws.run(&query, &args("0")));
     assert_eq!(
         sorted_rows(&read_parquet(&ws.output)),
