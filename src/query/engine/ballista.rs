@@ -245,7 +245,7 @@ pub fn check(label: &str, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
             "RepartitionExec" | "CoalescePartitionsExec" | "SortPreservingMergeExec"
         )
     };
-    if let Some(exchange) = node_named(plan, exchange) {
+    if let Some(exchange) = first_node(plan, |node| exchange(node.name())) {
         let hint = if has_null_aware_join(plan) {
             "; a `NOT IN (SELECT ...)` gathers the stream into one partition to keep its \
              NULL semantics: where the subquery's column has no NULLs, `NOT EXISTS (SELECT \
@@ -301,50 +301,44 @@ fn tables_fit(plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
 
 /// Whether `plan` joins a static table by repartitioning both sides by key.
 fn joins_a_static_table_by_key(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
-    let mut found = false;
-    let _ = plan.apply(|node| {
-        found = node.downcast_ref::<HashJoinExec>().is_some_and(|join| {
+    any_node(plan, |node| {
+        node.downcast_ref::<HashJoinExec>().is_some_and(|join| {
             join.mode == PartitionMode::Partitioned
                 && join
                     .children()
                     .iter()
-                    .any(|side| node_named(side, |name| name == "StaticScanExec").is_some())
-        });
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
+                    .any(|side| any_node(side, |n| n.name() == "StaticScanExec"))
         })
-    });
-    found
+    })
 }
 
 /// Whether `plan` has a null-aware anti join (`NOT IN (SELECT ...)`).
 fn has_null_aware_join(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     use datafusion::physical_plan::joins::HashJoinExec;
-    let mut found = false;
-    let _ = plan.apply(|node| {
-        found = node
-            .downcast_ref::<HashJoinExec>()
-            .is_some_and(|join| join.null_aware);
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    found
+    any_node(plan, |node| {
+        node.downcast_ref::<HashJoinExec>()
+            .is_some_and(|join| join.null_aware)
+    })
 }
 
-/// The name of the first node of `plan` whose name `wanted` accepts, if any.
-fn node_named(plan: &Arc<dyn ExecutionPlan>, wanted: impl Fn(&str) -> bool) -> Option<String> {
+/// Whether some node of `plan` is one `wanted` accepts.
+fn any_node(
+    plan: &Arc<dyn ExecutionPlan>,
+    wanted: impl Fn(&Arc<dyn ExecutionPlan>) -> bool,
+) -> bool {
+    first_node(plan, wanted).is_some()
+}
+
+/// The name of the first node of `plan` that `wanted` accepts, if any.
+fn first_node(
+    plan: &Arc<dyn ExecutionPlan>,
+    wanted: impl Fn(&Arc<dyn ExecutionPlan>) -> bool,
+) -> Option<String> {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut found = None;
     let _ = plan.apply(|node| {
-        if wanted(node.name()) {
+        if wanted(node) {
             found = Some(node.name().to_string());
             return Ok(TreeNodeRecursion::Stop);
         }
