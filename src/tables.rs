@@ -563,6 +563,15 @@ impl StaticScanExec {
         &self.name
     }
 
+    /// How many rows it reads if it runs now, and their size in memory (in its columns).
+    pub fn size_now(&self) -> datafusion::common::Result<(usize, usize)> {
+        let rows = self.rows_now()?;
+        Ok((
+            rows.iter().map(|b| b.num_rows()).sum(),
+            rows.iter().map(|b| b.get_array_memory_size()).sum(),
+        ))
+    }
+
     /// The rows it reads if it runs now, in its columns.
     pub fn rows_now(&self) -> datafusion::common::Result<Vec<RecordBatch>> {
         let rows = self.rows.read().expect("table rows poisoned").clone();
@@ -616,13 +625,11 @@ impl ExecutionPlan for StaticScanExec {
         _input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> datafusion::common::Result<Arc<Statistics>> {
-        let rows = self.rows_now()?;
+        let (rows, bytes) = self.size_now()?;
         Ok(Arc::new(
             Statistics::new_unknown(&self.schema)
-                .with_num_rows(Precision::Inexact(rows.iter().map(|b| b.num_rows()).sum()))
-                .with_total_byte_size(Precision::Inexact(
-                    rows.iter().map(|b| b.get_array_memory_size()).sum(),
-                )),
+                .with_num_rows(Precision::Inexact(rows))
+                .with_total_byte_size(Precision::Inexact(bytes)),
         ))
     }
 

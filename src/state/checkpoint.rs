@@ -26,7 +26,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::FileReader;
-use datafusion::arrow::ipc::writer::FileWriter;
 use serde::{Deserialize, Serialize};
 
 use futures::FutureExt;
@@ -1375,15 +1374,8 @@ fn first_difference<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
 }
 
 fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let to_err = |e: datafusion::arrow::error::ArrowError| {
-        Error::io("encoding state rows", std::io::Error::other(e))
-    };
-    let mut bytes = Vec::new();
-    let mut writer = FileWriter::try_new(&mut bytes, &batch.schema()).map_err(to_err)?;
-    writer.write(batch).map_err(to_err)?;
-    writer.finish().map_err(to_err)?;
-    drop(writer);
-    Ok(bytes)
+    crate::tables::rows_to_ipc(&batch.schema(), std::slice::from_ref(batch))
+        .map_err(|e| Error::io("encoding state rows", std::io::Error::other(e)))
 }
 
 #[cfg(test)]

@@ -504,22 +504,25 @@ fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
          GROUP BY g",
     )
     .unwrap();
+    let stop = format!("stop={}", table.display());
+    let groups = format!("groups={}", groups.display());
+    let tables = ["--table", &stop, "--table", &groups];
     let run = |engine: &str| {
         ws.run(
             &query,
             &[
-                "--table",
-                &format!("stop={}", table.display()),
-                "--table",
-                &format!("groups={}", groups.display()),
-                "--engine",
-                engine,
-                "--cluster-min-bytes",
-                "0",
-                "--trigger",
-                "available-now",
-                "--no-console",
-            ],
+                &tables[..],
+                &[
+                    "--engine",
+                    engine,
+                    "--cluster-min-bytes",
+                    "0",
+                    "--trigger",
+                    "available-now",
+                    "--no-console",
+                ][..],
+            ]
+            .concat(),
         )
     };
     std::fs::write(&table, "word\nthe\n").unwrap();
@@ -578,12 +581,7 @@ fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
     .unwrap();
     let out = ws.run(
         &not_in,
-        &[
-            "--table",
-            &format!("stop={}", table.display()),
-            "--engine",
-            "ballista-standalone",
-        ],
+        &["--table", &stop, "--engine", "ballista-standalone"],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
@@ -603,18 +601,18 @@ fn static_tables_travel_with_the_plan_and_each_batch_joins_its_version() {
     let mut job = ws.command(
         &query,
         &[
-            "--table",
-            &format!("stop={}", table.display()),
-            "--table",
-            &format!("groups={}", groups.display()),
-            "--engine",
-            "ballista-standalone",
-            "--cluster-min-bytes",
-            "0",
-            "--trigger",
-            "100ms",
-            "--no-console",
-        ],
+            &tables[..],
+            &[
+                "--engine",
+                "ballista-standalone",
+                "--cluster-min-bytes",
+                "0",
+                "--trigger",
+                "100ms",
+                "--no-console",
+            ][..],
+        ]
+        .concat(),
     );
     let job = crate::util::Job::spawn(&mut job);
     // Once it has started with the small table (and its plan has been checked).
